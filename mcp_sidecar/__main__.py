@@ -1,0 +1,45 @@
+"""``python -m mcp_sidecar [--transport http|stdio] [--host H] [--port P]``."""
+
+import argparse
+import asyncio
+import os
+import sys
+
+
+def main(argv=None):
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    parser = argparse.ArgumentParser(prog="python -m mcp_sidecar", description="Shared Context MCP sidecar")
+    parser.add_argument("--transport", choices=["http", "stdio"], default="http")
+    parser.add_argument("--host", default=None, help="listen address (default: SCS_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="listen port (default: SCS_MCP_PORT or 23456)")
+    args = parser.parse_args(argv)
+
+    try:
+        import django
+
+        django.setup()
+    except Exception as exc:  # noqa: BLE001 - settings errors are reported as one line
+        sys.exit(f"mcp_sidecar: bad configuration: {exc}")
+
+    from django.conf import settings
+
+    from mcp_sidecar.server import StartupError, run
+
+    host = args.host or getattr(settings, "SCS_HOST", "127.0.0.1")
+    port = args.port or getattr(settings, "SCS_MCP_PORT", 23456)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
+        runner = asyncio.run
+    try:
+        runner(run(args.transport, host, port))
+    except StartupError as exc:
+        sys.exit(f"mcp_sidecar: {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The FastMCP server object, its lifespan (the bridge) and the ``agent_tool`` decorator."""
+
+import contextlib
+import functools
+import logging
+import time
+
+from django.db import close_old_connections
+from fastmcp import FastMCP
+from fastmcp.exceptions import ValidationError
+from fastmcp.server.middleware import Middleware
+from fastmcp.tools.base import ToolResult
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from mcp_sidecar.bridge import Bridge
+from mcp_sidecar.metrics import tool_metrics
+from realtime import conf
+from realtime.errors import OperationError
+from realtime.signals import message_stored
+
+logger = logging.getLogger(__name__)
+
+bridge = Bridge(conf.get("SCS_BROADCAST_URL"), conf.get("SCS_BROADCAST_SECRET"))
+
+
+def _publish(sender, event, **kwargs):
+    bridge.publish(event)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(server):
+    await bridge.start()
+    message_stored.connect(_publish, dispatch_uid="mcp_sidecar.bridge")
+    try:
+        yield {}
+    finally:
+        message_stored.disconnect(dispatch_uid="mcp_sidecar.bridge")
+        await bridge.stop()
+
+
+def _validation_message(exc):
+    cause = exc.__cause__
+    if cause is not None and hasattr(cause, "errors"):
+        parts = []
+        for error in cause.errors():
+            where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+            parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        return "; ".join(parts)
+    return str(exc).splitlines()[0]
+
+
+class StructuredErrors(Middleware):
+    """Bad arguments become ``{"success": false, "error", "code", "hint"}``; every call is timed."""
+
+    async def on_call_tool(self, context, call_next):
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = await call_next(context)
+            structured = result.structured_content or {}
+            ok = structured.get("success", True) is not False
+            return result
+        except ValidationError as exc:
+            error = OperationError(
+                "INVALID_ARGUMENT", _validation_message(exc),
+                "Check the argument types and limits in the tool's input schema.",
+            )
+            return ToolResult(structured_content=error.as_dict())
+        finally:
+            tool_metrics.record(context.message.name, time.perf_counter() - started, ok)
+
+
+mcp = FastMCP(
+    "shared-context-server",
+    instructions=(
+        "A shared workspace for agents. Call authenticate_agent first and pass the token it returns "
+        "as auth_token to every other tool. Sessions hold numbered messages with a visibility level: "
+        "public (everyone), private (only you), agent_only (agents of your type), admin_only (admins)."
+    ),
+    lifespan=lifespan,
+    middleware=[StructuredErrors()],
+)
+
+
+def agent_tool(fn):
+    """Register ``fn`` as a tool: fresh DB connection state, OperationError as a result."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        except OperationError as exc:
+            return exc.as_dict()
+
+    return mcp.tool(wrapper)
+
+
+@mcp.custom_route("/health", methods=["GET"])
+async def health(request: Request):
+    return JSONResponse({"status": "ok", "bridge": bridge.stats()})

@@ -1,0 +1,35 @@
+"""Per-tool call counts and latencies, kept in process for get_performance_metrics."""
+
+import collections
+import time
+
+WINDOW = 1000  # latest latencies kept per tool
+
+
+class ToolMetrics:
+    def __init__(self):
+        self.started = time.time()
+        self.calls = collections.Counter()
+        self.errors = collections.Counter()
+        self.latencies = collections.defaultdict(lambda: collections.deque(maxlen=WINDOW))
+
+    def record(self, tool, seconds, ok):
+        self.calls[tool] += 1
+        if not ok:
+            self.errors[tool] += 1
+        self.latencies[tool].append(seconds)
+
+    def snapshot(self):
+        tools = {}
+        for name, samples in self.latencies.items():
+            ordered = sorted(samples)
+            tools[name] = {
+                "calls": self.calls[name],
+                "errors": self.errors[name],
+                "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+                "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
+            }
+        return {"uptime_seconds": round(time.time() - self.started), "tools": tools}
+
+
+tool_metrics = ToolMetrics()

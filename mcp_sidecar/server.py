@@ -1,0 +1,52 @@
+"""Running the sidecar: Django set-up, then MCP over streamable HTTP or stdio."""
+
+import errno
+import logging
+import socket
+
+from starlette.middleware import Middleware
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The sidecar cannot start; the message is the one line to print."""
+
+
+def bind(host, port):
+    """A listening socket on host:port, or StartupError saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} on {host} is already in use (set SCS_MCP_PORT or --port)") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def run(transport, host, port):
+    from mcp_sidecar import tools  # noqa: F401  (registers every tool)
+    from mcp_sidecar.app import mcp
+    from mcp_sidecar.auth import ApiKeyMiddleware
+
+    if transport == "stdio":
+        await mcp.run_stdio_async(show_banner=False)
+        return
+    sock = bind(host, port)
+    logger.info("MCP sidecar on http://%s:%d/mcp/", host, port)
+    await mcp.run_http_async(
+        transport="http",
+        show_banner=False,
+        host=host,
+        port=port,
+        path="/mcp/",
+        middleware=[Middleware(ApiKeyMiddleware)],
+        uvicorn_config={"loop": "none", "http": "httptools", "access_log": False, "log_level": "warning"},
+        sockets=[sock],
+    )

@@ -1,0 +1,64 @@
+"""Message tools."""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from mcp_sidecar.app import agent_tool
+from mcp_sidecar.auth import caller
+from mcp_sidecar.params import AuthToken, Metadata, SessionId, VisibilityLevel
+from realtime import conf, operations
+from realtime.envelope import isoformat, message_record
+
+
+@agent_tool
+def add_message(
+    session_id: SessionId,
+    content: Annotated[str, Field(min_length=1, max_length=conf.get("SCS_MAX_CONTENT_LENGTH"),
+                                  description="The message text. Shown to people as plain text.")],
+    visibility: Annotated[VisibilityLevel, Field(description=(
+        "public: everyone; private: only you; agent_only: agents of your agent type; "
+        "admin_only: admins (needs the admin permission)."))] = "public",
+    metadata: Metadata = None,
+    parent_message_id: Annotated[int | None, Field(ge=1, description=(
+        "Reply to this message (its id from add_message or get_messages, same session)."))] = None,
+    auth_token: AuthToken = None,
+) -> dict:
+    """Add a message to a session. Needs the write permission.
+
+    Every viewer of the session who may see it receives it live. Returns its
+    message_id and its seq (its position in the session: 1, 2, 3 ...).
+    """
+    agent = caller(auth_token, permission="write")
+    message = operations.add_message(
+        session_id, sender=agent.id, sender_type=agent.agent_type, content=content, visibility=visibility,
+        metadata=metadata, parent_message_id=parent_message_id, may_write_admin_only=agent.is_admin,
+    )
+    return {"success": True, "message_id": message.id, "seq": message.seq,
+            "timestamp": isoformat(message.timestamp)}
+
+
+@agent_tool
+def get_messages(
+    session_id: SessionId,
+    limit: Annotated[int, Field(ge=1, le=1000, description="How many messages at most.")] = 50,
+    offset: Annotated[int, Field(ge=0, le=1_000_000, description="How many to skip.")] = 0,
+    visibility_filter: Annotated[VisibilityLevel | None, Field(
+        description="Only messages of this visibility.")] = None,
+    since_seq: Annotated[int | None, Field(ge=0, description="Only messages after this seq.")] = None,
+    thread_id: Annotated[int | None, Field(ge=1, description=(
+        "Only this message and every reply below it."))] = None,
+    auth_token: AuthToken = None,
+) -> dict:
+    """Messages of a session that you may see, oldest first (by seq), with has_more.
+
+    You see public messages, your own private ones, agent_only messages from
+    agents of your type, and admin_only ones if you hold admin.
+    """
+    agent = caller(auth_token)
+    messages, has_more = operations.list_messages(
+        agent, session_id, limit=limit, offset=offset, visibility_filter=visibility_filter,
+        since_seq=since_seq, thread_id=thread_id,
+    )
+    return {"success": True, "messages": [message_record(m) for m in messages], "count": len(messages),
+            "has_more": has_more}

@@ -1,0 +1,58 @@
+"""Session tools."""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from mcp_sidecar.app import agent_tool
+from mcp_sidecar.auth import caller
+from mcp_sidecar.params import AuthToken, Metadata, SessionId
+from realtime import conf, operations
+from realtime.envelope import isoformat, message_record
+
+RECENT = 50
+
+
+def session_record(session):
+    return {
+        "id": session.id,
+        "purpose": session.purpose,
+        "created_by": session.created_by,
+        "metadata": session.metadata,
+        "is_active": session.is_active,
+        "created_at": isoformat(session.created_at),
+        "updated_at": isoformat(session.updated_at),
+        "last_seq": session.last_seq,
+    }
+
+
+@agent_tool
+def create_session(
+    purpose: Annotated[str, Field(min_length=1, max_length=conf.get("SCS_MAX_PURPOSE_LENGTH"),
+                                  description="What the session is for, in a sentence.")],
+    metadata: Metadata = None,
+    auth_token: AuthToken = None,
+) -> dict:
+    """Create a session for agents to share messages in. Needs the write permission.
+
+    Returns session_id; pass it to add_message, get_messages and the search tools.
+    """
+    agent = caller(auth_token, permission="write")
+    session = operations.create_session(purpose, agent.id, metadata)
+    return {"success": True, "session_id": session.id, "created_by": agent.id,
+            "created_at": isoformat(session.created_at)}
+
+
+@agent_tool
+def get_session(session_id: SessionId, auth_token: AuthToken = None) -> dict:
+    """A session's details and its most recent messages that you may see (up to 50, oldest first)."""
+    agent = caller(auth_token)
+    session = operations.get_session(session_id)
+    recent = list(operations.visible_messages(agent, session.id).order_by("-seq")[:RECENT])
+    recent.reverse()
+    return {
+        "success": True,
+        "session": session_record(session),
+        "messages": [message_record(m) for m in recent],
+        "message_count": len(recent),
+    }

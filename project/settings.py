@@ -1,0 +1,160 @@
+"""Settings for the standalone deployment; every value comes from the environment.
+
+Both processes (Daphne and the MCP sidecar) load this module, so they agree on
+the database, the secrets and the broadcast URL without any other coordination.
+"""
+
+from pathlib import Path
+
+from project.env import EnvError, env_int, env_list, env_str, local_secret
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SCS_DATA_DIR = Path(env_str("SCS_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+SCS_HOST = env_str("SCS_HOST", "127.0.0.1")
+SCS_WS_PORT = env_int("SCS_WS_PORT", 8081, minimum=1, maximum=65535)
+SCS_MCP_PORT = env_int("SCS_MCP_PORT", 23456, minimum=1, maximum=65535)
+SCS_BROADCAST_URL = env_str("SCS_BROADCAST_URL", f"http://127.0.0.1:{SCS_WS_PORT}")
+
+# Secrets: from the environment, or generated once into the data folder (0600).
+SECRET_KEY = local_secret("DJANGO_SECRET_KEY", SCS_DATA_DIR)
+SCS_API_KEY = local_secret("SCS_API_KEY", SCS_DATA_DIR)
+SCS_JWT_SECRET = local_secret("SCS_JWT_SECRET", SCS_DATA_DIR)
+SCS_BROADCAST_SECRET = local_secret("SCS_BROADCAST_SECRET", SCS_DATA_DIR)
+
+DEBUG = env_str("SCS_DEBUG", "0") in {"1", "true", "yes"}
+ALLOWED_HOSTS = env_list("SCS_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
+            ],
+        },
+    },
+]
+
+
+def _database():
+    import dj_database_url
+
+    url = env_str("DATABASE_URL", "")
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SCS_DATA_DIR / "db.sqlite3",
+            "OPTIONS": {
+                # Two processes write this file: take the write lock up front and
+                # wait for it instead of failing with "database is locked".
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    try:
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    except ValueError as exc:
+        raise EnvError(f"DATABASE_URL is not a database URL this server understands: {exc}") from None
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def _channel_layer():
+    url = env_str("CHANNEL_LAYER_URL", "")
+    if not url:
+        # The default capacity (100) silently drops events for a slow viewer.
+        return {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000, "expiry": 60}}
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise EnvError("CHANNEL_LAYER_URL must be a redis:// or rediss:// URL")
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [url], "capacity": 5000, "expiry": 60},
+    }
+
+
+CHANNEL_LAYERS = {"default": _channel_layer()}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "realtime:dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env_str("SCS_STATIC_ROOT", "") or None  # set for collectstatic in production
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'", "ws:", "wss:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "realtime": {"level": env_str("SCS_LOG_LEVEL", "INFO").upper()},
+        "mcp_sidecar": {"level": env_str("SCS_LOG_LEVEL", "INFO").upper()},
+    },
+}

@@ -1,0 +1,1 @@
+"""Shared Context Server: sessions, messages and live delivery on Django Channels."""

@@ -1,0 +1,31 @@
+"""Ready-to-paste MCP client configurations for the sidecar."""
+
+import json
+import shlex
+
+from django.conf import settings
+
+from realtime import conf
+
+CLIENTS = ("claude", "cursor", "vscode")
+
+
+def mcp_url():
+    host = getattr(settings, "SCS_HOST", "127.0.0.1")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{getattr(settings, 'SCS_MCP_PORT', 23456)}/mcp/"
+
+
+def config_for(client, name="shared-context"):
+    """The configuration text for ``client`` (one of CLIENTS)."""
+    url, key = mcp_url(), conf.get("SCS_API_KEY")
+    headers = {"X-API-Key": key}
+    if client == "claude":
+        command = ["claude", "mcp", "add", "--transport", "http", name, url, "--header", f"X-API-Key: {key}"]
+        return shlex.join(command)
+    if client == "cursor":  # ~/.cursor/mcp.json
+        return json.dumps({"mcpServers": {name: {"url": url, "headers": headers}}}, indent=2)
+    if client == "vscode":  # .vscode/mcp.json
+        return json.dumps({"servers": {name: {"type": "http", "url": url, "headers": headers}}}, indent=2)
+    raise ValueError(f"unknown client {client!r}; choose one of {', '.join(CLIENTS)}")

@@ -1,0 +1,205 @@
+"""The WebSocket a viewer watches one session through.
+
+Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
+
+1. The viewer is a signed-in Django user, or an agent presenting its token as
+   ``Authorization: Bearer`` on the handshake or as a first frame
+   ``{"type": "auth", "token": "…"}``. Anyone else is closed with 4401.
+2. The server sends ``hello`` (session, last seq, viewer), replays every message
+   after ``since`` the viewer may see, in order, then ``caught_up``.
+3. Live ``new_message`` events follow. The consumer remembers the last seq it
+   handled; a live event that jumps past it is preceded by the missing messages,
+   read from the database. Nothing is sent twice or out of order.
+
+Client frames: ``auth``, ``resume`` (``{"since": N}``), ``ping``.
+"""
+
+import asyncio
+import json
+import logging
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from realtime import tokens
+from realtime.envelope import message_event
+from realtime.models import Session, is_session_id
+from realtime.operations import visible_messages
+from realtime.visibility import Viewer, can_see_message
+
+logger = logging.getLogger(__name__)
+
+AUTH_TIMEOUT = 10  # seconds an unauthenticated connection may wait to send its auth frame
+MAX_FRAME = 16_384  # characters in one client frame
+REPLAY_CHUNK = 500
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_BIG = 1009
+
+
+def session_group(session_id):
+    return f"session.{session_id}"
+
+
+def viewer_from_token(token):
+    """A Viewer for a valid agent token holding ``read``, else None."""
+    try:
+        claims = tokens.verify(token)
+    except tokens.TokenError:
+        return None
+    if "read" not in claims.permissions:
+        return None
+    return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions)
+
+
+def parse_since(value):
+    """A non-negative seq from a query string or frame; None when malformed."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < 2**63:
+        return value
+    return None
+
+
+class SessionConsumer(AsyncWebsocketConsumer):
+    viewer = None
+    last_seq = 0
+    joined = False
+    auth_timer = None
+
+    async def connect(self):
+        self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
+        if not is_session_id(self.session_id):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.since = parse_since(query.get("since", ["0"])[-1])
+        if self.since is None:
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        self.viewer = self.viewer_from_scope()
+        await self.accept()
+        if self.viewer is None:
+            self.auth_timer = asyncio.get_running_loop().call_later(
+                AUTH_TIMEOUT, lambda: asyncio.ensure_future(self.close(code=CLOSE_UNAUTHORIZED))
+            )
+            return
+        await self.start()
+
+    def viewer_from_scope(self):
+        headers = dict(self.scope.get("headers", []))
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            return viewer_from_token(token.strip()) if scheme.lower() == "bearer" else None
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated and user.is_active:
+            return Viewer.for_user(user)
+        return None
+
+    async def start(self):
+        """Join the session's group, greet, replay what the viewer missed."""
+        await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
+        self.joined = True
+        # Read last_seq after joining: anything newer arrives live or is filled by seq.
+        last_seq = await Session.objects.filter(pk=self.session_id).values_list("last_seq", flat=True).afirst()
+        if last_seq is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.send_frame(
+            {"type": "hello", "session_id": self.session_id, "last_seq": last_seq, "viewer": self.viewer.describe()}
+        )
+        self.last_seq = last_seq
+        await self.replay(self.since, last_seq)
+
+    async def disconnect(self, code):
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
+        if self.joined:
+            await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
+
+    # Client frames
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            await self.send_error("BAD_FRAME", "frames must be JSON text")
+            return
+        if len(text_data) > MAX_FRAME:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self.send_error("BAD_FRAME", "frame is not valid JSON")
+            return
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if self.viewer is None:
+            await self.receive_auth(frame if kind == "auth" else {})
+        elif kind == "resume":
+            await self.receive_resume(frame)
+        elif kind == "ping":
+            await self.send_frame({"type": "pong"})
+        elif kind == "auth":
+            await self.send_error("ALREADY_AUTHENTICATED", "this connection is already authenticated")
+        else:
+            await self.send_error("BAD_FRAME", "frame type must be one of: resume, ping")
+
+    async def receive_auth(self, frame):
+        self.viewer = viewer_from_token(frame.get("token"))
+        if self.viewer is None:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.auth_timer.cancel()
+        self.auth_timer = None
+        await self.start()
+
+    async def receive_resume(self, frame):
+        since = parse_since(frame.get("since"))
+        if since is None:
+            await self.send_error("BAD_FRAME", "resume needs 'since', a non-negative integer seq")
+            return
+        await self.replay(since, self.last_seq)
+
+    # Channel layer events
+
+    async def session_events(self, message):
+        """Live events from the broadcast view, one session, in any order."""
+        for event in message["events"]:
+            seq = event["seq"]
+            if seq <= self.last_seq:
+                continue  # already delivered or filled from the database
+            if seq > self.last_seq + 1:
+                await self.replay(self.last_seq, seq - 1, announce=False)
+            if can_see_message(self.viewer, event["data"]):
+                await self.send_frame(event)
+            self.last_seq = seq
+
+    # Sending
+
+    async def replay(self, after, upto, announce=True):
+        """Send every visible message with ``after < seq <= upto`` (then ``caught_up``)."""
+        cursor = after
+        while cursor < upto:
+            chunk = [
+                message
+                async for message in visible_messages(self.viewer, self.session_id).filter(
+                    seq__gt=cursor, seq__lte=upto
+                )[:REPLAY_CHUNK]
+            ]
+            for message in chunk:
+                await self.send_frame(message_event(message))
+            if len(chunk) < REPLAY_CHUNK:
+                break
+            cursor = chunk[-1].seq
+        if announce:
+            await self.send_frame({"type": "caught_up", "last_seq": upto})
+
+    async def send_frame(self, frame):
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+
+    async def send_error(self, code, message):
+        await self.send_frame({"type": "error", "code": code, "error": message})

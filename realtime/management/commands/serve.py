@@ -1,0 +1,163 @@
+"""``python manage.py serve``: migrate, then run Daphne and the MCP sidecar together.
+
+Prints the page URL, how to sign in and an MCP client configuration; restarts a
+child that crashes (with back-off) and stops both cleanly on Ctrl-C.
+"""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from realtime.client_config import config_for, mcp_url
+
+RESTART_LIMIT = 5  # crashes within RESTART_WINDOW seconds before giving up
+RESTART_WINDOW = 60
+STARTUP_TIMEOUT = 30
+
+
+def port_free(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def healthy(url):
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Child:
+    """One supervised process and its crash history."""
+
+    def __init__(self, name, argv, health_url):
+        self.name, self.argv, self.health_url = name, argv, health_url
+        self.process = None
+        self.crashes = []
+
+    def start(self):
+        self.process = subprocess.Popen(self.argv, env=os.environ.copy())
+
+    def stop(self, timeout=5):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Command(BaseCommand):
+    help = "Run the Shared Context Server: Daphne (UI + WebSockets) and the MCP sidecar."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.SCS_HOST)
+        parser.add_argument("--ws-port", type=int, default=settings.SCS_WS_PORT)
+        parser.add_argument("--mcp-port", type=int, default=settings.SCS_MCP_PORT)
+        parser.add_argument("--no-migrate", action="store_true", help="skip applying migrations")
+
+    def handle(self, *args, host, ws_port, mcp_port, no_migrate, **options):
+        for name, port in (("SCS_WS_PORT", ws_port), ("SCS_MCP_PORT", mcp_port)):
+            if not port_free(host, port):
+                raise CommandError(f"port {port} on {host} is already in use (set {name} to another port)")
+        if not no_migrate:
+            call_command("migrate", interactive=False, verbosity=0)
+        sign_in = self.ensure_admin()
+
+        asgi = settings.ASGI_APPLICATION.rpartition(".")
+        env_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        children = [
+            Child(
+                "daphne",
+                [sys.executable, "-m", "daphne", "-b", host, "-p", str(ws_port), "--access-log", os.devnull,
+                 "--websocket-max-message-size", "65536", f"{asgi[0]}:{asgi[2]}"],
+                f"http://{env_host}:{ws_port}/health",
+            ),
+            Child(
+                "mcp_sidecar",
+                [sys.executable, "-m", "mcp_sidecar", "--transport", "http", "--host", host, "--port", str(mcp_port)],
+                f"http://{env_host}:{mcp_port}/health",
+            ),
+        ]
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        try:
+            for child in children:
+                child.start()
+            self.wait_until_healthy(children)
+            self.print_banner(env_host, ws_port, sign_in)
+            self.supervise(children, stopping)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in children:
+                child.stop()
+            self.stdout.write("Stopped.")
+
+    def ensure_admin(self):
+        """Create a first admin on a fresh database; return how to sign in."""
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            return "Sign in with your admin account (python manage.py changepassword <user> to reset it)."
+        password = secrets.token_urlsafe(12)
+        User.objects.create_superuser(username="admin", email="", password=password)
+        return f"Sign in as 'admin' with password {password}  (shown once; change it in the admin)."
+
+    def wait_until_healthy(self, children):
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        pending = list(children)
+        while pending:
+            for child in list(pending):
+                if child.process.poll() is not None:
+                    raise CommandError(f"{child.name} exited during start-up (code {child.process.returncode})")
+                if healthy(child.health_url):
+                    pending.remove(child)
+            if time.monotonic() > deadline:
+                raise CommandError(f"{', '.join(c.name for c in pending)} did not become healthy in time")
+            time.sleep(0.1)
+
+    def print_banner(self, host, ws_port, sign_in):
+        self.stdout.write(self.style.SUCCESS(f"Shared Context Server is running at http://{host}:{ws_port}/"))
+        self.stdout.write(sign_in)
+        self.stdout.write(f"MCP endpoint: {mcp_url()}  (send the X-API-Key header)")
+        self.stdout.write("Add it to Claude Code:")
+        self.stdout.write(f"  {config_for('claude')}")
+        self.stdout.write("Other clients: python manage.py mcp_config all")
+        self.stdout.write("Press Ctrl-C to stop.")
+
+    def supervise(self, children, stopping):
+        while not stopping:
+            for child in children:
+                code = child.process.poll()
+                if code is None:
+                    continue
+                now = time.monotonic()
+                child.crashes = [t for t in child.crashes if now - t < RESTART_WINDOW] + [now]
+                if len(child.crashes) > RESTART_LIMIT:
+                    raise CommandError(
+                        f"{child.name} crashed {len(child.crashes)} times in {RESTART_WINDOW}s (last exit code "
+                        f"{code}); giving up. Its output above says why."
+                    )
+                delay = 2 ** (len(child.crashes) - 1) * 0.5
+                self.stderr.write(f"{child.name} exited with code {code}; restarting in {delay:.1f}s")
+                time.sleep(delay)
+                child.start()
+            time.sleep(0.2)

@@ -1,0 +1,113 @@
+"""Sessions, their numbered messages, agents' private memory, and the audit log."""
+
+import re
+import secrets
+
+from django.db import models
+
+SESSION_ID_RE = re.compile(r"^session_[0-9a-f]{16}$")
+
+
+def new_session_id():
+    return f"session_{secrets.token_hex(8)}"
+
+
+def is_session_id(value):
+    return isinstance(value, str) and SESSION_ID_RE.fullmatch(value) is not None
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public", "Public"
+    PRIVATE = "private", "Private (sender only)"
+    AGENT_ONLY = "agent_only", "Agents of the sender's type"
+    ADMIN_ONLY = "admin_only", "Admins only"
+
+
+class Session(models.Model):
+    id = models.CharField(primary_key=True, max_length=24, default=new_session_id, editable=False)
+    purpose = models.TextField()
+    created_by = models.CharField(max_length=100)
+    metadata = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # Seq of the newest message; the next message gets last_seq + 1.
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self):
+        return f"{self.id} ({self.purpose[:40]})"
+
+
+class Message(models.Model):
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveBigIntegerField()
+    sender = models.CharField(max_length=100, db_index=True)
+    sender_type = models.CharField(max_length=50)
+    content = models.TextField()
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
+    metadata = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
+    timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "seq"], name="message_unique_seq_per_session"),
+        ]
+        indexes = [
+            models.Index(fields=["session", "sender"], name="message_session_sender"),
+            models.Index(fields=["session", "timestamp"], name="message_session_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.session_id}#{self.seq} from {self.sender}"
+
+
+class MemoryEntry(models.Model):
+    """One agent's private value under a key, global (no session) or per session."""
+
+    agent_id = models.CharField(max_length=100)
+    key = models.CharField(max_length=255)
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.CASCADE, related_name="memory")
+    value = models.JSONField()
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "memory entries"
+        ordering = ["agent_id", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent_id", "session", "key"], name="memory_unique_key_per_scope"
+            ),
+            models.UniqueConstraint(
+                fields=["agent_id", "key"],
+                condition=models.Q(session__isnull=True),
+                name="memory_unique_global_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["agent_id", "key"], name="memory_agent_key")]
+
+    def __str__(self):
+        return f"{self.agent_id}:{self.key}"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when: authentications, session creation, admin writes, refusals."""
+
+    timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
+    event_type = models.CharField(max_length=50, db_index=True)
+    agent_id = models.CharField(max_length=100, blank=True, db_index=True)
+    session_id = models.CharField(max_length=24, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp"]
+
+    def __str__(self):
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.event_type} {self.agent_id}"

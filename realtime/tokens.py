@@ -1,0 +1,82 @@
+"""Agent tokens: signed JWTs carrying agent id, agent type and permissions."""
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from realtime import conf
+
+ALGORITHM = "HS256"
+ISSUER = "shared-context-server"
+PERMISSIONS = ("read", "write", "admin")
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, forged or expired; ``code`` says which."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AgentClaims:
+    agent_id: str
+    agent_type: str
+    permissions: tuple
+    expires_at: int
+    token_id: str
+
+
+def granted_permissions(agent_type, requested):
+    """The requested permissions this agent type may hold (``SCS_AGENT_PERMISSIONS``)."""
+    table = conf.get("SCS_AGENT_PERMISSIONS")
+    allowed = table.get(agent_type, table.get("*", ["read"]))
+    return [p for p in PERMISSIONS if p in requested and p in allowed]
+
+
+def issue(agent_id, agent_type, permissions, ttl=None):
+    """Sign a token; returns ``(token, claims)``."""
+    now = int(time.time())
+    ttl = conf.get("SCS_TOKEN_TTL") if ttl is None else ttl
+    claims = AgentClaims(agent_id, agent_type, tuple(permissions), now + ttl, uuid.uuid4().hex)
+    payload = {
+        "iss": ISSUER,
+        "sub": agent_id,
+        "agent_type": agent_type,
+        "permissions": list(permissions),
+        "iat": now,
+        "exp": claims.expires_at,
+        "jti": claims.token_id,
+    }
+    return jwt.encode(payload, conf.get("SCS_JWT_SECRET"), algorithm=ALGORITHM), claims
+
+
+def verify(token, *, leeway=0):
+    """Check signature, issuer and expiry (allowing ``leeway`` seconds past expiry)."""
+    if not isinstance(token, str) or not token:
+        raise TokenError("AUTH_REQUIRED", "no token was given")
+    try:
+        payload = jwt.decode(
+            token,
+            conf.get("SCS_JWT_SECRET"),
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            leeway=leeway,
+            options={"require": ["exp", "iat", "sub", "iss"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("TOKEN_EXPIRED", "the token has expired") from None
+    except jwt.InvalidTokenError:
+        raise TokenError("TOKEN_INVALID", "the token is malformed or its signature does not match") from None
+    permissions = payload.get("permissions")
+    agent_type = payload.get("agent_type")
+    if not isinstance(permissions, list) or not isinstance(agent_type, str) or not isinstance(payload["sub"], str):
+        raise TokenError("TOKEN_INVALID", "the token's claims are malformed")
+    return AgentClaims(
+        payload["sub"], agent_type, tuple(p for p in permissions if p in PERMISSIONS), payload["exp"],
+        str(payload.get("jti", "")),
+    )

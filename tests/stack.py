@@ -1,0 +1,280 @@
+"""Real processes and real clients for end-to-end tests.
+
+``Stack`` runs Daphne and the MCP sidecar on free ports over one data folder;
+``Agent`` is a real MCP client (fastmcp ``Client``) holding a token; ``Watcher``
+is a real WebSocket client that collects what a viewer receives.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import websockets
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url, timeout=20.0, process=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with code {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+class Stack:
+    """Daphne + the MCP sidecar as real processes sharing ``data_dir``."""
+
+    def __init__(self, data_dir, **env):
+        self.data_dir = Path(data_dir)
+        self.ws_port = free_port()
+        self.mcp_port = free_port()
+        self.api_key = secrets.token_urlsafe(24)
+        self.broadcast_secret = secrets.token_urlsafe(24)
+        self.jwt_secret = secrets.token_urlsafe(32)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SCS_", "DATABASE_URL", "CHANNEL_LAYER"))}
+        self.env = {
+            **base,
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "SCS_DATA_DIR": str(self.data_dir),
+            "SCS_WS_PORT": str(self.ws_port),
+            "SCS_MCP_PORT": str(self.mcp_port),
+            "SCS_BROADCAST_URL": f"http://127.0.0.1:{self.ws_port}",
+            "SCS_API_KEY": self.api_key,
+            "SCS_BROADCAST_SECRET": self.broadcast_secret,
+            "SCS_JWT_SECRET": self.jwt_secret,
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
+            "SCS_LOG_LEVEL": "WARNING",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.daphne = None
+        self.sidecar = None
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    # URLs
+
+    @property
+    def http_url(self):
+        return f"http://127.0.0.1:{self.ws_port}"
+
+    @property
+    def mcp_url(self):
+        return f"http://127.0.0.1:{self.mcp_port}/mcp/"
+
+    @property
+    def origin(self):
+        return self.http_url
+
+    def ws_url(self, session_id, since=None):
+        query = "" if since is None else f"?since={since}"
+        return f"ws://127.0.0.1:{self.ws_port}/ws/{session_id}/{query}"
+
+    # Processes
+
+    def manage(self, *args, check=True):
+        return subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, check=check, capture_output=True, text=True
+        )
+
+    def _spawn(self, name, argv):
+        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self):
+        self.manage("migrate", "-v0")
+        self.start_daphne()
+        self.start_sidecar()
+        return self
+
+    def start_daphne(self):
+        self.daphne = self._spawn(
+            "daphne",
+            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.ws_port), "--access-log", os.devnull,
+             "project.asgi:application"],
+        )
+        wait_for(f"{self.http_url}/health", process=self.daphne)
+
+    def start_sidecar(self):
+        self.sidecar = self._spawn("sidecar", [PYTHON, "-m", "mcp_sidecar", "--port", str(self.mcp_port)])
+        wait_for(f"http://127.0.0.1:{self.mcp_port}/health", process=self.sidecar)
+
+    @staticmethod
+    def _end(process, sig=signal.SIGTERM):
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)
+            process.send_signal(sig)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_daphne(self):
+        self._end(self.daphne)
+
+    def kill_daphne(self):
+        self._end(self.daphne, signal.SIGKILL)
+
+    def pause_daphne(self):
+        self.daphne.send_signal(signal.SIGSTOP)
+
+    def resume_daphne(self):
+        self.daphne.send_signal(signal.SIGCONT)
+
+    def kill_sidecar(self):
+        self._end(self.sidecar, signal.SIGKILL)
+
+    def stop(self):
+        self._end(self.sidecar)
+        self._end(self.daphne)
+
+    def sidecar_health(self):
+        return httpx.get(f"http://127.0.0.1:{self.mcp_port}/health", timeout=5).json()
+
+    def log(self, name):
+        path = self.data_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # Clients
+
+    def mcp_client(self, headers=None):
+        transport = StreamableHttpTransport(self.mcp_url, headers={"X-API-Key": self.api_key, **(headers or {})})
+        return Client(transport)
+
+    async def agent(self, agent_id, agent_type="claude", permissions=("read", "write", "admin")):
+        agent = Agent(self)
+        await agent.open(agent_id, agent_type, list(permissions))
+        return agent
+
+    def watcher(self, session_id, token=None, since=None, **kwargs):
+        return Watcher(self, session_id, token=token, since=since, **kwargs)
+
+
+class Agent:
+    """A real MCP client with an agent token; ``call`` adds ``auth_token`` for you."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.client = stack.mcp_client()
+        self.token = None
+
+    async def open(self, agent_id, agent_type, permissions):
+        await self.client.__aenter__()
+        result = await self.raw("authenticate_agent", agent_id=agent_id, agent_type=agent_type,
+                                requested_permissions=permissions)
+        assert result["success"], result
+        self.token, self.agent_id, self.permissions = result["token"], agent_id, result["permissions"]
+
+    async def raw(self, tool, **arguments):
+        result = await self.client.call_tool(tool, arguments, raise_on_error=False)
+        return result.structured_content
+
+    async def call(self, tool, **arguments):
+        return await self.raw(tool, auth_token=self.token, **arguments)
+
+    async def close(self):
+        await self.client.__aexit__(None, None, None)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+class Watcher:
+    """A WebSocket viewer of one session, collecting frames in the background."""
+
+    def __init__(self, stack, session_id, token=None, since=None, origin=None, headers=None):
+        self.url = stack.ws_url(session_id, since)
+        self.origin = stack.origin if origin is None else origin
+        self.headers = dict(headers or {})
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.frames = []
+        self.socket = None
+        self._reader = None
+        self._changed = asyncio.Event()
+        self.closed = None  # close code once the server closed
+
+    async def connect(self):
+        self.socket = await websockets.connect(self.url, origin=self.origin, additional_headers=self.headers)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self):
+        try:
+            async for text in self.socket:
+                self.frames.append(json.loads(text))
+                self._changed.set()
+        except websockets.ConnectionClosed:
+            pass
+        self.closed = self.socket.close_code
+        self._changed.set()
+
+    async def send(self, frame):
+        await self.socket.send(json.dumps(frame) if not isinstance(frame, str) else frame)
+
+    @property
+    def messages(self):
+        return [f for f in self.frames if f.get("type") == "new_message"]
+
+    @property
+    def seqs(self):
+        return [f["seq"] for f in self.messages]
+
+    async def wait(self, predicate, timeout=10.0):
+        """Wait until ``predicate(self)`` is true; raise TimeoutError with what was seen."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate(self):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met; frames seen: {self.frames[-5:]} (closed={self.closed})")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return self
+
+    async def wait_for_seq(self, seq, timeout=10.0):
+        return await self.wait(lambda w: w.seqs and w.seqs[-1] >= seq, timeout)
+
+    async def wait_closed(self, timeout=10.0):
+        return await self.wait(lambda w: w.closed is not None, timeout)
+
+    async def close(self):
+        if self.socket is not None:
+            await self.socket.close()
+        if self._reader is not None:
+            await self._reader
+
+    async def __aenter__(self):
+        return await self.connect()
+
+    async def __aexit__(self, *exc):
+        await self.close()
