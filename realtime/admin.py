@@ -1,53 +1,161 @@
+"""Django admin for sessions, messages, agents' memory and the audit log."""
+
+import json
+
 from django.contrib import admin
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from realtime.models import AuditEvent, MemoryEntry, Message, Session
 
+admin.site.site_header = "Shared Context administration"
+admin.site.site_title = "Shared Context admin"
+admin.site.index_title = "Sessions, messages, memory and audit log"
+admin.site.site_url = "/"
 
-class MessageInline(admin.TabularInline):
-    model = Message
-    fields = ("seq", "sender", "sender_type", "visibility", "content", "timestamp")
-    readonly_fields = fields
-    extra = 0
-    show_change_link = True
-    ordering = ("-seq",)
 
-    def has_add_permission(self, request, obj=None):
-        return False
+def short(text, length=80):
+    return Truncator(str(text)).chars(length)
 
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ("id", "purpose", "created_by", "last_seq", "is_active", "updated_at")
-    list_filter = ("is_active", "created_at")
+    list_display = ("id", "short_purpose", "created_by", "message_count", "is_active", "created_at", "updated_at",
+                    "live")
+    list_filter = ("is_active", "created_at", "updated_at")
     search_fields = ("id", "purpose", "created_by")
-    readonly_fields = ("id", "created_at", "updated_at", "last_seq")
-    inlines = [MessageInline]
+    readonly_fields = ("id", "created_at", "updated_at", "last_seq", "live", "message_list")
+    fields = ("id", "purpose", "created_by", "is_active", "metadata", "last_seq", "created_at", "updated_at",
+              "live", "message_list")
+    date_hierarchy = "updated_at"
+    show_full_result_count = False
+
+    @admin.display(description="purpose", ordering="purpose")
+    def short_purpose(self, obj):
+        return short(obj.purpose)
+
+    @admin.display(description="messages", ordering="last_seq")
+    def message_count(self, obj):
+        return obj.last_seq
+
+    @admin.display(description="live page")
+    def live(self, obj):
+        return format_html('<a href="{}">watch</a>', reverse("realtime:session", args=[obj.id]))
+
+    @admin.display(description="messages")
+    def message_list(self, obj):
+        url = reverse("admin:realtime_message_changelist") + f"?session__id__exact={obj.id}"
+        return format_html('<a href="{}">{} message(s) in this session</a>', url, obj.last_seq)
+
+
+class VisibilityFilter(admin.SimpleListFilter):
+    title = "audience"
+    parameter_name = "audience"
+
+    def lookups(self, request, model_admin):
+        return (("public", "Public"), ("restricted", "Not public"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "public":
+            return queryset.filter(visibility="public")
+        if self.value() == "restricted":
+            return queryset.exclude(visibility="public")
+        return queryset
 
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("session", "seq", "sender", "sender_type", "visibility", "timestamp")
-    list_filter = ("visibility", "sender_type", "timestamp")
-    search_fields = ("content", "sender", "session__id")
+    list_display = ("session_link", "seq", "sender", "sender_type", "visibility", "short_content", "parent_id",
+                    "timestamp")
+    list_display_links = ("seq",)
+    list_filter = ("visibility", VisibilityFilter, "sender_type", "timestamp")
+    search_fields = ("content", "sender", "=session__id")
     readonly_fields = ("session", "seq", "timestamp")
     raw_id_fields = ("parent",)
     list_select_related = ("session",)
+    date_hierarchy = "timestamp"
+    show_full_result_count = False
+    ordering = ("-timestamp",)
+
+    @admin.display(description="session", ordering="session_id")
+    def session_link(self, obj):
+        return format_html('<a href="{}">{}</a>', reverse("realtime:session", args=[obj.session_id]), obj.session_id)
+
+    @admin.display(description="content")
+    def short_content(self, obj):
+        return short(obj.content, 100)
+
+
+class ScopeFilter(admin.SimpleListFilter):
+    title = "scope"
+    parameter_name = "scope"
+
+    def lookups(self, request, model_admin):
+        return (("global", "Global"), ("session", "Per session"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "global":
+            return queryset.filter(session__isnull=True)
+        if self.value() == "session":
+            return queryset.filter(session__isnull=False)
+        return queryset
+
+
+class ExpiryFilter(admin.SimpleListFilter):
+    title = "expiry"
+    parameter_name = "expiry"
+
+    def lookups(self, request, model_admin):
+        return (("live", "Not expired"), ("expired", "Expired"), ("never", "Never expires"))
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "live":
+            return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        if self.value() == "expired":
+            return queryset.filter(expires_at__lte=now)
+        if self.value() == "never":
+            return queryset.filter(expires_at__isnull=True)
+        return queryset
 
 
 @admin.register(MemoryEntry)
 class MemoryEntryAdmin(admin.ModelAdmin):
-    list_display = ("agent_id", "key", "session", "expires_at", "updated_at")
-    list_filter = ("expires_at",)
-    search_fields = ("agent_id", "key")
+    list_display = ("agent_id", "key", "scope", "short_value", "expires_at", "expired", "updated_at")
+    list_filter = (ScopeFilter, ExpiryFilter, "updated_at")
+    search_fields = ("agent_id", "key", "=session__id")
     raw_id_fields = ("session",)
+    readonly_fields = ("created_at", "updated_at")
+    list_select_related = ("session",)
+
+    @admin.display(description="scope", ordering="session_id")
+    def scope(self, obj):
+        return obj.session_id or "global"
+
+    @admin.display(description="value")
+    def short_value(self, obj):
+        return short(json.dumps(obj.value, ensure_ascii=False, default=str), 80)
+
+    @admin.display(description="expired", boolean=True)
+    def expired(self, obj):
+        return obj.expires_at is not None and obj.expires_at <= timezone.now()
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ("timestamp", "event_type", "agent_id", "session_id")
-    list_filter = ("event_type",)
-    search_fields = ("agent_id", "session_id")
+    list_display = ("timestamp", "event_type", "agent_id", "session_id", "short_detail")
+    list_filter = ("event_type", "timestamp")
+    search_fields = ("agent_id", "=session_id", "event_type")
     readonly_fields = ("timestamp", "event_type", "agent_id", "session_id", "detail")
+    date_hierarchy = "timestamp"
+    show_full_result_count = False
+
+    @admin.display(description="detail")
+    def short_detail(self, obj):
+        return short(json.dumps(obj.detail, ensure_ascii=False, default=str), 100)
 
     def has_add_permission(self, request):
         return False

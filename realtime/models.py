@@ -111,3 +111,20 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.event_type} {self.agent_id}"
+
+
+class PresenceEntry(models.Model):
+    """One open WebSocket on a session: who is watching, shared by every Daphne process."""
+
+    channel_name = models.CharField(max_length=200, unique=True)
+    session_id = models.CharField(max_length=24, db_index=True)
+    kind = models.CharField(max_length=10)  # "agent" or "user"
+    viewer_id = models.CharField(max_length=150)
+    agent_type = models.CharField(max_length=50, blank=True)
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name_plural = "presence entries"
+
+    def __str__(self):
+        return f"{self.viewer_id} on {self.session_id}"

@@ -1,22 +1,91 @@
-"""The pages people watch sessions through."""
+"""The pages people watch sessions through: dashboard, session, memory.
+
+Every page reads messages through ``visible_messages``/``visible_q``, the same
+rule the WebSocket applies, so what a page shows first and what arrives live
+always agree. Templates autoescape everything; scripts use ``textContent``.
+"""
+
+import json
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count
-from django.http import Http404
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, JsonResponse
+from django.utils import timezone
 
+from realtime.envelope import message_event
 from realtime.errors import OperationError
-from realtime.models import Session
+from realtime.models import MemoryEntry, Message, Session
 from realtime.operations import get_session, visible_messages
-from realtime.visibility import Viewer
+from realtime.views.context import render
+from realtime.visibility import Viewer, visible_q
 
 FIRST_RENDER = 200  # newest messages rendered with the page; older ones load on demand
+OLDER_PAGE = 200  # messages per "load earlier" request
+PAGE_SIZE = 50  # sessions per dashboard page
+MEMORY_PAGE_SIZE = 100
+MAX_DEPTH = 4  # replies nest this deep; deeper replies sit under their nearest shown ancestor
+SEARCH_CHARS = 200
+
+
+def search_term(request):
+    return request.GET.get("q", "").strip()[:SEARCH_CHARS]
+
+
+def agents_seen(viewer, session_ids):
+    """``{session_id: sorted sender names}`` over the messages ``viewer`` may see."""
+    pairs = (
+        Message.objects.filter(session_id__in=session_ids)
+        .filter(visible_q(viewer))
+        .order_by()
+        .values_list("session_id", "sender")
+        .distinct()
+    )
+    seen = {}
+    for session_id, sender in pairs:
+        seen.setdefault(session_id, []).append(sender)
+    return {session_id: sorted(names, key=str.lower) for session_id, names in seen.items()}
 
 
 @login_required
 def dashboard(request):
-    sessions = Session.objects.annotate(message_count=Count("messages")).order_by("-updated_at")[:50]
-    return render(request, "realtime/dashboard.html", {"sessions": sessions})
+    query = search_term(request)
+    sessions = Session.objects.order_by("-updated_at", "-pk")
+    if query:
+        sessions = sessions.filter(
+            Q(purpose__icontains=query) | Q(created_by__icontains=query) | Q(id__icontains=query)
+        )
+    page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
+    agents = agents_seen(Viewer.for_user(request.user), [session.id for session in page])
+    for session in page:
+        session.agents = agents.get(session.id, [])
+    context = {"page": page, "sessions": page.object_list, "query": query, "nav": "sessions"}
+    return render(request, "realtime/dashboard.html", context)
+
+
+def pretty_json(value):
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def thread(messages):
+    """Top-level messages of ``messages`` (seq order), each with ``shown_replies`` nested below it."""
+    by_id = {message.id: message for message in messages}
+    roots = []
+    for message in messages:
+        message.shown_replies = []
+        message.metadata_json = pretty_json(message.metadata) if message.metadata else ""
+        parent = by_id.get(message.parent_id)
+        while parent is not None and parent.depth >= MAX_DEPTH:
+            parent = by_id.get(parent.parent_id)
+        message.parent_shown = parent is not None
+        if parent is None:
+            message.depth = 0
+            roots.append(message)
+        else:
+            message.depth = parent.depth + 1
+            parent.shown_replies.append(message)
+    return roots
 
 
 @login_required
@@ -29,8 +98,77 @@ def session_detail(request, session_id):
     shown = visible_messages(viewer, session.id).filter(seq__lte=session.last_seq)
     newest = list(shown.order_by("-seq")[:FIRST_RENDER])
     newest.reverse()
+    earlier = newest[0].seq if len(newest) == FIRST_RENDER and shown.filter(seq__lt=newest[0].seq).exists() else 0
     return render(
         request,
         "realtime/session.html",
-        {"session": session, "messages": newest, "last_seq": session.last_seq},
+        {
+            "session": session,
+            "messages": thread(newest),
+            "shown_count": len(newest),
+            "last_seq": session.last_seq,
+            "earlier_before": earlier,
+            "metadata_json": pretty_json(session.metadata) if session.metadata else "",
+            "max_depth": MAX_DEPTH,
+            "nav": "sessions",
+        },
+    )
+
+
+@login_required
+def session_messages(request, session_id):
+    """``GET …/messages?before=<seq>``: the visible messages just before ``seq``, as envelopes."""
+    try:
+        session = get_session(session_id)
+    except OperationError:
+        raise Http404("No such session") from None
+    before = request.GET.get("before", "")
+    if not before.isdigit() or len(before) > 18:
+        return JsonResponse({"success": False, "error": "before must be a positive integer seq"}, status=400)
+    shown = visible_messages(Viewer.for_user(request.user), session.id).filter(seq__lt=int(before))
+    page = list(shown.order_by("-seq")[: OLDER_PAGE + 1])
+    has_more = len(page) > OLDER_PAGE
+    page = page[:OLDER_PAGE]
+    page.reverse()
+    return JsonResponse({"success": True, "messages": [message_event(m) for m in page], "has_more": has_more})
+
+
+@login_required
+def memory(request):
+    if not request.user.is_staff:
+        raise PermissionDenied("The memory page is for staff.")
+    query = search_term(request)
+    agent = request.GET.get("agent", "").strip()[:100]
+    scope = request.GET.get("scope", "")
+    entries = MemoryEntry.objects.select_related("session").order_by("agent_id", "session_id", "key")
+    if agent:
+        entries = entries.filter(agent_id=agent)
+    if query:
+        entries = entries.filter(Q(key__icontains=query) | Q(session__id__icontains=query))
+    if scope == "global":
+        entries = entries.filter(session__isnull=True)
+    elif scope == "session":
+        entries = entries.filter(session__isnull=False)
+    now = timezone.now()
+    if request.GET.get("expired") != "1":
+        entries = entries.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    page = Paginator(entries, MEMORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    for entry in page:
+        entry.value_json = pretty_json(entry.value)
+        entry.metadata_json = pretty_json(entry.metadata) if entry.metadata else ""
+        entry.expired = entry.expires_at is not None and entry.expires_at <= now
+    agents = MemoryEntry.objects.order_by("agent_id").values_list("agent_id", flat=True).distinct()[:500]
+    return render(
+        request,
+        "realtime/memory.html",
+        {
+            "page": page,
+            "entries": page.object_list,
+            "query": query,
+            "agent": agent,
+            "scope": scope,
+            "show_expired": request.GET.get("expired") == "1",
+            "agents": list(agents),
+            "nav": "memory",
+        },
     )

@@ -1,61 +1,253 @@
-// Live session page: appends new messages without a refresh, resumes by seq.
+// Live session page: new messages appear without a refresh, in threads, resumed by seq.
 (function () {
   "use strict";
   const list = document.getElementById("messages");
   const status = document.getElementById("status");
+  const presence = document.getElementById("presence");
+  const jump = document.getElementById("jump");
+  const empty = document.getElementById("empty");
+  const earlier = document.getElementById("load-earlier");
   if (!list) return;
+
   const sessionId = list.dataset.sessionId;
+  const maxDepth = Number(list.dataset.maxDepth) || 4;
+  const LEVELS = {
+    public: "Everyone can read this",
+    private: "Only the sender can read this",
+    agent_only: "Agents of the sender's type can read this",
+    admin_only: "Only admins can read this",
+  };
+  const FOLLOW_SLACK = 80;  // px from the bottom that still counts as "at the bottom"
   let lastSeq = Number(list.dataset.lastSeq) || 0;
+  let socket = null;
   let retry = 0;
   let everConnected = false;
+  let me = null;
+  let following = true;
+  let unseen = [];
+  let resumedTimer = null;
 
-  function setStatus(text, kind) {
-    status.textContent = text;
-    status.className = "status " + kind;
+  // Connection indicator
+
+  function setStatus(state, text) {
+    status.dataset.state = state;
+    status.className = "status " + state;
+    status.querySelector(".label").textContent = text;
   }
+
+  // Building messages: every field goes in with textContent, never as HTML.
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;  // always text, never HTML
+    if (text !== undefined) node.textContent = text;
     return node;
   }
 
-  function render(event) {
+  function avatarClass(name) {
+    let sum = 0;
+    for (const ch of String(name)) sum += ch.codePointAt(0);
+    return "avatar avatar-" + (sum % 8);
+  }
+
+  function initial(name) {
+    const trimmed = String(name).trim();
+    return trimmed ? Array.from(trimmed)[0].toUpperCase() : "?";
+  }
+
+  function byId(id) { return list.querySelector('li.message[data-id="' + Number(id) + '"]'); }
+  function bySeq(seq) { return document.getElementById("m" + Number(seq)); }
+
+  function render(event, depth, parentShown) {
     const data = event.data;
-    const item = el("li", "message");
+    const item = el("li", depth ? "message reply" : "message");
+    item.id = "m" + event.seq;
     item.dataset.seq = String(event.seq);
-    const head = el("div", "head");
-    head.append(el("span", "sender", data.sender), " ", el("span", "type", data.sender_type), " ",
-      el("span", "badge " + data.visibility, data.visibility), " ");
-    const time = el("time", "", new Date(data.timestamp).toLocaleTimeString());
+    item.dataset.id = String(data.id);
+    item.dataset.depth = String(depth);
+    const bubble = el("article", "bubble");
+    const head = el("header", "head");
+    const avatar = el("span", avatarClass(data.sender), initial(data.sender));
+    avatar.setAttribute("aria-hidden", "true");
+    const level = Object.hasOwn(LEVELS, data.visibility) ? data.visibility : "public";
+    const badge = el("span", "badge badge-" + level, String(data.visibility));
+    badge.title = LEVELS[level];
+    head.append(avatar, el("span", "sender", data.sender), el("span", "type", data.sender_type), badge);
+    if (data.parent_message_id !== null && data.parent_message_id !== undefined && !parentShown) {
+      head.append(el("span", "reply-to", "reply to an earlier message"));
+    }
+    head.append(el("span", "spacer"));
+    const time = el("time");
     time.dateTime = data.timestamp;
-    head.append(time, " ", el("span", "seq", "#" + event.seq));
-    item.append(head, el("div", "content", data.content));
+    time.dataset.local = "datetime";
+    window.SharedContext.localTime(time);
+    const seq = el("a", "seq", "#" + event.seq);
+    seq.href = "#m" + event.seq;
+    head.append(time, seq);
+    bubble.append(head, el("div", "content", data.content));
+    if (data.metadata && typeof data.metadata === "object" && Object.keys(data.metadata).length) {
+      const details = el("details", "metadata");
+      details.append(el("summary", "", "Metadata"), el("pre", "", JSON.stringify(data.metadata, null, 2)));
+      bubble.append(details);
+    }
+    item.append(bubble);
     return item;
   }
 
+  // Where a message goes: under its parent when the parent is on the page, else at the top level.
+  function place(event) {
+    const parentId = event.data.parent_message_id;
+    let parent = parentId === null || parentId === undefined ? null : byId(parentId);
+    while (parent && Number(parent.dataset.depth) >= maxDepth) {
+      parent = parent.parentElement.closest("li.message");
+    }
+    if (!parent) return { container: list, depth: 0, parentShown: false };
+    let replies = parent.querySelector(":scope > ol.replies");
+    if (!replies) {
+      replies = el("ol", "replies");
+      parent.append(replies);
+    }
+    return { container: replies, depth: Number(parent.dataset.depth) + 1, parentShown: true };
+  }
+
+  // Live and replayed messages, in seq order; a seq already on the page is never added again.
+  function receive(event) {
+    lastSeq = Math.max(lastSeq, event.seq);
+    if (bySeq(event.seq)) return;
+    const where = place(event);
+    const item = render(event, where.depth, where.parentShown);
+    where.container.append(item);
+    empty.hidden = true;
+    item.classList.add("fresh");
+    if (following) {
+      scrollToEnd();
+    } else {
+      unseen.push(item);
+      showJump();
+    }
+  }
+
+  // Auto-scroll while the reader is at the bottom; a marker to jump back otherwise.
+
+  function atBottom() {
+    return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - FOLLOW_SLACK;
+  }
+
+  function scrollToEnd() {
+    window.scrollTo(0, document.documentElement.scrollHeight);
+  }
+
+  function showJump() {
+    jump.textContent = unseen.length === 1 ? "1 new message ↓" : unseen.length + " new messages ↓";
+    jump.hidden = false;
+  }
+
+  function caughtUpWithReading() {
+    unseen = [];
+    jump.hidden = true;
+  }
+
+  window.addEventListener("scroll", function () {
+    following = atBottom();
+    if (following) caughtUpWithReading();
+  }, { passive: true });
+
+  jump.addEventListener("click", function () {
+    following = true;
+    caughtUpWithReading();
+    scrollToEnd();
+  });
+
+  // Presence: who else has this session open.
+
+  function showPresence(viewers) {
+    const chips = viewers.map(function (viewer) {
+      const isMe = me && viewer.kind === me.kind && viewer.id === me.id;
+      const chip = el("li", "chip" + (isMe ? " me" : "") + (viewer.kind === "agent" ? " agent" : ""));
+      chip.append(el("span", avatarClass(viewer.id) + " tiny", initial(viewer.id)), el("span", "", viewer.id));
+      if (viewer.kind === "agent") chip.title = "agent (" + viewer.agent_type + ")";
+      if (isMe) chip.append(el("span", "you", "you"));
+      if (viewer.connections > 1) chip.append(el("span", "times", "×" + viewer.connections));
+      return chip;
+    });
+    presence.replaceChildren(...chips);
+  }
+
+  // The connection: ?since=<last seq on the page>, so a reconnect replays exactly what was missed.
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + "/ws/" + sessionId + "/?since=" + lastSeq);
-    socket.onopen = function () { retry = 0; };
+    // The server renders the path, so the page works wherever the app is mounted.
+    socket = new WebSocket(scheme + location.host + list.dataset.wsPath + "?since=" + lastSeq);
     socket.onmessage = function (frame) {
       const event = JSON.parse(frame.data);
-      if (event.type === "new_message" && event.seq > lastSeq) {
-        const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
-        list.append(render(event));
-        lastSeq = event.seq;
-        if (atBottom) window.scrollTo(0, document.body.scrollHeight);
+      if (event.type === "new_message") {
+        receive(event);
+      } else if (event.type === "hello") {
+        me = event.viewer;
       } else if (event.type === "caught_up") {
-        setStatus(everConnected ? "live (resumed)" : "live", "live");
+        retry = 0;
+        lastSeq = Math.max(lastSeq, Number(event.last_seq) || 0);
+        if (everConnected) {
+          setStatus("resumed", "resumed");
+          clearTimeout(resumedTimer);
+          resumedTimer = setTimeout(function () {
+            if (status.dataset.state === "resumed") setStatus("live", "live");
+          }, 4000);
+        } else {
+          setStatus("live", "live");
+        }
         everConnected = true;
+      } else if (event.type === "presence") {
+        showPresence(event.viewers || []);
       }
     };
-    socket.onclose = function () {
-      setStatus("reconnecting…", "reconnecting");
-      retry = Math.min(retry + 1, 6);
-      setTimeout(connect, 250 * 2 ** retry);
+    socket.onclose = function (close) {
+      presence.replaceChildren();
+      if (close.code === 4401 || close.code === 4404) {
+        setStatus("offline", close.code === 4401 ? "signed out — reload to sign in" : "session not found");
+        return;
+      }
+      setStatus("reconnecting", "reconnecting…");
+      retry = Math.min(retry + 1, 5);
+      setTimeout(connect, Math.round(Math.min(250 * 2 ** retry, 4000) * (0.75 + Math.random() / 2)));
     };
   }
+
+  setInterval(function () {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send('{"type":"ping"}');
+  }, 30000);
+
+  // Older messages, on demand.
+
+  if (earlier) {
+    earlier.addEventListener("click", function () {
+      const url = list.dataset.olderUrl + "?before=" + encodeURIComponent(earlier.dataset.before);
+      earlier.disabled = true;
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+        .then(function (body) {
+          const top = list.firstElementChild;
+          const anchor = document.documentElement.scrollHeight - window.scrollY;
+          for (const event of body.messages) {
+            if (bySeq(event.seq)) continue;
+            const where = place(event);
+            const item = render(event, where.depth, where.parentShown);
+            if (where.container === list) list.insertBefore(item, top); else where.container.append(item);
+          }
+          window.scrollTo(0, document.documentElement.scrollHeight - anchor);
+          if (body.has_more && body.messages.length) {
+            earlier.dataset.before = String(body.messages[0].seq);
+            earlier.disabled = false;
+          } else {
+            earlier.parentElement.remove();
+          }
+        })
+        .catch(function () { earlier.disabled = false; });
+    });
+  }
+
+  following = true;
+  scrollToEnd();
   connect();
 })();

@@ -1,0 +1,47 @@
+// Shared page helpers: show every <time data-local> in the reader's time zone.
+(function () {
+  "use strict";
+  const UNITS = [
+    ["year", 31557600], ["month", 2629800], ["week", 604800], ["day", 86400],
+    ["hour", 3600], ["minute", 60], ["second", 1],
+  ];
+  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+  function sameDay(a, b) {
+    return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+  }
+
+  function ago(date) {
+    const seconds = (date.getTime() - Date.now()) / 1000;
+    if (Math.abs(seconds) < 30) return "just now";
+    for (const [unit, size] of UNITS) {
+      if (Math.abs(seconds) >= size) return relative.format(Math.round(seconds / size), unit);
+    }
+    return "just now";
+  }
+
+  // Format one <time> element; its text is always set with textContent.
+  function localTime(node) {
+    const date = new Date(node.dateTime);
+    if (Number.isNaN(date.getTime())) return;
+    const mode = node.dataset.local;
+    node.title = date.toLocaleString();
+    if (mode === "relative") {
+      node.textContent = ago(date);
+    } else if (mode === "time" || (mode === "datetime" && sameDay(date, new Date()))) {
+      node.textContent = date.toLocaleTimeString();
+    } else {
+      node.textContent = date.toLocaleString();
+    }
+  }
+
+  function localTimes(root) {
+    (root || document).querySelectorAll("time[data-local]").forEach(localTime);
+  }
+
+  window.SharedContext = { localTime: localTime, localTimes: localTimes };
+  localTimes(document);
+  setInterval(function () {
+    document.querySelectorAll('time[data-local="relative"]').forEach(localTime);
+  }, 30000);
+})();

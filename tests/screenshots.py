@@ -1,0 +1,103 @@
+"""Screenshots of the dashboard and a session page for the README.
+
+``python -m tests.screenshots`` starts a throw-away stack, writes a few realistic
+sessions through the MCP sidecar, signs in with headless Chromium and saves
+``docs/screenshots/dashboard.png`` and ``docs/screenshots/session.png``.
+"""
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.browser import CHROMIUM, launch_options
+from tests.stack import ROOT, Stack
+
+OUT = ROOT / "docs" / "screenshots"
+USER, PASSWORD = "operator", "screenshots-only-password"
+
+SESSIONS = [
+    ("Migrate the payments service to PostgreSQL 16", "planner"),
+    ("Triage flaky integration tests in CI", "qa-lead"),
+    ("Draft the Q3 release notes", "writer"),
+    ("Investigate p99 latency spike on /checkout", "sre-bot"),
+    ("Review the new rate limiter design", "reviewer"),
+]
+
+
+async def seed(stack):
+    planner = await stack.agent("planner", "claude")
+    db = await stack.agent("db-agent", "gemini")
+    reviewer = await stack.agent("reviewer", "claude")
+    ops = await stack.agent("ops-bot", "system")
+    agents = {"planner": planner, "db-agent": db, "reviewer": reviewer, "ops-bot": ops,
+              "qa-lead": reviewer, "writer": planner, "sre-bot": ops}
+    try:
+        ids = {}
+        for purpose, creator in reversed(SESSIONS):
+            result = await agents[creator].call("create_session", purpose=purpose)
+            ids[purpose] = result["session_id"]
+            if creator != "planner":
+                await agents[creator].call("add_message", session_id=result["session_id"],
+                                           content=f"Starting: {purpose.lower()}.")
+        main = ids[SESSIONS[0][0]]
+
+        async def say(agent, content, **kwargs):
+            result = await agent.call("add_message", session_id=main, content=content, **kwargs)
+            assert result["success"], result
+            return result["message_id"]
+
+        plan = await say(planner, "Plan for the migration:\n1. Dump the schema and compare types\n"
+                                  "2. Dry-run pg_upgrade on a snapshot\n3. Switch reads, then writes, behind a flag",
+                         metadata={"step": "plan", "estimate_hours": 6})
+        await say(db, "Schema dump done: 42 tables, 3 use the deprecated money type.", parent_message_id=plan,
+                  metadata={"tables": 42, "needs_attention": ["invoices", "refunds", "payouts"]})
+        await say(reviewer, "Convert money to numeric(12,2) before the upgrade, not after.", parent_message_id=plan)
+        await say(db, "Snapshot restored on staging-pg16; pg_upgrade --check passes.", visibility="agent_only")
+        await say(ops, "Maintenance window approved for Saturday 02:00 UTC.", visibility="admin_only")
+        await say(planner, "Next: switch reads on staging and watch error rates for an hour.")
+        await reviewer.call("add_message", session_id=ids[SESSIONS[4][0]],
+                            content="Token bucket per client looks right.")
+        return main, db.token
+    finally:
+        for agent in {id(a): a for a in agents.values()}.values():
+            await agent.close()
+
+
+async def main():
+    from playwright.async_api import async_playwright
+
+    with tempfile.TemporaryDirectory(prefix="scs-shots-") as data:
+        stack = Stack(data).start()
+        try:
+            stack.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                         f"User.objects.create_superuser({USER!r}, '', {PASSWORD!r})")
+            session_id, watcher_token = await seed(stack)
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(**launch_options())
+                page = await browser.new_page(viewport={"width": 1280, "height": 760}, device_scale_factor=1)
+                await page.goto(f"{stack.http_url}/accounts/login/")
+                await page.fill("#id_username", USER)
+                await page.fill("#id_password", PASSWORD)
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("#status[data-state=live]")
+                await page.screenshot(path=str(OUT / "dashboard.png"))
+                async with stack.watcher(session_id, token=watcher_token) as agent_view:  # shows up in presence
+                    await agent_view.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+                    await page.goto(f"{stack.http_url}/sessions/{session_id}/")
+                    await page.wait_for_selector("#status[data-state=live]")
+                    await page.wait_for_selector("#presence .chip.agent")
+                    await page.click("#m2 .metadata summary")
+                    await page.evaluate("window.scrollTo(0, 0)")
+                    await page.screenshot(path=str(OUT / "session.png"), full_page=True)
+                await browser.close()
+        finally:
+            stack.stop()
+    print(f"wrote {OUT / 'dashboard.png'} and {OUT / 'session.png'}")
+
+
+if __name__ == "__main__":
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    OUT.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main())

@@ -1,0 +1,140 @@
+"""The dashboard feed and session presence, in-process through the real ASGI stack."""
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.test import AsyncClient
+
+from project.asgi import application
+from realtime import conf, operations
+from realtime.envelope import message_event
+
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8081")
+
+
+@pytest.fixture(autouse=True)
+def fresh_layer():
+    channel_layers.backends = {}
+    yield
+    channel_layers.backends = {}
+
+
+async def user_cookie(username, staff=False):
+    user = await sync_to_async(get_user_model().objects.create_user)(username, password="pw", is_staff=staff)
+    client = AsyncClient()
+    await client.aforce_login(user)
+    return client.cookies["sessionid"].value
+
+
+class Socket:
+    def __init__(self, path, cookie=None):
+        headers = [ORIGIN]
+        if cookie:
+            headers.append((b"cookie", f"sessionid={cookie}".encode()))
+        self.comm = WebsocketCommunicator(application, path, headers=headers)
+
+    async def connect(self):
+        connected, self.refused_with = await self.comm.connect(timeout=3)
+        return connected
+
+    async def frame(self, kind=None):
+        """The next frame (of type ``kind``, skipping others); ``{"closed": code}`` on close."""
+        while True:
+            output = await self.comm.receive_output(timeout=3)
+            if output["type"] == "websocket.close":
+                return {"closed": output.get("code")}
+            frame = json.loads(output["text"])
+            if kind is None or frame["type"] == kind:
+                return frame
+
+    async def send(self, frame):
+        await self.comm.send_to(text_data=json.dumps(frame))
+
+    async def close(self):
+        await self.comm.disconnect()
+
+
+async def store(session_id, content, sender="planner", visibility="public"):
+    return await sync_to_async(operations.add_message)(
+        session_id, sender=sender, sender_type="claude", content=content, visibility=visibility,
+        may_write_admin_only=True,
+    )
+
+
+async def broadcast(session_id, *messages):
+    response = await AsyncClient().post(
+        f"/broadcast/{session_id}", data=json.dumps({"events": [message_event(m) for m in messages]}),
+        content_type="application/json", headers={"Authorization": f"Bearer {conf.get('SCS_BROADCAST_SECRET')}"},
+    )
+    assert response.status_code == 202, response.content
+
+
+async def new_session(purpose="dashboard feed"):
+    return (await sync_to_async(operations.create_session)(purpose, "planner")).id
+
+
+async def test_dashboard_socket_needs_a_signed_in_user():
+    socket = Socket("/ws/dashboard/")
+    assert not await socket.connect()
+    assert socket.refused_with == 4401
+
+
+async def test_dashboard_receives_summaries_without_content_or_hidden_senders():
+    session_id = await new_session("Migrate <payments>")
+    member = Socket("/ws/dashboard/", await user_cookie("member"))
+    boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
+    for socket in (member, boss):
+        assert await socket.connect()
+        assert (await socket.frame())["type"] == "hello"
+    public = await store(session_id, "PUBLIC TEXT", sender="planner")
+    hidden = await store(session_id, "SECRET TEXT", sender="shadow", visibility="admin_only")
+    await broadcast(session_id, public, hidden)
+    seen = {}
+    for name, socket in (("member", member), ("boss", boss)):
+        frame = await socket.frame("session_summary")
+        seen[name] = frame
+        assert frame["session_id"] == session_id
+        assert frame["purpose"] == "Migrate <payments>" and frame["created_by"] == "planner"
+        assert frame["message_count"] == 2 and frame["last_seq"] == 2 and frame["last_activity"]
+        assert "TEXT" not in json.dumps(frame)
+    assert seen["member"]["senders"] == ["planner"]
+    assert seen["boss"]["senders"] == ["planner", "shadow"]
+    for socket in (member, boss):
+        await socket.close()
+
+
+async def test_presence_lists_who_is_watching_and_follows_leaving():
+    session_id = await new_session()
+    alice = Socket(f"/ws/{session_id}/", await user_cookie("alice"))
+    assert await alice.connect()
+    assert (await alice.frame("presence"))["viewers"] == [
+        {"kind": "user", "id": "alice", "agent_type": "", "connections": 1}]
+    bob = Socket(f"/ws/{session_id}/", await user_cookie("bob"))
+    assert await bob.connect()
+    both = ["alice", "bob"]
+    assert [v["id"] for v in (await alice.frame("presence"))["viewers"]] == both
+    # The newcomer learns about those already there from their answers.
+    frame = await bob.frame("presence")
+    while [v["id"] for v in frame["viewers"]] != both:
+        frame = await bob.frame("presence")
+    await bob.send({"type": "who"})
+    assert [v["id"] for v in (await bob.frame("presence"))["viewers"]] == both
+    await bob.close()
+    assert [v["id"] for v in (await alice.frame("presence"))["viewers"]] == ["alice"]
+    await alice.close()
+
+
+async def test_presence_frames_come_after_hello_and_caught_up():
+    session_id = await new_session()
+    await store(session_id, "before")
+    viewer = Socket(f"/ws/{session_id}/?since=0", await user_cookie("carol"))
+    assert await viewer.connect()
+    kinds = [(await viewer.frame())["type"] for _ in range(4)]
+    assert kinds == ["hello", "new_message", "caught_up", "presence"]
+    await viewer.close()
