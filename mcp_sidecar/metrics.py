@@ -21,8 +21,9 @@ class ToolMetrics:
 
     def snapshot(self):
         tools = {}
-        for name, samples in self.latencies.items():
-            ordered = sorted(samples)
+        # Read from a worker thread while the event loop records: copy before iterating.
+        for name, samples in list(self.latencies.items()):
+            ordered = sorted(samples.copy())
             tools[name] = {
                 "calls": self.calls[name],
                 "errors": self.errors[name],

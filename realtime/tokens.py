@@ -80,3 +80,30 @@ def verify(token, *, leeway=0):
         payload["sub"], agent_type, tuple(p for p in permissions if p in PERMISSIONS), payload["exp"],
         str(payload.get("jti", "")),
     )
+
+
+def verify_for_refresh(token):
+    """Claims of a genuine token, even one expired up to ``SCS_TOKEN_REFRESH_GRACE`` seconds ago.
+
+    A forged or malformed token is always refused (TOKEN_INVALID); one expired
+    longer ago than the grace window is refused with TOKEN_EXPIRED.
+    """
+    try:
+        return verify(token, leeway=conf.get("SCS_TOKEN_REFRESH_GRACE"))
+    except TokenError as exc:
+        if exc.code == "TOKEN_EXPIRED":
+            raise TokenError(
+                "TOKEN_EXPIRED", "the token expired too long ago to be refreshed"
+            ) from None
+        raise
+
+
+def refresh(token):
+    """A new token for the same agent, type and permissions; returns ``(token, claims)``.
+
+    Permissions are re-checked against ``SCS_AGENT_PERMISSIONS``, so a refresh
+    never keeps a permission the agent's type may no longer hold.
+    """
+    claims = verify_for_refresh(token)
+    granted = granted_permissions(claims.agent_type, claims.permissions)
+    return issue(claims.agent_id, claims.agent_type, granted)

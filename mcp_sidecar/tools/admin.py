@@ -1,0 +1,51 @@
+"""Admin tools: performance figures of this sidecar and its database."""
+
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from mcp_sidecar.app import agent_tool, bridge
+from mcp_sidecar.auth import caller
+from mcp_sidecar.metrics import tool_metrics
+from mcp_sidecar.params import AuthToken
+from realtime.models import AuditEvent, MemoryEntry, Message, Session
+
+
+def database_figures():
+    """Vendor, row counts and connection figures of the database both processes share."""
+    figures = {
+        "vendor": connection.vendor,
+        "sessions": Session.objects.count(),
+        "active_sessions": Session.objects.filter(is_active=True).count(),
+        "messages": Message.objects.count(),
+        "memory_entries": MemoryEntry.objects.exclude(expires_at__lte=timezone.now()).count(),
+        "audit_events": AuditEvent.objects.count(),
+        "conn_max_age": connection.settings_dict.get("CONN_MAX_AGE"),
+    }
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA journal_mode")
+            figures["journal_mode"] = cursor.fetchone()[0]
+        elif connection.vendor == "postgresql":
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            figures["server_connections"] = cursor.fetchone()[0]
+    return figures
+
+
+@agent_tool
+def get_performance_metrics(auth_token: AuthToken = None) -> dict:
+    """Request counts and latencies per tool, broadcast bridge counters, database figures. Needs admin.
+
+    Latencies (p50_ms, p99_ms) cover the latest 1000 calls of each tool in this sidecar process.
+    """
+    caller(auth_token, permission="admin")
+    metrics = tool_metrics.snapshot()
+    return {
+        "success": True,
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "uptime_seconds": metrics["uptime_seconds"],
+        "tools": metrics["tools"],
+        "bridge": bridge.stats(),
+        "database": database_figures(),
+    }

@@ -1,0 +1,122 @@
+"""get_usage_guidance: what this agent may do with its permissions, and how to use the tools well."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mcp_sidecar.app import agent_tool
+from mcp_sidecar.auth import bearer_from_headers, caller
+from mcp_sidecar.params import AuthToken
+from realtime import conf, tokens
+
+# Tool name → the permission it needs. authenticate_agent and refresh_token need none.
+TOOL_PERMISSIONS = {
+    "create_session": "write",
+    "get_session": "read",
+    "add_message": "write",
+    "get_messages": "read",
+    "search_context": "read",
+    "search_by_sender": "read",
+    "search_by_timerange": "read",
+    "set_memory": "write",
+    "get_memory": "read",
+    "list_memory": "read",
+    "get_usage_guidance": "read",
+    "get_performance_metrics": "admin",
+}
+
+GUIDANCE = {
+    "operations": {
+        "workflow": [
+            "authenticate_agent once; pass the token as auth_token to every other tool.",
+            "create_session(purpose) and share the session_id with the agents you work with.",
+            "add_message to post; get_messages(since_seq=N) to read only what is new since seq N.",
+            "Reply in a thread with add_message(parent_message_id=...); read it with get_messages(thread_id=...).",
+            "search_context to find earlier work by words; search_by_sender / search_by_timerange to narrow down.",
+            "set_memory / get_memory keep your own notes between calls; give them expires_in for scratch data.",
+        ],
+        "limits": {
+            "content_chars": conf.get("SCS_MAX_CONTENT_LENGTH"),
+            "metadata_bytes": conf.get("SCS_MAX_METADATA_BYTES"),
+            "memory_value_bytes": conf.get("SCS_MAX_MEMORY_VALUE_BYTES"),
+            "memory_ttl_seconds": conf.get("SCS_MAX_MEMORY_TTL"),
+            "get_messages_limit": 1000,
+            "search_context_limit": 100,
+        },
+    },
+    "coordination": {
+        "patterns": [
+            "One session per task; state the task in the purpose so people watching understand it.",
+            "Use public for results others need, agent_only for coordination among agents of your type.",
+            "Before taking over a task, search_context for what was already decided.",
+            "Poll with get_messages(since_seq=last_seq) instead of re-reading the whole session.",
+            "Keep your progress in set_memory(session_id=...) so you can resume after a restart.",
+        ],
+    },
+    "security": {
+        "rules": [
+            "Never put tokens or secrets in message content, metadata or memory values.",
+            "public: everyone (people watching in the browser too); private: only you; "
+            "agent_only: agents of your type; admin_only: admins.",
+            "Your memory is private to your agent id; no other agent can read or list it.",
+            "Refusals (missing permission, another agent's memory) are recorded in the audit log.",
+        ],
+    },
+    "troubleshooting": {
+        "error_codes": {
+            "AUTH_REQUIRED": "Pass auth_token (or Authorization: Bearer).",
+            "TOKEN_EXPIRED": "Call refresh_token(current_token); past the grace window, authenticate_agent.",
+            "TOKEN_INVALID": "The token was not issued by this server or was altered; authenticate_agent again.",
+            "PERMISSION_DENIED": "Your agent type does not hold the needed permission.",
+            "INVALID_ARGUMENT": "An argument breaks the tool's input schema (type, range, pattern or length).",
+            "INVALID_SESSION_ID": "Session ids look like session_ + 16 hex characters.",
+            "SESSION_NOT_FOUND": "Check the session id, or create_session.",
+            "PARENT_NOT_FOUND": "parent_message_id must be a message of the same session.",
+            "INVALID_DATETIME": "Use ISO 8601, e.g. 2026-05-01T14:00:00Z.",
+            "INVALID_TIME_RANGE": "start_time must not be after end_time.",
+            "MEMORY_NOT_FOUND": "Same key and same session_id as when stored; it may have expired.",
+            "MEMORY_KEY_EXISTS": "set_memory(overwrite=false) found a value; pass overwrite=true to replace it.",
+        },
+    },
+}
+
+
+def access_level(permissions):
+    return "ADMIN" if "admin" in permissions else "AGENT" if "write" in permissions else "READ_ONLY"
+
+
+@agent_tool
+def get_usage_guidance(
+    guidance_type: Annotated[Literal["operations", "coordination", "security", "troubleshooting"], Field(
+        description="Which guidance: operations, coordination, security or troubleshooting.")] = "operations",
+    auth_token: AuthToken = None,
+) -> dict:
+    """How to use this server well, and exactly which tools your token's permissions allow.
+
+    Start here if you are new: it lists the tools you may call, the limits, and what each error code means.
+    """
+    agent = caller(auth_token)
+    claims = tokens.verify(auth_token or bearer_from_headers())
+    allowed = [name for name, needed in TOOL_PERMISSIONS.items() if needed in agent.permissions]
+    denied = [name for name in TOOL_PERMISSIONS if name not in allowed]
+    visible = ["public", "private (your own)", "agent_only (your agent type)"]
+    if agent.is_admin:
+        visible = ["public", "private (everyone's)", "agent_only (every type)", "admin_only"]
+    return {
+        "success": True,
+        "guidance_type": guidance_type,
+        "access_level": access_level(agent.permissions),
+        "agent_info": {
+            "agent_id": agent.id,
+            "agent_type": agent.agent_type,
+            "permissions": list(agent.permissions),
+            "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat().replace("+00:00", "Z"),
+            "can_refresh": True,
+        },
+        "available_tools": ["authenticate_agent", "refresh_token", *allowed],
+        "unavailable_tools": denied,
+        "visible_levels": visible,
+        "guidance": GUIDANCE[guidance_type],
+        "generated_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }

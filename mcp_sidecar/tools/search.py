@@ -1,0 +1,81 @@
+"""Search tools: fuzzy text, by sender, by time range; only over messages you may read."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mcp_sidecar.app import agent_tool
+from mcp_sidecar.auth import caller
+from mcp_sidecar.params import AuthToken, SessionId
+from realtime import search
+from realtime.envelope import message_record
+
+
+@agent_tool
+def search_context(
+    session_id: SessionId,
+    query: Annotated[str, Field(min_length=1, max_length=1000, description="Words to look for; typos are tolerated.")],
+    fuzzy_threshold: Annotated[float, Field(ge=0, le=100, description=(
+        "Lowest similarity score (0-100) a match may have. 60 finds near matches; 85+ nearly exact ones."))] = 60.0,
+    limit: Annotated[int, Field(ge=1, le=100, description="How many matches at most.")] = 10,
+    search_metadata: Annotated[bool, Field(description="Also match text inside message metadata.")] = True,
+    search_scope: Annotated[Literal["all", "public", "private"], Field(description=(
+        "all: every message you may read; public: public messages only; private: your own private messages."
+    ))] = "all",
+    auth_token: AuthToken = None,
+) -> dict:
+    """Fuzzy-search a session's messages (content, sender and, optionally, metadata).
+
+    Returns results ranked best first, each with the message, its score (0-100),
+    a match_preview of the matching text, and a relevance of high/medium/low.
+    Only messages you may read are searched: public ones, your own private ones,
+    agent_only ones from agents of your type, and admin_only ones if you hold admin.
+    """
+    agent = caller(auth_token)
+    found = search.search_messages(
+        agent, session_id, query, threshold=fuzzy_threshold, limit=limit, search_metadata=search_metadata,
+        scope=search_scope,
+    )
+    return {"success": True, "query": query, "message_count": len(found["results"]), **found}
+
+
+
+@agent_tool
+def search_by_sender(
+    session_id: SessionId,
+    sender: Annotated[str, Field(min_length=1, max_length=100, description="The sender's agent id, exactly.")],
+    limit: Annotated[int, Field(ge=1, le=100, description="How many messages at most.")] = 20,
+    auth_token: AuthToken = None,
+) -> dict:
+    """The newest messages a given agent sent to a session, newest first.
+
+    Only messages you may read are returned (public; your own private; agent_only
+    from your agent type; admin_only if you hold admin).
+    """
+    agent = caller(auth_token)
+    messages = search.messages_by_sender(agent, session_id, sender, limit=limit)
+    return {"success": True, "sender": sender, "messages": [message_record(m) for m in messages],
+            "count": len(messages)}
+
+
+@agent_tool
+def search_by_timerange(
+    session_id: SessionId,
+    start_time: Annotated[str, Field(min_length=1, max_length=64, description=(
+        "ISO 8601 start, inclusive, e.g. 2026-05-01T14:00:00Z (no zone means UTC)."))],
+    end_time: Annotated[str, Field(min_length=1, max_length=64, description=(
+        "ISO 8601 end, inclusive; must not be before start_time."))],
+    limit: Annotated[int, Field(ge=1, le=200, description="How many messages at most.")] = 50,
+    auth_token: AuthToken = None,
+) -> dict:
+    """Messages of a session sent between two times, oldest first, with has_more.
+
+    Only messages you may read are returned (public; your own private; agent_only
+    from your agent type; admin_only if you hold admin). An unparseable time is
+    INVALID_DATETIME; a start after the end is INVALID_TIME_RANGE.
+    """
+    agent = caller(auth_token)
+    messages, has_more = search.messages_in_timerange(agent, session_id, start_time, end_time, limit=limit)
+    return {"success": True, "timerange": {"start": start_time, "end": end_time},
+            "messages": [message_record(m) for m in messages], "count": len(messages), "has_more": has_more}
+

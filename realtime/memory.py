@@ -1,0 +1,172 @@
+"""Agents' private memory: JSON values under keys, global or scoped to a session, with a TTL.
+
+Every function takes the owning ``agent_id`` and only ever touches that agent's
+rows, so one agent can never read or list another's memory. Expired entries are
+never returned; they are deleted when a write happens and whenever a read meets
+one. ``now`` can be passed to make expiry checkable without waiting.
+"""
+
+import json
+import re
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import JSONField, Q, Value
+from django.utils import timezone
+
+from realtime import conf, operations
+from realtime.envelope import isoformat
+from realtime.errors import OperationError
+from realtime.models import MemoryEntry
+
+KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+=-]{0,254}$"
+KEY_RE = re.compile(KEY_PATTERN)
+KEY_HINT = ("Keys are 1-255 characters: letters, digits and _ . : / @ + = - "
+            "(no spaces), starting with a letter, digit or _.")
+ALL_SCOPES = "all"
+
+
+def check_key(key):
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
+        raise OperationError("INVALID_KEY", "key is not a valid memory key", KEY_HINT)
+
+
+def _encoded_size(value, what):
+    try:
+        return len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError):
+        raise OperationError(f"INVALID_{what}", f"{what.lower()} is not a JSON value", "Store JSON data.") from None
+
+
+def _unexpired(now):
+    return Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+
+
+def _scope_q(session_id):
+    return Q(session__isnull=True) if session_id is None else Q(session_id=session_id)
+
+
+def purge_expired(now=None, agent_id=None):
+    """Delete expired entries (of one agent, or all); returns how many."""
+    expired = MemoryEntry.objects.filter(expires_at__lte=now or timezone.now())
+    if agent_id is not None:
+        expired = expired.filter(agent_id=agent_id)
+    with operations.sqlite_writer_turn():
+        return expired.delete()[0]
+
+
+def entry_record(entry):
+    return {
+        "key": entry.key,
+        "value": entry.value,
+        "metadata": entry.metadata,
+        "scope": "session" if entry.session_id else "global",
+        "session_id": entry.session_id,
+        "created_at": isoformat(entry.created_at),
+        "updated_at": isoformat(entry.updated_at),
+        "expires_at": isoformat(entry.expires_at) if entry.expires_at else None,
+    }
+
+
+def set_memory(agent_id, key, value, *, session_id=None, expires_in=None, metadata=None, overwrite=True,
+               now=None):
+    """Store ``value`` under ``key`` for ``agent_id``; returns the MemoryEntry.
+
+    ``expires_in`` is a TTL in seconds (None or 0: never expires). With
+    ``overwrite=False`` an existing, unexpired entry is left alone and
+    MEMORY_KEY_EXISTS is raised.
+    """
+    check_key(key)
+    size_limit = conf.get("SCS_MAX_MEMORY_VALUE_BYTES")
+    if _encoded_size(value, "VALUE") > size_limit:
+        raise OperationError(
+            "VALUE_TOO_LARGE", f"value is larger than {size_limit} bytes once JSON-encoded",
+            "Store less, or split it over several keys.",
+        )
+    metadata = operations.check_metadata(metadata)
+    max_ttl = conf.get("SCS_MAX_MEMORY_TTL")
+    if expires_in is not None and (isinstance(expires_in, bool) or not isinstance(expires_in, int)
+                                   or not 0 <= expires_in <= max_ttl):
+        raise OperationError(
+            "INVALID_TTL", f"expires_in must be a whole number of seconds from 0 to {max_ttl}",
+            "Leave it out (or 0) for an entry that never expires.",
+        )
+    if session_id is not None:
+        operations.get_session(session_id)  # INVALID_SESSION_ID / SESSION_NOT_FOUND
+    now = now or timezone.now()
+    expires_at = now + timedelta(seconds=expires_in) if expires_in else None
+    stored = Value(None, JSONField()) if value is None else value  # JSON null, not SQL NULL
+    fields = {"value": stored, "metadata": metadata, "expires_at": expires_at, "updated_at": now}
+    scope = MemoryEntry.objects.filter(_scope_q(session_id), agent_id=agent_id, key=key)
+    with operations.sqlite_writer_turn(), transaction.atomic():
+        purge_expired(now)
+        if overwrite and scope.update(**fields):
+            return scope.get()
+        try:
+            with transaction.atomic():
+                MemoryEntry.objects.create(agent_id=agent_id, key=key, session_id=session_id, **fields)
+        except IntegrityError:
+            if not overwrite:
+                raise OperationError(
+                    "MEMORY_KEY_EXISTS", f"memory key {key!r} already holds a value",
+                    "Pass overwrite=true to replace it, or choose another key.",
+                ) from None
+            scope.update(**fields)  # created concurrently: last writer wins
+    return scope.get()
+
+
+def get_memory(agent_id, key, *, session_id=None, now=None):
+    """``agent_id``'s unexpired entry under ``key`` in this scope, else MEMORY_NOT_FOUND."""
+    check_key(key)
+    if session_id is not None:
+        operations.check_session_id(session_id)
+    now = now or timezone.now()
+    entry = MemoryEntry.objects.filter(_scope_q(session_id), agent_id=agent_id, key=key).first()
+    if entry is not None and entry.expires_at is not None and entry.expires_at <= now:
+        purge_expired(now, agent_id)
+        entry = None
+    if entry is None:
+        raise OperationError(
+            "MEMORY_NOT_FOUND", f"no memory under key {key!r} in this scope",
+            "Check the key and session_id (global and session memory are separate); list_memory shows your keys.",
+        )
+    return entry
+
+
+def list_memory(agent_id, *, session_id=None, prefix=None, limit=50, now=None):
+    """``agent_id``'s unexpired entries, newest first: global (None), one session, or ``"all"``.
+
+    Returns dicts without the values (``value_size`` says how big each is).
+    """
+    if session_id is not None and session_id != ALL_SCOPES:
+        operations.get_session(session_id)
+    if prefix is not None and not isinstance(prefix, str):
+        raise OperationError("INVALID_KEY", "prefix must be a string", KEY_HINT)
+    now = now or timezone.now()
+    entries = MemoryEntry.objects.filter(agent_id=agent_id)
+    if entries.filter(expires_at__lte=now).exists():
+        purge_expired(now, agent_id)
+    entries = entries.filter(_unexpired(now))
+    if session_id != ALL_SCOPES:
+        entries = entries.filter(_scope_q(session_id))
+    if prefix:
+        entries = entries.filter(key__startswith=prefix)
+    records = []
+    for entry in entries.order_by("-updated_at", "key")[:limit]:
+        record = entry_record(entry)
+        record["value_size"] = len(json.dumps(record.pop("value"), separators=(",", ":")).encode())
+        del record["metadata"]
+        records.append(record)
+    return records
+
+
+def agent_memory(agent_id, *, limit=200, now=None):
+    """Everything ``agent_id`` remembers (unexpired), for the ``agent://{agent_id}/memory`` resource."""
+    now = now or timezone.now()
+    entries = MemoryEntry.objects.filter(_unexpired(now), agent_id=agent_id).order_by("session_id", "key")
+    global_entries, sessions = {}, {}
+    for entry in entries[:limit]:
+        target = global_entries if entry.session_id is None else sessions.setdefault(entry.session_id, {})
+        target[entry.key] = entry_record(entry)
+    return {"agent_id": agent_id, "global": global_entries, "sessions": sessions}
+

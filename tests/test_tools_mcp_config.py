@@ -1,0 +1,44 @@
+"""``python manage.py mcp_config``: ready-to-paste client configurations with the right URL and key."""
+
+import json
+import shlex
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+KEY = "k3y-for-config-tests-0123456789"
+
+
+def run(*args):
+    out = StringIO()
+    with override_settings(SCS_API_KEY=KEY, SCS_HOST="0.0.0.0", SCS_MCP_PORT=24999):
+        call_command("mcp_config", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_claude_is_one_shell_command():
+    argv = shlex.split(run("claude"))
+    assert argv[:5] == ["claude", "mcp", "add", "--transport", "http"]
+    assert "http://127.0.0.1:24999/mcp/" in argv  # a wildcard listen address becomes loopback
+    assert argv[argv.index("--header") + 1] == f"X-API-Key: {KEY}"
+
+
+@pytest.mark.parametrize(("client", "root", "extra"), [("cursor", "mcpServers", {}),
+                                                       ("vscode", "servers", {"type": "http"})])
+def test_json_clients(client, root, extra):
+    config = json.loads(run(client))
+    (server,) = config[root].values()
+    assert server == {**extra, "url": "http://127.0.0.1:24999/mcp/", "headers": {"X-API-Key": KEY}}
+
+
+def test_all_prints_every_client_under_a_title():
+    text = run("all")
+    assert text.count(f"X-API-Key: {KEY}") == 1 and text.count(f'"X-API-Key": "{KEY}"') == 2
+    assert "# Claude Code" in text and "# Cursor" in text and "# VS Code" in text
+
+
+def test_unknown_client_is_an_error():
+    with pytest.raises(CommandError):
+        run("emacs")
