@@ -3,18 +3,16 @@
 import json
 import shlex
 
-from django.conf import settings
-
 from realtime import conf
 
 CLIENTS = ("claude", "cursor", "vscode")
 
 
 def mcp_url():
-    host = getattr(settings, "SCS_HOST", "127.0.0.1")
+    host = conf.get("SCS_HOST")
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
-    return f"http://{host}:{getattr(settings, 'SCS_MCP_PORT', 23456)}/mcp/"
+    return f"http://{host}:{conf.get('SCS_MCP_PORT')}/mcp/"
 
 
 def config_for(client, name="shared-context"):

@@ -1,4 +1,11 @@
-"""The app's settings: every name starts with ``SCS_`` and has a default here."""
+"""The app's settings: every name starts with ``SCS_`` and has a default here.
+
+A value in Django's settings wins; the secrets and the broadcast URL (``ENVIRONMENT``)
+may instead come from the process environment, so a host project need not copy them
+into its settings module.
+"""
+
+import os
 
 from django.conf import settings
 
@@ -6,7 +13,20 @@ DEFAULTS = {
     "SCS_API_KEY": "",
     "SCS_JWT_SECRET": "",
     "SCS_BROADCAST_SECRET": "",
+    # Where Daphne serves this app, including the prefix it is mounted under
+    # (e.g. "http://127.0.0.1:8000/agents"); the sidecar POSTs /broadcast/<id> there.
     "SCS_BROADCAST_URL": "http://127.0.0.1:8081",
+    # The sidecar's listen address and port (``python -m mcp_sidecar``).
+    "SCS_HOST": "127.0.0.1",
+    "SCS_MCP_PORT": 23456,
+    # Path before "ws/<session_id>/" in the WebSocket routes and in the URLs the pages connect to.
+    "SCS_WS_PREFIX": "",
+    # The template realtime/base.html extends: the host's own base, with blocks
+    # title, extra_head, content and scripts.
+    "SCS_BASE_TEMPLATE": "realtime/layout.html",
+    # How realtime.publish pushes: "channel_layer", "http" (POST to SCS_BROADCAST_URL),
+    # or "auto": the channel layer when it is shared between processes (not in-memory), else http.
+    "SCS_PUBLISH_VIA": "auto",
     # Seconds a token issued by authenticate_agent stays valid.
     "SCS_TOKEN_TTL": 24 * 3600,
     # Seconds after expiry during which refresh_token still accepts a genuine token.
@@ -27,9 +47,32 @@ DEFAULTS = {
     "SCS_MAX_METADATA_BYTES": 16_384,
     "SCS_MAX_PURPOSE_LENGTH": 1_000,
     "SCS_BROADCAST_MAX_BODY": 4 * 1024 * 1024,
+    # Client addresses (IPs or networks) the broadcast view accepts; loopback only by default.
+    "SCS_BROADCAST_ALLOWED_IPS": ["127.0.0.1", "::1"],
+    # Frames per second one WebSocket client may send (token bucket), and the burst it may save up.
+    "SCS_WS_FRAME_RATE": 10,
+    "SCS_WS_FRAME_BURST": 40,
+    # Agent memory: largest value (JSON-encoded bytes) and longest time to live (seconds).
+    "SCS_MAX_MEMORY_VALUE_BYTES": 256 * 1024,
+    "SCS_MAX_MEMORY_TTL": 365 * 24 * 3600,
+    # search_context scans at most this many of the newest visible messages.
+    "SCS_SEARCH_MAX_SCAN": 50_000,
 }
 
 
+ENVIRONMENT = frozenset({"SCS_API_KEY", "SCS_JWT_SECRET", "SCS_BROADCAST_SECRET", "SCS_BROADCAST_URL"})
+
+
 def get(name):
-    """The value of app setting ``name`` (``SCS_…``), or its default."""
-    return getattr(settings, name, DEFAULTS[name])
+    """The value of app setting ``name`` (``SCS_…``): settings, then the environment (``ENVIRONMENT``), then default."""
+    if hasattr(settings, name):
+        return getattr(settings, name)
+    if name in ENVIRONMENT and os.environ.get(name, "").strip():
+        return os.environ[name].strip()
+    return DEFAULTS[name]
+
+
+def ws_prefix():
+    """``SCS_WS_PREFIX`` as a relative path ending in "/" (or "")."""
+    prefix = str(get("SCS_WS_PREFIX")).strip("/")
+    return f"{prefix}/" if prefix else ""
