@@ -11,7 +11,10 @@ Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
    handled; a live event that jumps past it is preceded by the missing messages,
    read from the database. Nothing is sent twice or out of order.
 
-Client frames: ``auth``, ``resume`` (``{"since": N}``), ``ping``.
+Client frames: ``auth``, ``resume`` (``{"since": N}``), ``ping``, ``who`` (answered
+with a ``presence`` frame; see ``realtime.presence``). A client sending more than
+``SCS_WS_FRAME_RATE`` frames a second (beyond a burst of ``SCS_WS_FRAME_BURST``)
+gets a ``RATE_LIMITED`` error and is closed with 4429.
 """
 
 import asyncio
@@ -21,10 +24,14 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import tokens
+from realtime import conf, tokens
+from realtime.dashboard import DASHBOARD_GROUP, summary_frame
 from realtime.envelope import message_event
+from realtime.groups import session_group
 from realtime.models import Session, is_session_id
 from realtime.operations import visible_messages
+from realtime.presence import PresenceMixin
+from realtime.ratelimit import TokenBucket
 from realtime.visibility import Viewer, can_see_message
 
 logger = logging.getLogger(__name__)
@@ -37,10 +44,7 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_BIG = 1009
-
-
-def session_group(session_id):
-    return f"session.{session_id}"
+CLOSE_RATE_LIMITED = 4429
 
 
 def viewer_from_token(token):
@@ -65,11 +69,13 @@ def parse_since(value):
     return None
 
 
-class SessionConsumer(AsyncWebsocketConsumer):
+class SessionConsumer(PresenceMixin, AsyncWebsocketConsumer):
     viewer = None
     last_seq = 0
     joined = False
     auth_timer = None
+    frame_budget = None
+    rate_limited = False
 
     async def connect(self):
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
@@ -83,6 +89,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         self.viewer = self.viewer_from_scope()
         await self.accept()
+        if self.viewer is None and b"authorization" in dict(self.scope.get("headers", [])):
+            await self.close(code=CLOSE_UNAUTHORIZED)  # a presented token that does not verify is final
+            return
         if self.viewer is None:
             self.auth_timer = asyncio.get_running_loop().call_later(
                 AUTH_TIMEOUT, lambda: asyncio.ensure_future(self.close(code=CLOSE_UNAUTHORIZED))
@@ -115,16 +124,20 @@ class SessionConsumer(AsyncWebsocketConsumer):
         )
         self.last_seq = last_seq
         await self.replay(self.since, last_seq)
+        await self.presence_start()
 
     async def disconnect(self, code):
         if self.auth_timer is not None:
             self.auth_timer.cancel()
         if self.joined:
+            await self.presence_stop()
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
 
     # Client frames
 
     async def receive(self, text_data=None, bytes_data=None):
+        if not await self.within_frame_rate():
+            return
         if text_data is None:
             await self.send_error("BAD_FRAME", "frames must be JSON text")
             return
@@ -133,7 +146,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         try:
             frame = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             await self.send_error("BAD_FRAME", "frame is not valid JSON")
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
@@ -141,12 +154,27 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.receive_auth(frame if kind == "auth" else {})
         elif kind == "resume":
             await self.receive_resume(frame)
+        elif kind == "who":
+            await self.send_presence()
         elif kind == "ping":
             await self.send_frame({"type": "pong"})
         elif kind == "auth":
             await self.send_error("ALREADY_AUTHENTICATED", "this connection is already authenticated")
         else:
-            await self.send_error("BAD_FRAME", "frame type must be one of: resume, ping")
+            await self.send_error("BAD_FRAME", "frame type must be one of: resume, ping, who")
+
+    async def within_frame_rate(self):
+        """Spend one frame of this connection's budget; over it, say why and close with 4429."""
+        if self.frame_budget is None:
+            self.frame_budget = TokenBucket(conf.get("SCS_WS_FRAME_RATE"), conf.get("SCS_WS_FRAME_BURST"))
+        if self.rate_limited:
+            return False
+        if self.frame_budget.take():
+            return True
+        self.rate_limited = True
+        await self.send_error("RATE_LIMITED", f"more than {conf.get('SCS_WS_FRAME_RATE')} frames per second")
+        await self.close(code=CLOSE_RATE_LIMITED)
+        return False
 
     async def receive_auth(self, frame):
         self.viewer = viewer_from_token(frame.get("token"))
@@ -200,6 +228,49 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame):
         await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        # Let the server write it out before the next one: a long replay or batch then never piles
+        # up unsent in memory for a client that reads (see SCS_WS_MAX_BUFFER).
+        await asyncio.sleep(0)
 
     async def send_error(self, code, message):
         await self.send_frame({"type": "error", "code": code, "error": message})
+
+
+class DashboardConsumer(AsyncWebsocketConsumer):
+    """``/ws/dashboard/``: a ``session_summary`` frame whenever a session gets messages.
+
+    Signed-in users only; each frame is filtered for its viewer (``realtime.dashboard``).
+    """
+
+    viewer = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.viewer = Viewer.for_user(user)
+        await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
+        await self.accept()
+        await self.send_frame({"type": "hello", "viewer": self.viewer.describe()})
+
+    async def disconnect(self, code):
+        if self.viewer is not None:
+            await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """The only client frame is ``ping``; anything else is ignored."""
+        if text_data is None or len(text_data) > MAX_FRAME:
+            return
+        try:
+            frame = json.loads(text_data)
+        except (ValueError, RecursionError):
+            return
+        if isinstance(frame, dict) and frame.get("type") == "ping":
+            await self.send_frame({"type": "pong"})
+
+    async def dashboard_summary(self, message):
+        await self.send_frame(summary_frame(self.viewer, message))
+
+    async def send_frame(self, frame):
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.stack import Stack
+from tests.stack import Stack, free_port
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,62 @@ def fresh_stack(tmp_path):
 
     def make(**env):
         created = Stack(tmp_path / f"stack{len(stacks)}", **env)
+        stacks.append(created)
+        return created.start()
+
+    yield make
+    for created in stacks:
+        created.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(tmp_path_factory):
+    """A Postgres database migrated once per run; each scaled stack starts from a copy of it."""
+    from tests.scale import migrated_database, services
+
+    _, database_url = services()
+    template = migrated_database(database_url, tmp_path_factory.mktemp("template"))
+    yield template.name
+    template.drop()
+
+
+@pytest.fixture(scope="module")
+def scaled_stack(tmp_path_factory, postgres_template):
+    """Two Daphne processes and two sidecars on Redis + Postgres, shared by one module.
+
+    Skipped unless SCS_TEST_REDIS_URL and SCS_TEST_DATABASE_URL are set. Watchers
+    connect to ``ws_port``; the sidecar at ``mcp_port`` broadcasts to the other
+    Daphne (``broadcast_port``), so every live frame crosses Redis. The sidecar at
+    ``failover_mcp_port`` lists a dead address before ``ws_port`` in its
+    SCS_BROADCAST_URL, so its bridge must move on to the second.
+    """
+    from tests.scale import ScaledStack, services
+
+    redis_url, database_url = services()
+    broadcast_port = free_port()
+    running = ScaledStack(tmp_path_factory.mktemp("scaled"), redis_url, database_url, postgres_template,
+                          SCS_BROADCAST_URL=f"http://127.0.0.1:{broadcast_port}")
+    try:
+        running.start()
+        running.broadcast_port = running.add_daphne(broadcast_port)
+        running.failover_mcp_port = running.add_sidecar(
+            SCS_BROADCAST_URL=f"http://127.0.0.1:{free_port()},{running.http_url}"
+        )
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def scaled_fresh_stack(tmp_path, postgres_template):
+    """``fresh_stack`` on Redis + Postgres: ``make(**env)`` starts a ScaledStack for one test."""
+    from tests.scale import ScaledStack, services
+
+    redis_url, database_url = services()
+    stacks = []
+
+    def make(**env):
+        created = ScaledStack(tmp_path / f"scaled{len(stacks)}", redis_url, database_url, postgres_template, **env)
         stacks.append(created)
         return created.start()
 

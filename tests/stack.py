@@ -47,10 +47,18 @@ def wait_for(url, timeout=20.0, process=None):
 
 
 class Stack:
-    """Daphne + the MCP sidecar as real processes sharing ``data_dir``."""
+    """Daphne + the MCP sidecar as real processes sharing ``data_dir``.
 
-    def __init__(self, data_dir, **env):
+    ``settings_module`` and ``asgi_app`` choose the Django project (the standalone one
+    by default); ``prefix`` is where that project mounts the app's URLs and WebSocket
+    routes (e.g. ``"agents/"``).
+    """
+
+    def __init__(self, data_dir, *, settings_module="project.settings", asgi_app="project.asgi:application",
+                 prefix="", **env):
         self.data_dir = Path(data_dir)
+        self.asgi_app = asgi_app
+        self.prefix = prefix
         self.ws_port = free_port()
         self.mcp_port = free_port()
         self.api_key = secrets.token_urlsafe(24)
@@ -59,11 +67,11 @@ class Stack:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("SCS_", "DATABASE_URL", "CHANNEL_LAYER"))}
         self.env = {
             **base,
-            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DJANGO_SETTINGS_MODULE": settings_module,
             "SCS_DATA_DIR": str(self.data_dir),
             "SCS_WS_PORT": str(self.ws_port),
             "SCS_MCP_PORT": str(self.mcp_port),
-            "SCS_BROADCAST_URL": f"http://127.0.0.1:{self.ws_port}",
+            "SCS_BROADCAST_URL": f"http://127.0.0.1:{self.ws_port}/{prefix}".rstrip("/"),
             "SCS_API_KEY": self.api_key,
             "SCS_BROADCAST_SECRET": self.broadcast_secret,
             "SCS_JWT_SECRET": self.jwt_secret,
@@ -82,6 +90,11 @@ class Stack:
         return f"http://127.0.0.1:{self.ws_port}"
 
     @property
+    def app_url(self):
+        """Where the app's pages, /health and /broadcast/ are: ``http_url`` plus the prefix."""
+        return f"{self.http_url}/{self.prefix}".rstrip("/")
+
+    @property
     def mcp_url(self):
         return f"http://127.0.0.1:{self.mcp_port}/mcp/"
 
@@ -91,7 +104,7 @@ class Stack:
 
     def ws_url(self, session_id, since=None):
         query = "" if since is None else f"?since={since}"
-        return f"ws://127.0.0.1:{self.ws_port}/ws/{session_id}/{query}"
+        return f"ws://127.0.0.1:{self.ws_port}/{self.prefix}ws/{session_id}/{query}"
 
     # Processes
 
@@ -114,9 +127,9 @@ class Stack:
         self.daphne = self._spawn(
             "daphne",
             [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.ws_port), "--access-log", os.devnull,
-             "project.asgi:application"],
+             self.asgi_app],
         )
-        wait_for(f"{self.http_url}/health", process=self.daphne)
+        wait_for(f"{self.app_url}/health", process=self.daphne)
 
     def start_sidecar(self):
         self.sidecar = self._spawn("sidecar", [PYTHON, "-m", "mcp_sidecar", "--port", str(self.mcp_port)])

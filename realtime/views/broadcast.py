@@ -6,19 +6,18 @@ events group-sent; every bad request gets a JSON error, never a 500.
 """
 
 import hmac
+import ipaddress
 import json
 import logging
 
-from channels.layers import get_channel_layer
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from realtime import conf
-from realtime.consumers import session_group
+from realtime import conf, delivery
 from realtime.envelope import validate_event
-from realtime.models import Session, is_session_id
+from realtime.models import is_session_id
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +26,22 @@ MAX_EVENTS = 1000
 
 def error(status, code, message):
     return JsonResponse({"success": False, "error": message, "code": code}, status=status)
+
+
+def check_client(request):
+    """None when the caller's address is in ``SCS_BROADCAST_ALLOWED_IPS``, else the error response."""
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        client = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        client = None
+    if getattr(client, "ipv4_mapped", None):
+        client = client.ipv4_mapped  # ::ffff:127.0.0.1 from a dual-stack socket
+    allowed = (ipaddress.ip_network(network, strict=False) for network in conf.get("SCS_BROADCAST_ALLOWED_IPS"))
+    if client is None or not any(client in network for network in allowed):
+        logger.warning("broadcast refused: client address %s is not in SCS_BROADCAST_ALLOWED_IPS", address or "?")
+        return error(403, "FORBIDDEN_CLIENT", "this address may not broadcast (see SCS_BROADCAST_ALLOWED_IPS)")
+    return None
 
 
 def check_secret(request):
@@ -54,7 +69,7 @@ def parse_events(request, session_id):
         body = json.loads(request.body)
     except RequestDataTooBig:
         return None, error(413, "TOO_LARGE", f"body is larger than {limit} bytes")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
         return None, error(400, "BAD_JSON", "body is not valid JSON")
     events = body.get("events") if isinstance(body, dict) and "events" in body else [body]
     if not isinstance(events, list) or not events:
@@ -71,7 +86,7 @@ def parse_events(request, session_id):
 @csrf_exempt
 @require_POST
 async def broadcast(request, session_id):
-    refusal = check_secret(request)
+    refusal = check_client(request) or check_secret(request)
     if refusal:
         return refusal
     if not is_session_id(session_id):
@@ -79,8 +94,6 @@ async def broadcast(request, session_id):
     events, problem = parse_events(request, session_id)
     if problem:
         return problem
-    if not await Session.objects.filter(pk=session_id).aexists():
+    if not await delivery.deliver(session_id, events):
         return error(404, "SESSION_NOT_FOUND", f"no session {session_id}")
-    events.sort(key=lambda event: event["seq"])
-    await get_channel_layer().group_send(session_group(session_id), {"type": "session.events", "events": events})
     return JsonResponse({"success": True, "accepted": len(events)}, status=202)

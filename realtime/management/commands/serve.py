@@ -2,6 +2,12 @@
 
 Prints the page URL, how to sign in and an MCP client configuration; restarts a
 child that crashes (with back-off) and stops both cleanly on Ctrl-C.
+
+``--workers N`` runs N Daphne processes on ports ``--ws-port``, +1, … +N-1 (put a
+reverse proxy in front to offer one address). They share sessions through the
+channel layer, so N > 1 needs ``CHANNEL_LAYER_URL=redis://…``. Unless
+``SCS_BROADCAST_URL`` is set, the sidecar is given every worker's URL and
+broadcasts to the first one that answers.
 """
 
 import os
@@ -18,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from realtime import conf
 from realtime.client_config import config_for, mcp_url
 
 RESTART_LIMIT = 5  # crashes within RESTART_WINDOW seconds before giving up
@@ -46,13 +53,14 @@ def healthy(url):
 class Child:
     """One supervised process and its crash history."""
 
-    def __init__(self, name, argv, health_url):
+    def __init__(self, name, argv, health_url, env=None):
         self.name, self.argv, self.health_url = name, argv, health_url
+        self.env = env
         self.process = None
         self.crashes = []
 
     def start(self):
-        self.process = subprocess.Popen(self.argv, env=os.environ.copy())
+        self.process = subprocess.Popen(self.argv, env={**os.environ, **(self.env or {})})
 
     def stop(self, timeout=5):
         if self.process is None or self.process.poll() is not None:
@@ -65,17 +73,46 @@ class Child:
             self.process.wait()
 
 
+def check_workers(workers):
+    """Refuse a worker count the channel layer cannot serve."""
+    if workers < 1:
+        raise CommandError("--workers must be 1 or more")
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    if workers > 1 and backend == "channels.layers.InMemoryChannelLayer":
+        raise CommandError(
+            f"--workers {workers} needs a channel layer shared by the Daphne processes: set "
+            "CHANNEL_LAYER_URL=redis://127.0.0.1:6379/0 (the in-memory layer reaches only its own process, "
+            "so viewers on one worker would miss what is broadcast to another)."
+        )
+
+
+def broadcast_env(host, ws_ports):
+    """The sidecar's SCS_BROADCAST_URL: every Daphne worker, unless the environment names one."""
+    if os.environ.get("SCS_BROADCAST_URL", "").strip():
+        return {}
+    return {"SCS_BROADCAST_URL": ",".join(f"http://{host}:{port}" for port in ws_ports)}
+
+
 class Command(BaseCommand):
     help = "Run the Shared Context Server: Daphne (UI + WebSockets) and the MCP sidecar."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default=settings.SCS_HOST)
-        parser.add_argument("--ws-port", type=int, default=settings.SCS_WS_PORT)
-        parser.add_argument("--mcp-port", type=int, default=settings.SCS_MCP_PORT)
+        parser.add_argument("--host", default=conf.get("SCS_HOST"))
+        parser.add_argument("--ws-port", type=int, default=getattr(settings, "SCS_WS_PORT", 8081))
+        parser.add_argument("--mcp-port", type=int, default=conf.get("SCS_MCP_PORT"))
         parser.add_argument("--no-migrate", action="store_true", help="skip applying migrations")
+        parser.add_argument("--workers", type=int, default=1,
+                            help="Daphne processes, on ports --ws-port, +1, ... (N > 1 needs CHANNEL_LAYER_URL)")
+        parser.add_argument("--max-restarts", type=int, default=RESTART_LIMIT,
+                            help=f"give up when a process crashes more often than this in {RESTART_WINDOW}s")
+        parser.add_argument("--restart-delay", type=float, default=0.5,
+                            help="seconds before the first restart of a crashed process; doubles each time")
 
-    def handle(self, *args, host, ws_port, mcp_port, no_migrate, **options):
-        for name, port in (("SCS_WS_PORT", ws_port), ("SCS_MCP_PORT", mcp_port)):
+    def handle(self, *args, host, ws_port, mcp_port, no_migrate, workers, **options):
+        check_workers(workers)
+        self.max_restarts, self.restart_delay = options["max_restarts"], options["restart_delay"]
+        ws_ports = [ws_port + n for n in range(workers)]
+        for name, port in [*(("SCS_WS_PORT", p) for p in ws_ports), ("SCS_MCP_PORT", mcp_port)]:
             if not port_free(host, port):
                 raise CommandError(f"port {port} on {host} is already in use (set {name} to another port)")
         if not no_migrate:
@@ -85,16 +122,17 @@ class Command(BaseCommand):
         asgi = settings.ASGI_APPLICATION.rpartition(".")
         env_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         children = [
-            Child(
-                "daphne",
-                [sys.executable, "-m", "daphne", "-b", host, "-p", str(ws_port), "--access-log", os.devnull,
+            *(Child(
+                "daphne" if workers == 1 else f"daphne:{port}",
+                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--access-log", os.devnull,
                  "--websocket-max-message-size", "65536", f"{asgi[0]}:{asgi[2]}"],
-                f"http://{env_host}:{ws_port}/health",
-            ),
+                f"http://{env_host}:{port}/health",
+            ) for port in ws_ports),
             Child(
                 "mcp_sidecar",
                 [sys.executable, "-m", "mcp_sidecar", "--transport", "http", "--host", host, "--port", str(mcp_port)],
                 f"http://{env_host}:{mcp_port}/health",
+                env=broadcast_env(env_host, ws_ports),
             ),
         ]
         stopping = []
@@ -104,6 +142,9 @@ class Command(BaseCommand):
                 child.start()
             self.wait_until_healthy(children)
             self.print_banner(env_host, ws_port, sign_in)
+            if workers > 1:
+                self.stdout.write(f"{workers} Daphne processes on ports {ws_ports[0]}-{ws_ports[-1]}, "
+                                  "sharing sessions through the Redis channel layer.")
             self.supervise(children, stopping)
         except KeyboardInterrupt:
             pass
@@ -118,7 +159,7 @@ class Command(BaseCommand):
         if User.objects.filter(is_superuser=True).exists():
             return "Sign in with your admin account (python manage.py changepassword <user> to reset it)."
         password = secrets.token_urlsafe(12)
-        User.objects.create_superuser(username="admin", email="", password=password)
+        User.objects.create_superuser(**{User.USERNAME_FIELD: "admin"}, email="", password=password)
         return f"Sign in as 'admin' with password {password}  (shown once; change it in the admin)."
 
     def wait_until_healthy(self, children):
@@ -151,12 +192,12 @@ class Command(BaseCommand):
                     continue
                 now = time.monotonic()
                 child.crashes = [t for t in child.crashes if now - t < RESTART_WINDOW] + [now]
-                if len(child.crashes) > RESTART_LIMIT:
+                if len(child.crashes) > self.max_restarts:
                     raise CommandError(
                         f"{child.name} crashed {len(child.crashes)} times in {RESTART_WINDOW}s (last exit code "
                         f"{code}); giving up. Its output above says why."
                     )
-                delay = 2 ** (len(child.crashes) - 1) * 0.5
+                delay = 2 ** (len(child.crashes) - 1) * self.restart_delay
                 self.stderr.write(f"{child.name} exited with code {code}; restarting in {delay:.1f}s")
                 time.sleep(delay)
                 child.start()
