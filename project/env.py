@@ -1,5 +1,6 @@
 """Reading settings from the environment, with one-line errors for bad values."""
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -63,3 +64,14 @@ def local_secret(name, data_dir: Path, *, min_length=16):
     finally:
         temporary.unlink()
     return generated
+
+
+def env_networks(name, default):
+    """A comma-separated list of IP addresses or networks (``10.0.0.0/8``), checked."""
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise EnvError(f"{name} must list IP addresses or networks, got {value!r}") from None
+    return values

@@ -1,0 +1,71 @@
+"""Under Daphne: memory limits per connection that Daphne itself does not set.
+
+- A WebSocket client that stops reading: Daphne writes every frame a consumer
+  sends straight into the connection's Twisted transport, which keeps whatever
+  the client has not read, without limit. Before each frame we look at how many
+  bytes are still waiting; past ``max_unsent`` the connection is aborted. The
+  client reconnects and resumes by seq, so nothing is lost.
+- A large request body: Daphne hands the whole body to the application at once,
+  in memory, before any view can refuse it. Bodies past ``max_body`` are read
+  and thrown away, and answered 413.
+
+``install`` does nothing outside a Daphne process (tests, other ASGI servers).
+"""
+
+import logging
+import sys
+
+logger = logging.getLogger("realtime.limits")
+
+
+def unsent_bytes(transport):
+    """Bytes written to a Twisted TCP transport that the kernel has not taken yet."""
+    waiting = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return waiting + getattr(transport, "_tempDataLen", 0)
+
+
+def install(*, max_unsent, max_body):
+    """Put both limits in place if this process is Daphne; return whether it is."""
+    if "daphne.server" not in sys.modules:
+        return False
+    from daphne import http_protocol, ws_protocol
+
+    class BoundedWebSocketProtocol(ws_protocol.WebSocketProtocol):
+        def serverSend(self, content, binary=False):
+            if self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
+                return  # the client is gone or going: the frame cannot arrive (it resumes by seq)
+            waiting = unsent_bytes(self.transport)
+            if self.state == self.STATE_OPEN and waiting > max_unsent:
+                path = getattr(self.request, "path", "?")
+                logger.warning("dropping a WebSocket on %s: its client left %d bytes unread (SCS_WS_MAX_BUFFER=%d)",
+                               path.decode("latin-1") if isinstance(path, bytes) else path, waiting, max_unsent)
+                self.dropConnection(abort=True)
+                return
+            super().serverSend(content, binary)
+
+    class BoundedWebRequest(http_protocol.WebRequest):
+        body_bytes = 0
+        body_too_large = False
+
+        def gotLength(self, length):
+            super().gotLength(length)
+            self.body_too_large = length is not None and length > max_body
+
+        def handleContentChunk(self, data):
+            self.body_bytes += len(data)
+            if self.body_bytes > max_body:
+                self.body_too_large = True
+            if not self.body_too_large:
+                super().handleContentChunk(data)
+
+        def process(self):
+            if self.body_too_large:
+                logger.warning("refused a %s request body over %d bytes on %s", self.method.decode("latin-1"),
+                               max_body, self.uri.decode("latin-1")[:200])
+                self.basic_error(413, b"Payload Too Large", f"The request body is larger than {max_body} bytes.")
+                return None
+            return super().process()
+
+    ws_protocol.WebSocketFactory.protocol = BoundedWebSocketProtocol
+    http_protocol.WebRequest = BoundedWebRequest  # HTTPFactory.buildProtocol looks it up per connection
+    return True
