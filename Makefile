@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The first Python 3.12+ found: PYTHON=..., then pythonX.Y on PATH, then pyenv's versions.
-PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3 \
-	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+# The first Python 3.12+ found: PYTHON=..., else python3.12 (on PATH or under pyenv), else newer.
+PYENV_PYTHONS = $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V)
+PYTHON ?= $(shell for p in python3.12 $(PYENV_PYTHONS) python3.13 python3.14 python3; do \
 	if "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then echo "$$p"; break; fi; done)
 
 .PHONY: serve test lint bench chaos clean

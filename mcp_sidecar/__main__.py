@@ -21,12 +21,11 @@ def main(argv=None):
     except Exception as exc:  # noqa: BLE001 - settings errors are reported as one line
         sys.exit(f"mcp_sidecar: bad configuration: {exc}")
 
-    from django.conf import settings
-
     from mcp_sidecar.server import StartupError, run
+    from realtime import conf
 
-    host = args.host or getattr(settings, "SCS_HOST", "127.0.0.1")
-    port = args.port or getattr(settings, "SCS_MCP_PORT", 23456)
+    host = args.host or conf.get("SCS_HOST")
+    port = args.port or conf.get("SCS_MCP_PORT")
     try:
         import uvloop
 

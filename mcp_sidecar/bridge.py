@@ -5,8 +5,13 @@ and only appends to a bounded queue, so storing a message never waits on
 Daphne. One task sends what is waiting, in order per session, batched, over one
 keep-alive ``httpx.AsyncClient``. When Daphne is down or hung it backs off and
 retries; re-sending a batch is safe because viewers drop any seq they already
-have. When the queue overflows the oldest waiting events are dropped and
-counted; viewers recover them from the database by seq.
+have. ``base_url`` may list several Daphne processes, comma-separated: the
+bridge sends to one and moves to the next when it cannot be reached or answers
+with a retryable status. Any one will do, since the (Redis) channel layer fans
+out to the viewers of every process; order holds because each batch is sent
+only after the previous one was accepted. When the queue overflows the oldest
+waiting events are dropped and counted; viewers recover them from the database
+by seq.
 """
 
 import asyncio
@@ -20,12 +25,16 @@ import httpx
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# A batch larger than this is split in two: Django reads request bodies of at most
+# DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default) and answers 413 to anything bigger.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 class Bridge:
     def __init__(self, base_url, secret, *, max_queue=10_000, batch_max=200, timeout=5.0,
                  backoff_start=0.05, backoff_max=2.0):
-        self.base_url = base_url.rstrip("/")
+        self.targets = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()] or [""]
+        self.base_url = self.targets[0]
         self.secret = secret
         self.max_queue = max_queue
         self.batch_max = batch_max
@@ -102,6 +111,7 @@ class Bridge:
             "inflight": sum(len(events) for _, events in self.inflight),
             "last_error": self.last_error,
             "target": self.base_url,
+            "targets": len(self.targets),
         }
 
     # Sender task
@@ -123,6 +133,8 @@ class Bridge:
                 self.inflight = self._take_batch()
             session_id, events = self.inflight[0]
             outcome = await self._post(session_id, events)
+            if outcome == "split":
+                continue
             if outcome == "retry":
                 self.counters["retried"] += len(events)
                 await asyncio.sleep(delay)
@@ -132,15 +144,20 @@ class Bridge:
             self.inflight.pop(0)
 
     async def _post(self, session_id, events):
-        body = events[0] if len(events) == 1 else {"events": events}
+        body = json.dumps(events[0] if len(events) == 1 else {"events": events}, separators=(",", ":"))
+        if len(body) > MAX_BODY_BYTES and len(events) > 1:
+            half = len(events) // 2  # send the older half first, so order holds
+            self.inflight[0:1] = [(session_id, events[:half]), (session_id, events[half:])]
+            return "split"
         url = f"{self.base_url}/broadcast/{session_id}"
         try:
-            response = await self._client.post(url, content=json.dumps(body, separators=(",", ":")))
+            response = await self._client.post(url, content=body)
         except httpx.HTTPError as exc:
             self.counters["failed_attempts"] += 1
             self.last_error = f"{type(exc).__name__} posting to {url}"
             self._warn("cannot reach Daphne at %s (%s); retrying. Is it running? Check SCS_BROADCAST_URL.",
                        self.base_url, type(exc).__name__)
+            self._next_target()
             return "retry"
         if response.status_code == 202:
             self.counters["sent"] += len(events)
@@ -150,6 +167,7 @@ class Bridge:
         self.last_error = f"HTTP {response.status_code} from {url}"
         if response.status_code in RETRYABLE_STATUS:
             self._warn("Daphne answered %s to a broadcast; retrying", response.status_code)
+            self._next_target()
             return "retry"
         self.counters["rejected"] += len(events)
         hint = (
@@ -161,6 +179,10 @@ class Bridge:
         )
         logger.error("Daphne refused %d event(s) with HTTP %s: %s", len(events), response.status_code, hint)
         return "rejected"
+
+    def _next_target(self):
+        """Send the retry to the next Daphne in ``SCS_BROADCAST_URL`` (the same one when it lists one)."""
+        self.base_url = self.targets[(self.targets.index(self.base_url) + 1) % len(self.targets)]
 
     def _warn(self, message, *args):
         """Log at most one warning every 10 s, so an outage does not flood the log."""

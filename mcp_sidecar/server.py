@@ -30,19 +30,36 @@ def bind(host, port):
     return sock
 
 
+def keep_database_connections(max_age=60):
+    """Reuse each worker thread's database connection across tool calls (unless configured already).
+
+    Tools run on anyio's pool of reused threads, not a thread per request, so Django's advice
+    to disable persistent connections under ASGI does not apply; reconnecting per call (with
+    SQLite's PRAGMAs) cost ~0.6 ms of CPU per add_message. Broken connections are still dropped.
+    """
+    from django.db import connections
+
+    for alias in connections:
+        if not connections.settings[alias].get("CONN_MAX_AGE"):
+            connections.settings[alias]["CONN_MAX_AGE"] = max_age
+
+
 async def run(transport, host, port):
     from mcp_sidecar import tools  # noqa: F401  (registers every tool)
     from mcp_sidecar.app import mcp
     from mcp_sidecar.auth import ApiKeyMiddleware
 
+    keep_database_connections()
+
     if transport == "stdio":
-        await mcp.run_stdio_async(show_banner=False)
+        await mcp.run_stdio_async(show_banner=False, log_level="WARNING")
         return
     sock = bind(host, port)
     logger.info("MCP sidecar on http://%s:%d/mcp/", host, port)
     await mcp.run_http_async(
         transport="http",
         show_banner=False,
+        log_level="WARNING",
         host=host,
         port=port,
         path="/mcp/",

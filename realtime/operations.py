@@ -6,10 +6,12 @@ inside its transaction and announces it (``signals.message_stored``) only after
 the commit, so nothing that was rolled back is ever broadcast.
 """
 
+import contextlib
 import functools
 import json
+import threading
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -67,6 +69,41 @@ def get_session(session_id):
         ) from None
 
 
+# SQLite has one writer at a time and its busy handler naps 1-100 ms between retries, which
+# starves some of many writer threads; this process's writers queue on a lock instead.
+_sqlite_writers = threading.Lock()
+
+
+def sqlite_writer_turn():
+    """This thread's turn to write (SQLite, outside a transaction); a no-op elsewhere."""
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        return _sqlite_writers
+    return contextlib.nullcontext()
+
+
+NEXT_SEQ_SQL = (
+    'UPDATE {table} SET "last_seq" = "last_seq" + 1, "updated_at" = %s '
+    'WHERE "id" = %s AND "is_active" = %s RETURNING "last_seq"'
+)
+
+
+def next_seq(session_id, now):
+    """Take the next seq of an active session (one statement); None when there is no such active session."""
+    if connection.vendor in ("sqlite", "postgresql") and connection.features.can_return_columns_from_insert:
+        # UPDATE ... RETURNING (SQLite >= 3.35, PostgreSQL): one statement instead of UPDATE then SELECT,
+        # and no ORM compiling; ~0.4 ms less CPU per message.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                NEXT_SEQ_SQL.format(table=connection.ops.quote_name(Session._meta.db_table)),
+                [connection.ops.adapt_datetimefield_value(now), session_id, True],
+            )
+            row = cursor.fetchone()
+        return row[0] if row else None
+    if not Session.objects.filter(pk=session_id, is_active=True).update(last_seq=F("last_seq") + 1, updated_at=now):
+        return None
+    return Session.objects.filter(pk=session_id).values_list("last_seq", flat=True).get()
+
+
 def add_message(session_id, *, sender, sender_type, content, visibility=Visibility.PUBLIC, metadata=None,
                 parent_message_id=None, may_write_admin_only=False):
     """Store a message with the session's next seq; return the Message."""
@@ -89,7 +126,7 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
             "CONTENT_TOO_LARGE", f"content is longer than {limit} characters", "Split it into several messages."
         )
     metadata = check_metadata(metadata)
-    with transaction.atomic():
+    with sqlite_writer_turn(), transaction.atomic():
         if parent_message_id is not None and not Message.objects.filter(
             pk=parent_message_id, session_id=session_id
         ).exists():
@@ -98,10 +135,10 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
                 "parent_message_id must be the id of a message in the same session.",
             )
         now = timezone.now()
-        if not Session.objects.filter(pk=session_id, is_active=True).update(last_seq=F("last_seq") + 1, updated_at=now):
+        seq = next_seq(session_id, now)
+        if seq is None:
             get_session(session_id)  # raises SESSION_NOT_FOUND when absent
             raise OperationError("SESSION_INACTIVE", f"session {session_id} is closed", "Create a new session.")
-        seq = Session.objects.filter(pk=session_id).values_list("last_seq", flat=True).get()
         message = Message.objects.create(
             session_id=session_id, seq=seq, sender=sender, sender_type=sender_type, content=content,
             visibility=visibility, metadata=metadata, parent_id=parent_message_id, timestamp=now,

@@ -1,0 +1,38 @@
+"""Benchmarks (not tests): ``python -m bench e2e``, ``python -m bench all``.
+
+Each benchmark is a module here exposing ``main(argv) -> int``: ``e2e`` and any
+``<name>_bench.py``. They start real processes, print their figures, and exit
+non-zero only when a delivery guarantee was broken (never on a slow figure).
+"""
+
+import math
+
+
+def percentile(samples, fraction):
+    """Nearest-rank percentile of ``samples`` (``fraction`` in 0..1); None when empty."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary_ms(seconds):
+    """``{"n", "p50", "p95", "p99", "max"}`` in milliseconds for samples in seconds."""
+    return {
+        "n": len(seconds),
+        **{name: round(percentile(seconds, f) * 1000, 2) if seconds else None
+           for name, f in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))},
+    }
+
+
+def table(headers, rows):
+    """A plain-text table with right-aligned columns (the first left-aligned)."""
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])

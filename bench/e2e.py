@@ -1,0 +1,357 @@
+"""End to end: MCP ``add_message`` → sidecar → bridge → Daphne → WebSocket frame.
+
+``python -m bench e2e [--messages 500] [--agents 8] [--per-agent 250] [--json]``
+
+Starts real Daphne and a real sidecar (``tests.stack.Stack``) on free ports in a
+temporary folder, then measures, in one run:
+
+1. sequential: one agent adds N messages one at a time, each followed by the
+   frame's arrival; interleaved with the floor, a no-op tool (``bench_noop``,
+   registered because the sidecar runs with ``SCS_BENCH_NOOP_TOOL=1``), so both
+   see the same machine load;
+2. concurrent: K agents add M messages each to one session at once, watched by
+   one WebSocket client;
+3. up vs hung: ``add_message`` latency in alternating rounds with Daphne up and
+   Daphne stopped with SIGSTOP; after each hung round Daphne resumes and every
+   message must still arrive.
+
+End-to-end latency runs from just before the ``add_message`` call to the frame's
+arrival at the WebSocket client. Lost/duplicated/out-of-order are counted from
+the seqs each watcher received against the seqs the calls returned.
+"""
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import websockets
+
+from bench import summary_ms, table
+from tests.stack import Stack, Watcher
+
+TARGETS = {
+    "e2e_p50_vs_floor": 2.0,  # end-to-end p50 at most 2x the no-op tool call p50
+    "e2e_p99_ms": 20.0,
+    "concurrent_msgs_per_s": 200.0,
+    "hung_vs_up": 1.10,  # add_message p50 with Daphne hung within 10% of Daphne up
+}
+
+
+class TimedWatcher(Watcher):
+    """A Watcher that also notes when each ``new_message`` frame arrived (``arrivals[seq]``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.arrivals = {}  # seq -> perf_counter() of its first arrival
+        self.order = []  # seqs in arrival order, duplicates included
+
+    async def _read(self):
+        try:
+            async for text in self.socket:
+                now = time.perf_counter()
+                frame = json.loads(text)
+                self.frames.append(frame)
+                if frame.get("type") == "new_message":
+                    self.arrivals.setdefault(frame["seq"], now)
+                    self.order.append(frame["seq"])
+                self._changed.set()
+        except websockets.ConnectionClosed:
+            pass
+        self.closed = self.socket.close_code
+        self._changed.set()
+
+    async def ready(self):
+        await self.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+        return self
+
+    async def wait_for_all(self, seqs, within):
+        wanted = set(seqs)
+        with contextlib.suppress(TimeoutError):
+            await self.wait(lambda w: wanted <= w.arrivals.keys(), within)
+
+    def delivery(self, expected):
+        """Lost, duplicated and out-of-order counts against the ``expected`` seqs."""
+        counts = collections.Counter(self.order)
+        out_of_order, highest = 0, 0
+        for seq in self.order:
+            if seq < highest:
+                out_of_order += 1
+            highest = max(highest, seq)
+        return {
+            "expected": len(expected),
+            "delivered": len(counts.keys() & set(expected)),
+            "lost": len(set(expected) - counts.keys()),
+            "duplicated": sum(n - 1 for n in counts.values() if n > 1),
+            "out_of_order": out_of_order,
+        }
+
+
+def cpu_seconds(pid=None):
+    """User + system CPU seconds used so far by process ``pid`` (this process when None); None off Linux."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time each process of the stack (and this client) spends between ``start`` and ``stop``."""
+
+    def __init__(self, stack):
+        self.pids = {"sidecar": stack.sidecar.pid, "daphne": stack.daphne.pid, "client": None}
+        self.used = {}
+
+    def start(self):
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self, messages):
+        for name, pid in self.pids.items():
+            after = cpu_seconds(pid)
+            if after is not None and self.before[name] is not None:
+                self.used[name] = round((after - self.before[name]) * 1000 / max(messages, 1), 2)
+        return self.used
+
+
+async def timed(coroutine):
+    started = time.perf_counter()
+    result = await coroutine
+    return started, time.perf_counter() - started, result
+
+
+async def add(agent, session_id, content):
+    started, took, result = await timed(agent.call("add_message", session_id=session_id, content=content))
+    if not result or not result.get("success"):
+        raise RuntimeError(f"add_message failed: {result}")
+    return started, took, result["seq"]
+
+
+async def new_session(agent, purpose):
+    result = await agent.call("create_session", purpose=purpose)
+    if not result.get("success"):
+        raise RuntimeError(f"create_session failed: {result}")
+    return result["session_id"]
+
+
+async def warm_up(stack, agent, calls=30):
+    session_id = await new_session(agent, "bench warm-up")
+    async with TimedWatcher(stack, session_id, token=agent.token) as watcher:
+        await watcher.ready()
+        for n in range(calls):
+            await agent.raw("bench_noop")
+            await add(agent, session_id, f"warm-up {n}")
+        await watcher.wait_for_all(range(1, calls + 1), 10)
+    meter = CpuMeter(stack)
+    meter.start()
+    for _ in range(calls * 3):
+        await agent.raw("bench_noop")
+    return meter.stop(calls * 3)
+
+
+async def sequential(stack, agent, count):
+    session_id = await new_session(agent, "bench sequential")
+    floor, call, e2e, seqs = [], [], [], []
+    async with TimedWatcher(stack, session_id, token=agent.token) as watcher:
+        await watcher.ready()
+        first = time.perf_counter()
+        for n in range(count):
+            floor.append((await timed(agent.raw("bench_noop")))[1])
+            started, took, seq = await add(agent, session_id, f"sequential {n}")
+            call.append(took)
+            seqs.append(seq)
+            await watcher.wait_for_all([seq], 10)
+            if seq in watcher.arrivals:
+                e2e.append(watcher.arrivals[seq] - started)
+        last = max(watcher.arrivals.values(), default=first)
+        delivery = watcher.delivery(seqs)
+    # Messages per second here is bounded by the loop above (floor + add + wait).
+    return {
+        "floor_noop_tool": summary_ms(floor),
+        "add_message": summary_ms(call),
+        "end_to_end": summary_ms(e2e),
+        "msgs_per_s": round(delivery["delivered"] / max(last - first, 1e-9), 1),
+        **delivery,
+    }
+
+
+async def concurrent(stack, agents, per_agent):
+    session_id = await new_session(agents[0], "bench concurrent")
+    started_at, call = {}, []
+
+    async def write(agent):
+        for n in range(per_agent):
+            started, took, seq = await add(agent, session_id, f"{agent.agent_id} {n}")
+            started_at[seq] = started
+            call.append(took)
+
+    meter = CpuMeter(stack)
+    async with TimedWatcher(stack, session_id, token=agents[0].token) as watcher:
+        await watcher.ready()
+        meter.start()
+        first = time.perf_counter()
+        await asyncio.gather(*(write(agent) for agent in agents))
+        await watcher.wait_for_all(started_at, 30)
+        last = max(watcher.arrivals.values(), default=first)
+        cpu = meter.stop(len(started_at))
+        delivery = watcher.delivery(list(started_at))
+        e2e = [watcher.arrivals[seq] - started for seq, started in started_at.items() if seq in watcher.arrivals]
+    return {
+        "agents": len(agents),
+        "add_message": summary_ms(call),
+        "end_to_end": summary_ms(e2e),
+        "msgs_per_s": round(delivery["delivered"] / max(last - first, 1e-9), 1),
+        "seconds": round(last - first, 2),
+        "cpu_ms_per_message": cpu,
+        **delivery,
+    }
+
+
+async def up_versus_hung(stack, agent, rounds, calls):
+    session_id = await new_session(agent, "bench up vs hung")
+    latencies = {"up": [], "hung": []}
+    seqs = []
+    async with TimedWatcher(stack, session_id, token=agent.token) as watcher:
+        await watcher.ready()
+        for n in range(rounds):
+            for state in ("up", "hung"):
+                if state == "hung":
+                    stack.pause_daphne()
+                try:
+                    for i in range(calls):
+                        _, took, seq = await add(agent, session_id, f"{state} {n}.{i}")
+                        latencies[state].append(took)
+                        seqs.append(seq)
+                finally:
+                    if state == "hung":
+                        stack.resume_daphne()
+                # Let the bridge catch up before the next round, so rounds do not overlap.
+                await watcher.wait_for_all(seqs, 30)
+        delivery = watcher.delivery(seqs)
+    up, hung = summary_ms(latencies["up"]), summary_ms(latencies["hung"])
+    return {
+        "up": up,
+        "hung": hung,
+        "ratio_p50": round(hung["p50"] / up["p50"], 3),
+        "ratio_p95": round(hung["p95"] / up["p95"], 3),
+        **delivery,
+    }
+
+
+async def measure(stack, args):
+    agents = []
+    try:
+        agents = [await stack.agent(f"bench-{n}") for n in range(max(args.agents, 1))]
+        floor_cpu = await warm_up(stack, agents[0])
+        results = {"sequential": await sequential(stack, agents[0], args.messages)}
+        results["sequential"]["cpu_ms_per_noop_call"] = floor_cpu
+        results["concurrent"] = await concurrent(stack, agents[: args.agents], args.per_agent)
+        results["up_vs_hung"] = await up_versus_hung(stack, agents[0], args.rounds, args.hung_calls)
+        results["bridge"] = stack.sidecar_health()["bridge"]
+        return results
+    finally:
+        for agent in agents:
+            with contextlib.suppress(Exception):
+                await agent.close()
+
+
+def verdict(ok):
+    return "ok" if ok else "MISSED"
+
+
+def report(results):
+    seq, conc, hung = results["sequential"], results["concurrent"], results["up_vs_hung"]
+    lat_rows = []
+    for label, s in (
+        ("floor: no-op tool call (bench_noop)", seq["floor_noop_tool"]),
+        ("sequential: add_message call", seq["add_message"]),
+        ("sequential: end to end (call -> frame)", seq["end_to_end"]),
+        (f"{conc['agents']} agents: add_message call", conc["add_message"]),
+        (f"{conc['agents']} agents: end to end", conc["end_to_end"]),
+        ("add_message, Daphne up", hung["up"]),
+        ("add_message, Daphne hung (SIGSTOP)", hung["hung"]),
+    ):
+        lat_rows.append((label, s["n"], s["p50"], s["p95"], s["p99"], s["max"]))
+    delivery_rows = [
+        (name, r["expected"], r["delivered"], r["lost"], r["duplicated"], r["out_of_order"], r.get("msgs_per_s"))
+        for name, r in (("sequential", seq), (f"{conc['agents']} agents concurrent", conc), ("up vs hung", hung))
+    ]
+    floor = seq["floor_noop_tool"]["p50"]
+    e2e = seq["end_to_end"]
+    targets = [
+        ("e2e p50 within 2x floor", f"{e2e['p50']} ms vs {floor} ms ({e2e['p50'] / floor:.2f}x)",
+         verdict(e2e["p50"] <= TARGETS["e2e_p50_vs_floor"] * floor)),
+        ("e2e p99 < 20 ms", f"{e2e['p99']} ms", verdict(e2e["p99"] < TARGETS["e2e_p99_ms"])),
+        (f"{conc['agents']} agents > 200 msg/s", f"{conc['msgs_per_s']} msg/s",
+         verdict(conc["msgs_per_s"] > TARGETS["concurrent_msgs_per_s"])),
+        ("0 lost / dup / out of order", ", ".join(
+            f"{r['lost']}/{r['duplicated']}/{r['out_of_order']}" for r in (seq, conc, hung)),
+         verdict(not any(r["lost"] or r["duplicated"] or r["out_of_order"] for r in (seq, conc, hung)))),
+        ("add_message hung/up within 10%", f"p50 x{hung['ratio_p50']}, p95 x{hung['ratio_p95']}",
+         verdict(abs(hung["ratio_p50"] - 1) <= TARGETS["hung_vs_up"] - 1)),
+    ]
+    bridge = results["bridge"]
+    cpu = conc["cpu_ms_per_message"]
+    return "\n\n".join([
+        table(["latency (ms)", "n", "p50", "p95", "p99", "max"], lat_rows),
+        table(["delivery", "expected", "delivered", "lost", "dup", "out of order", "msg/s"], delivery_rows),
+        table(["target", "measured", ""], targets),
+        f"CPU ms per message ({conc['agents']} agents): "
+        + ", ".join(f"{name} {ms}" for name, ms in cpu.items())
+        + "; per no-op tool call: "
+        + ", ".join(f"{name} {ms}" for name, ms in seq["cpu_ms_per_noop_call"].items()),
+        "bridge: " + ", ".join(f"{k}={bridge.get(k)}" for k in
+                               ("sent", "batches", "failed_attempts", "retried", "dropped", "queue_depth")),
+    ])
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench e2e", description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=500, help="sequential messages (default 500)")
+    parser.add_argument("--agents", type=int, default=8, help="concurrent agents (default 8)")
+    parser.add_argument("--per-agent", type=int, default=250, help="messages per concurrent agent (default 250)")
+    parser.add_argument("--rounds", type=int, default=10, help="up/hung round pairs (default 10)")
+    parser.add_argument("--hung-calls", type=int, default=30, help="add_message calls per round (default 30)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for both processes, e.g. CHANNEL_LAYER_URL=redis://127.0.0.1:6379/0")
+    parser.add_argument("--keep", action="store_true", help="keep the data folder (logs, database) and print it")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv or [])
+    env = dict(item.split("=", 1) for item in args.env)
+    folder = tempfile.mkdtemp(prefix="scs-bench-") if args.keep else None
+    with contextlib.ExitStack() as cleanup:
+        data_dir = folder or cleanup.enter_context(tempfile.TemporaryDirectory(prefix="scs-bench-"))
+        stack = Stack(data_dir, SCS_BENCH_NOOP_TOOL="1", **env).start()
+        cleanup.callback(stack.stop)
+        if not args.json:
+            print(f"Daphne pid {stack.daphne.pid} on :{stack.ws_port}, sidecar pid {stack.sidecar.pid} on "
+                  f":{stack.mcp_port}; {args.messages} sequential, {args.agents} agents x {args.per_agent}",
+                  flush=True)
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:  # pragma: no cover
+            runner = asyncio.run
+        results = runner(measure(stack, args))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(report(results))
+        if folder:
+            print(f"data folder kept: {folder}")
+    broken = any(results[k]["lost"] or results[k]["duplicated"] or results[k]["out_of_order"]
+                 for k in ("sequential", "concurrent", "up_vs_hung"))
+    return 1 if broken else 0
