@@ -111,8 +111,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 def _channel_layer():
     url = env_str("CHANNEL_LAYER_URL", "")
     if not url:
-        # The default capacity (100) silently drops events for a slow viewer.
-        return {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000, "expiry": 60}}
+        # The default capacity (100) silently drops events for a slow viewer; see realtime.layers
+        # for why not the stock class. Group membership lasts as long as the connection.
+        return {
+            "BACKEND": "realtime.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 5000, "expiry": 60, "group_expiry": 10 * 365 * 86400},
+        }
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise EnvError("CHANNEL_LAYER_URL must be a redis:// or rediss:// URL")
     # Redis pub/sub rather than channels_redis.core, measured (python -m bench channel_layer):

@@ -22,11 +22,12 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from realtime import conf, tokens
 from realtime.dashboard import DASHBOARD_GROUP, summary_frame
-from realtime.envelope import message_event
+from realtime.envelope import encode, message_event
 from realtime.groups import session_group
 from realtime.models import Session, is_session_id
 from realtime.operations import visible_messages
@@ -69,7 +70,25 @@ def parse_since(value):
     return None
 
 
-class SessionConsumer(PresenceMixin, AsyncWebsocketConsumer):
+class LiveConsumer(AsyncWebsocketConsumer):
+    """A consumer fed by the channel layer at fan-out rates.
+
+    Channels closes stale database connections (a hop to a worker thread) before
+    every handler. Channel-layer events rarely touch the database, so that is done
+    only for the client's own events: connect, frames, disconnect.
+    """
+
+    async def dispatch(self, message):
+        if message["type"].startswith("websocket."):
+            await super().dispatch(message)
+            return
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+
+class SessionConsumer(PresenceMixin, LiveConsumer):
     viewer = None
     last_seq = 0
     joined = False
@@ -196,14 +215,16 @@ class SessionConsumer(PresenceMixin, AsyncWebsocketConsumer):
 
     async def session_events(self, message):
         """Live events from the broadcast view, one session, in any order."""
-        for event in message["events"]:
+        events = message["events"]
+        texts = message.get("texts") or [None] * len(events)  # the broadcast view encodes each event once
+        for event, text in zip(events, texts, strict=True):
             seq = event["seq"]
             if seq <= self.last_seq:
                 continue  # already delivered or filled from the database
             if seq > self.last_seq + 1:
                 await self.replay(self.last_seq, seq - 1, announce=False)
             if can_see_message(self.viewer, event["data"]):
-                await self.send_frame(event)
+                await self.send_text(text or encode(event))
             self.last_seq = seq
 
     # Sending
@@ -227,7 +248,10 @@ class SessionConsumer(PresenceMixin, AsyncWebsocketConsumer):
             await self.send_frame({"type": "caught_up", "last_seq": upto})
 
     async def send_frame(self, frame):
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        await self.send_text(encode(frame))
+
+    async def send_text(self, text):
+        await self.send(text_data=text)
         # Let the server write it out before the next one: a long replay or batch then never piles
         # up unsent in memory for a client that reads (see SCS_WS_MAX_BUFFER).
         await asyncio.sleep(0)
@@ -236,7 +260,7 @@ class SessionConsumer(PresenceMixin, AsyncWebsocketConsumer):
         await self.send_frame({"type": "error", "code": code, "error": message})
 
 
-class DashboardConsumer(AsyncWebsocketConsumer):
+class DashboardConsumer(LiveConsumer):
     """``/ws/dashboard/``: a ``session_summary`` frame whenever a session gets messages.
 
     Signed-in users only; each frame is filtered for its viewer (``realtime.dashboard``).
@@ -273,4 +297,4 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         await self.send_frame(summary_frame(self.viewer, message))
 
     async def send_frame(self, frame):
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        await self.send(text_data=encode(frame))

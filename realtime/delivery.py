@@ -8,7 +8,8 @@ host code, when the channel layer is shared between processes) both go through
 from channels.layers import get_channel_layer
 
 from realtime import dashboard
-from realtime.consumers import session_group
+from realtime.envelope import encode
+from realtime.groups import session_group
 from realtime.models import Session
 
 SUMMARY_FIELDS = ("id", "purpose", "created_by", "last_seq", "updated_at")
@@ -21,6 +22,8 @@ async def deliver(session_id, events):
         return False
     events = sorted(events, key=lambda event: event["seq"])
     layer = get_channel_layer()
-    await layer.group_send(session_group(session_id), {"type": "session.events", "events": events})
+    # Encoded once here rather than once per viewer.
+    texts = [encode(event) for event in events]
+    await layer.group_send(session_group(session_id), {"type": "session.events", "events": events, "texts": texts})
     await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events))
     return True

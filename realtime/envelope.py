@@ -3,10 +3,17 @@
 ``{"type": "new_message", "session_id": ..., "seq": N, "data": {...}}``
 """
 
+import json
+
 NEW_MESSAGE = "new_message"
 DATA_FIELDS = frozenset(
     {"id", "sender", "sender_type", "content", "visibility", "metadata", "parent_message_id", "timestamp"}
 )
+
+
+def encode(frame):
+    """A frame as the compact JSON text sent over the WebSocket."""
+    return json.dumps(frame, separators=(",", ":"))
 
 
 def isoformat(dt):

@@ -35,6 +35,7 @@ from django.db import transaction
 
 from realtime import conf, delivery, operations
 from realtime.envelope import message_event
+from realtime.layers import is_process_local
 from realtime.models import Visibility
 
 logger = logging.getLogger(__name__)
@@ -72,8 +73,8 @@ def publish_via():
         raise ImproperlyConfigured(f"SCS_PUBLISH_VIA must be one of {', '.join(WAYS)}, not {via!r}")
     if via != "auto":
         return via
-    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(DEFAULT_CHANNEL_LAYER, {})
-    return "http" if layer.get("BACKEND", IN_MEMORY_LAYER) == IN_MEMORY_LAYER else "channel_layer"
+    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(DEFAULT_CHANNEL_LAYER) or {"BACKEND": IN_MEMORY_LAYER}
+    return "http" if is_process_local(layer) else "channel_layer"
 
 
 def push(event):

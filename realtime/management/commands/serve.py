@@ -26,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from realtime import conf
 from realtime.client_config import config_for, mcp_url
+from realtime.layers import is_process_local
 
 RESTART_LIMIT = 5  # crashes within RESTART_WINDOW seconds before giving up
 RESTART_WINDOW = 60
@@ -77,8 +78,7 @@ def check_workers(workers):
     """Refuse a worker count the channel layer cannot serve."""
     if workers < 1:
         raise CommandError("--workers must be 1 or more")
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
-    if workers > 1 and backend == "channels.layers.InMemoryChannelLayer":
+    if workers > 1 and is_process_local(settings.CHANNEL_LAYERS.get("default")):
         raise CommandError(
             f"--workers {workers} needs a channel layer shared by the Daphne processes: set "
             "CHANNEL_LAYER_URL=redis://127.0.0.1:6379/0 (the in-memory layer reaches only its own process, "

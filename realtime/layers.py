@@ -1,0 +1,81 @@
+"""Channels' in-memory layer, made cheap for one message to many viewers.
+
+The stock layer sweeps every channel for expired messages on every receive and
+group send, deep-copies a group message once per member, starts a task per
+member, and builds a new queue for a channel after each message it delivers: a
+message to 1,000 viewers costs O(viewers²) work. This layer sweeps at most once
+a second (and then also forgets idle channels), copies a group message once
+(consumers treat messages as read-only), puts it straight on each member's
+queue, and keeps a channel's queue while its consumer lives. Its semantics are
+otherwise the stock layer's: bounded per-channel capacity (a full queue drops
+the message for that member, who recovers it by seq), expiry, groups.
+"""
+
+import asyncio
+import time
+from copy import deepcopy
+
+from channels import layers
+from django.utils.module_loading import import_string
+
+
+class InMemoryChannelLayer(layers.InMemoryChannelLayer):
+    sweep_interval = 1.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._last_sweep = 0.0
+        self._receiving = {}  # channel -> receivers waiting on it
+
+    def _queue(self, channel):
+        queue = self.channels.get(channel)
+        # A queue kept from another event loop (sync code calling async_to_sync) cannot be awaited here.
+        if queue is None or getattr(queue, "_loop", None) not in (None, asyncio.get_running_loop()):
+            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+        return queue
+
+    async def receive(self, channel):
+        self.require_valid_channel_name(channel)
+        self._clean_expired()
+        queue = self._queue(channel)
+        self._receiving[channel] = self._receiving.get(channel, 0) + 1
+        try:
+            _, message = await queue.get()
+        finally:
+            self._receiving[channel] -= 1
+        return message
+
+    def _clean_expired(self):
+        now = time.monotonic()
+        if now - self._last_sweep < self.sweep_interval:
+            return
+        self._last_sweep = now
+        super()._clean_expired()
+        for channel, queue in list(self.channels.items()):
+            if queue.empty() and not self._receiving.get(channel):
+                del self.channels[channel]  # its consumer has gone
+                self._receiving.pop(channel, None)
+
+    async def group_send(self, group, message):
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_group_name(group)
+        self._clean_expired()
+        members = list(self.groups.get(group, ()))
+        if not members:
+            return
+        shared = deepcopy(message)
+        expires = time.time() + self.expiry
+        for channel in members:
+            try:
+                self._queue(channel).put_nowait((expires, shared))
+            except asyncio.QueueFull:
+                pass  # as the stock layer: this member misses it and fills the gap by seq
+
+
+def is_process_local(layer_config):
+    """True when the configured layer reaches only its own process (an in-memory layer)."""
+    backend = (layer_config or {}).get("BACKEND", "")
+    try:
+        return issubclass(import_string(backend), layers.InMemoryChannelLayer)
+    except ImportError:
+        return False
