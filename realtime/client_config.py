@@ -8,16 +8,17 @@ from realtime import conf
 CLIENTS = ("claude", "cursor", "vscode")
 
 
-def mcp_url():
-    host = conf.get("SCS_HOST")
+def mcp_url(host=None, port=None):
+    """The sidecar's MCP URL (``SCS_HOST``/``SCS_MCP_PORT`` unless given)."""
+    host = conf.get("SCS_HOST") if host is None else host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
-    return f"http://{host}:{conf.get('SCS_MCP_PORT')}/mcp/"
+    return f"http://{host}:{conf.get('SCS_MCP_PORT') if port is None else port}/mcp/"
 
 
-def config_for(client, name="shared-context"):
-    """The configuration text for ``client`` (one of CLIENTS)."""
-    url, key = mcp_url(), conf.get("SCS_API_KEY")
+def config_for(client, name="shared-context", url=None):
+    """The configuration text for ``client`` (one of CLIENTS), for ``url`` (default: ``mcp_url()``)."""
+    url, key = url or mcp_url(), conf.get("SCS_API_KEY")
     headers = {"X-API-Key": key}
     if client == "claude":
         command = ["claude", "mcp", "add", "--transport", "http", name, url, "--header", f"X-API-Key: {key}"]

@@ -141,7 +141,7 @@ class Command(BaseCommand):
             for child in children:
                 child.start()
             self.wait_until_healthy(children)
-            self.print_banner(env_host, ws_port, sign_in)
+            self.print_banner(env_host, ws_port, mcp_url(host, mcp_port), sign_in)
             if workers > 1:
                 self.stdout.write(f"{workers} Daphne processes on ports {ws_ports[0]}-{ws_ports[-1]}, "
                                   "sharing sessions through the Redis channel layer.")
@@ -175,12 +175,12 @@ class Command(BaseCommand):
                 raise CommandError(f"{', '.join(c.name for c in pending)} did not become healthy in time")
             time.sleep(0.1)
 
-    def print_banner(self, host, ws_port, sign_in):
+    def print_banner(self, host, ws_port, mcp, sign_in):
         self.stdout.write(self.style.SUCCESS(f"Shared Context Server is running at http://{host}:{ws_port}/"))
         self.stdout.write(sign_in)
-        self.stdout.write(f"MCP endpoint: {mcp_url()}  (send the X-API-Key header)")
+        self.stdout.write(f"MCP endpoint: {mcp}  (send the X-API-Key header)")
         self.stdout.write("Add it to Claude Code:")
-        self.stdout.write(f"  {config_for('claude')}")
+        self.stdout.write(f"  {config_for('claude', url=mcp)}")
         self.stdout.write("Other clients: python manage.py mcp_config all")
         self.stdout.write("Press Ctrl-C to stop.")
 
