@@ -207,6 +207,17 @@ async def soak(stack, args):
     }
 
 
+async def close_all(sockets):
+    """Close every socket at once; whatever has not closed within 10 s is aborted."""
+    closing = [asyncio.create_task(socket.close()) for socket in sockets]
+    _, pending = await asyncio.wait(closing, timeout=10)
+    for task in pending:
+        task.cancel()
+    for socket in sockets:
+        if socket.transport is not None:
+            socket.transport.abort()
+
+
 async def idle(stack, count):
     agent = await stack.agent("idle-admin", "admin")
     sessions_needed = max(1, -(-count // VIEWERS_PER_IDLE_SESSION))
@@ -225,16 +236,13 @@ async def idle(stack, count):
             return socket
 
     # Warm up: a few connections, so code paths and caches are loaded before the baseline.
-    warm = [await connect(n) for n in range(20)]
-    for socket in warm:
-        await socket.close()
+    await close_all([await connect(n) for n in range(20)])
     await asyncio.sleep(2)
     before = process_figures(stack.daphne.pid)
     sockets = await asyncio.gather(*(connect(n) for n in range(count)))
     await asyncio.sleep(3)  # presence announcements settle
     after = process_figures(stack.daphne.pid)
-    for socket in sockets:
-        await socket.close()
+    await close_all(sockets)
     await agent.close()
     per_connection_kib = (after["rss_mib"] - before["rss_mib"]) * 1024 / count
     return {
@@ -245,8 +253,7 @@ async def idle(stack, count):
     }
 
 
-def report(results):
-    soak = results["soak"]
+def report_soak(soak):
     lines = [
         f"Soak: {soak['agents']} agents, {soak['viewers']} viewers over {soak['sessions']} sessions, "
         f"{soak['seconds']} s",
@@ -269,16 +276,16 @@ def report(results):
             for name in soak["after_warm_up"]
         ]),
     ]
-    if "idle" in results:
-        idle_ = results["idle"]
-        lines += [
-            "",
-            f"Idle: {idle_['connections']} caught-up viewers on one Daphne: RSS {idle_['rss_before_mib']} -> "
-            f"{idle_['rss_after_mib']} MiB, {idle_['per_connection_kib']} KiB per connection; "
-            f"extrapolated, about {idle_['per_gib_extrapolated']} idle connections per GiB (measured at "
-            f"{idle_['connections']}, not at that size).",
-        ]
     return "\n".join(lines)
+
+
+def report_idle(idle_):
+    return (
+        f"Idle: {idle_['connections']} caught-up viewers on one Daphne: RSS {idle_['rss_before_mib']} -> "
+        f"{idle_['rss_after_mib']} MiB, {idle_['per_connection_kib']} KiB per connection; extrapolated, about "
+        f"{idle_['per_gib_extrapolated']} idle connections per GiB (measured at {idle_['connections']}, "
+        "not at that size)."
+    )
 
 
 def main(argv=None):
@@ -295,10 +302,15 @@ def main(argv=None):
                   f"(open files limit {limit})", flush=True)
         results["soak"] = asyncio.run(soak(stack, args))
         stack.stop()
+        if not args.json:
+            print(report_soak(results["soak"]), flush=True)
         if args.idle:
             idle_stack = Stack(os.path.join(folder, "idle"), SCS_LOG_LEVEL="WARNING").start()
             cleanup.callback(idle_stack.stop)
             results["idle"] = asyncio.run(idle(idle_stack, args.idle))
-    print(json.dumps(results, indent=2) if args.json else report(results))
+            if not args.json:
+                print("\n" + report_idle(results["idle"]))
+    if args.json:
+        print(json.dumps(results, indent=2))
     broken = results["soak"]["lost"] or results["soak"]["duplicated"] or results["soak"]["out_of_order"]
     return 1 if broken else 0

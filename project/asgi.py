@@ -11,13 +11,12 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
 
-from project import daphne_limits  # noqa: E402
+from realtime import daphne_limits  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 # A viewer that stops reading is dropped (it resumes by seq); an oversized body is refused unread.
-daphne_limits.install(max_unsent=settings.SCS_WS_MAX_BUFFER, max_body=settings.SCS_HTTP_MAX_BODY)
+daphne_limits.install()
 
 application = ProtocolTypeRouter(
     {

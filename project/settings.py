@@ -17,11 +17,13 @@ SCS_MCP_PORT = env_int("SCS_MCP_PORT", 23456, minimum=1, maximum=65535)
 SCS_BROADCAST_URL = env_str("SCS_BROADCAST_URL", f"http://127.0.0.1:{SCS_WS_PORT}")
 # Who may POST /broadcast/: the sidecar's address(es) as IPs or networks (comma-separated).
 SCS_BROADCAST_ALLOWED_IPS = env_networks("SCS_BROADCAST_ALLOWED_IPS", ["127.0.0.1", "::1"])
+SCS_TOKEN_TTL = env_int("SCS_TOKEN_TTL", 24 * 3600, minimum=60, maximum=366 * 24 * 3600)
+SCS_USER_VISIBILITY = env_list("SCS_USER_VISIBILITY", ["public"])
 # Per WebSocket connection: client frames per second (burst saved up), and bytes Daphne may
 # hold unsent for a client that does not read before it drops the connection.
 SCS_WS_FRAME_RATE = env_int("SCS_WS_FRAME_RATE", 10, minimum=1)
 SCS_WS_FRAME_BURST = env_int("SCS_WS_FRAME_BURST", 40, minimum=1)
-SCS_WS_MAX_BUFFER = env_int("SCS_WS_MAX_BUFFER", 4 * 1024 * 1024, minimum=65_536)
+SCS_WS_MAX_BUFFER = env_int("SCS_WS_MAX_BUFFER", 4 * 1024 * 1024, minimum=1024 * 1024)  # > one largest frame
 # Largest HTTP request body Daphne accepts (the broadcast view's own limit is SCS_BROADCAST_MAX_BODY).
 SCS_HTTP_MAX_BODY = env_int("SCS_HTTP_MAX_BODY", 8 * 1024 * 1024, minimum=65_536)
 

@@ -52,6 +52,10 @@ DEFAULTS = {
     # Frames per second one WebSocket client may send (token bucket), and the burst it may save up.
     "SCS_WS_FRAME_RATE": 10,
     "SCS_WS_FRAME_BURST": 40,
+    # Under Daphne (realtime.daphne_limits): unsent bytes a WebSocket client may leave unread before it is
+    # dropped, and the largest HTTP request body accepted.
+    "SCS_WS_MAX_BUFFER": 4 * 1024 * 1024,
+    "SCS_HTTP_MAX_BODY": 8 * 1024 * 1024,
     # Agent memory: largest value (JSON-encoded bytes) and longest time to live (seconds).
     "SCS_MAX_MEMORY_VALUE_BYTES": 256 * 1024,
     "SCS_MAX_MEMORY_TTL": 365 * 24 * 3600,

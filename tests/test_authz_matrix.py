@@ -276,7 +276,7 @@ async def test_mcp_resources_and_prompts(stack, world, caller_name):
         assert not mismatches, mismatches
         return
     async with mcp_client(stack, caller) as client:
-        templates = {t.uriTemplate for t in await client.list_resource_templates()}
+        templates = {t.uri_template for t in await client.list_resource_templates()}
         assert templates <= {"session://{session_id}", "agent://{agent_id}/memory"}, (
             f"add these resources to the authorization matrix: {templates}")
         prompts = {p.name for p in await client.list_prompts()}

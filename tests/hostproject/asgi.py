@@ -10,7 +10,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from realtime import daphne_limits  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+daphne_limits.install()  # bounded unsent bytes per WebSocket and request body size under Daphne
 
 application = ProtocolTypeRouter(
     {

@@ -9,11 +9,15 @@
   in memory, before any view can refuse it. Bodies past ``max_body`` are read
   and thrown away, and answered 413.
 
-``install`` does nothing outside a Daphne process (tests, other ASGI servers).
+``install()`` does nothing outside a Daphne process (tests, other ASGI servers);
+call it from your ASGI module. The limits come from ``SCS_WS_MAX_BUFFER`` and
+``SCS_HTTP_MAX_BODY``.
 """
 
 import logging
 import sys
+
+from realtime import conf
 
 logger = logging.getLogger("realtime.limits")
 
@@ -24,10 +28,12 @@ def unsent_bytes(transport):
     return waiting + getattr(transport, "_tempDataLen", 0)
 
 
-def install(*, max_unsent, max_body):
+def install(*, max_unsent=None, max_body=None):
     """Put both limits in place if this process is Daphne; return whether it is."""
     if "daphne.server" not in sys.modules:
         return False
+    max_unsent = conf.get("SCS_WS_MAX_BUFFER") if max_unsent is None else max_unsent
+    max_body = conf.get("SCS_HTTP_MAX_BODY") if max_body is None else max_body
     from daphne import http_protocol, ws_protocol
 
     class BoundedWebSocketProtocol(ws_protocol.WebSocketProtocol):
