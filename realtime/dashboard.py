@@ -8,7 +8,6 @@ visibility. No message content ever goes to the dashboard group.
 messages the viewer may not see are left out.
 """
 
-from realtime.envelope import isoformat
 from realtime.visibility import Viewer, can_see
 
 DASHBOARD_GROUP = "dashboard"
@@ -16,21 +15,24 @@ PURPOSE_CHARS = 200
 
 
 def summary(session, events):
-    """The ``dashboard.summary`` channel-layer message for ``events`` of ``session`` (a values() dict)."""
+    """The ``dashboard.summary`` channel-layer message for ``events`` of ``session`` (id, purpose, created_by).
+
+    The session's last seq and last activity are those of its newest event.
+    """
     senders = {}
     for event in events:
         data = event["data"]
         key = (data["sender"], data["sender_type"], data["visibility"])
         senders[key] = None
-    last_seq = max([session["last_seq"], *(event["seq"] for event in events)])
+    newest = max(events, key=lambda event: event["seq"])
     return {
         "type": "dashboard.summary",
         "session": {
             "id": session["id"],
             "purpose": session["purpose"][:PURPOSE_CHARS],
             "created_by": session["created_by"],
-            "last_seq": last_seq,
-            "last_activity": isoformat(session["updated_at"]),
+            "last_seq": newest["seq"],
+            "last_activity": newest["data"]["timestamp"],
         },
         "senders": [list(key) for key in senders],
     }

@@ -5,6 +5,8 @@ host code, when the channel layer is shared between processes) both go through
 ``deliver``, so every path reaches the same groups with the same messages.
 """
 
+import collections
+
 from channels.layers import get_channel_layer
 
 from realtime import dashboard
@@ -12,12 +14,31 @@ from realtime.envelope import encode
 from realtime.groups import session_group
 from realtime.models import Session
 
-SUMMARY_FIELDS = ("id", "purpose", "created_by", "last_seq", "updated_at")
+KNOWN_SESSIONS = 10_000
+_known = collections.OrderedDict()  # session id -> {"id", "purpose", "created_by"}, newest last
+
+
+async def session_info(session_id):
+    """The session's id, purpose and creator, or None when there is no such session.
+
+    Kept for the sessions this process delivered to lately, so a broadcast costs no query.
+    """
+    info = _known.get(session_id)
+    if info is None:
+        info = await Session.objects.filter(pk=session_id).values("id", "purpose", "created_by").afirst()
+        if info is None:
+            return None
+        _known[session_id] = info
+        if len(_known) > KNOWN_SESSIONS:
+            _known.popitem(last=False)
+    else:
+        _known.move_to_end(session_id)
+    return info
 
 
 async def deliver(session_id, events):
     """Group-send ``events`` of one session in seq order; False when there is no such session."""
-    session = await Session.objects.filter(pk=session_id).values(*SUMMARY_FIELDS).afirst()
+    session = await session_info(session_id)
     if session is None:
         return False
     events = sorted(events, key=lambda event: event["seq"])

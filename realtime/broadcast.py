@@ -1,0 +1,125 @@
+"""``POST /broadcast/<session_id>``: the sidecar's door into the channel layer.
+
+Body: one event envelope, or ``{"events": [...]}`` for one session. Requires
+``Authorization: Bearer <SCS_BROADCAST_SECRET>`` from an address in
+``SCS_BROADCAST_ALLOWED_IPS``. Answers 202 with the number of events group-sent;
+every bad request gets a JSON error, never a 500.
+
+``accept`` is the door. ``BroadcastConsumer`` serves it as a Channels HTTP
+consumer routed ahead of Django (``realtime.routing.http_urlpatterns``): a
+broadcast then skips Django's middleware and request signals, which cost more
+than the rest of the delivery. ``realtime.views.broadcast`` serves the same door
+as a plain Django view, for projects that route all HTTP through Django.
+"""
+
+import hmac
+import ipaddress
+import json
+import logging
+from dataclasses import dataclass
+
+from channels.generic.http import AsyncHttpConsumer
+
+from realtime import conf, delivery
+from realtime.envelope import encode, validate_event
+from realtime.models import is_session_id
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS = 1000
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict
+
+
+def refuse(status, code, message):
+    return Answer(status, {"success": False, "error": message, "code": code})
+
+
+def check_client(address):
+    """None when ``address`` is in ``SCS_BROADCAST_ALLOWED_IPS``, else the refusal."""
+    try:
+        client = ipaddress.ip_address((address or "").split("%", 1)[0])
+    except ValueError:
+        client = None
+    if getattr(client, "ipv4_mapped", None):
+        client = client.ipv4_mapped  # ::ffff:127.0.0.1 from a dual-stack socket
+    allowed = (ipaddress.ip_network(network, strict=False) for network in conf.get("SCS_BROADCAST_ALLOWED_IPS"))
+    if client is None or not any(client in network for network in allowed):
+        logger.warning("broadcast refused: client address %s is not in SCS_BROADCAST_ALLOWED_IPS", address or "?")
+        return refuse(403, "FORBIDDEN_CLIENT", "this address may not broadcast (see SCS_BROADCAST_ALLOWED_IPS)")
+    return None
+
+
+def check_secret(authorization, address=""):
+    """None when the ``Authorization`` header carries the broadcast secret, else the refusal."""
+    scheme, _, presented = (authorization or "").partition(" ")
+    if not presented or scheme.lower() != "bearer":
+        return refuse(401, "AUTH_REQUIRED", "send Authorization: Bearer <SCS_BROADCAST_SECRET>")
+    expected = conf.get("SCS_BROADCAST_SECRET")
+    if not expected or not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        logger.warning("broadcast refused: wrong secret from %s", address or "?")
+        return refuse(403, "FORBIDDEN", "the broadcast secret does not match")
+    return None
+
+
+def too_large():
+    return refuse(413, "TOO_LARGE", f"body is larger than {conf.get('SCS_BROADCAST_MAX_BODY')} bytes")
+
+
+def parse_events(body, session_id):
+    """``(events, None)`` or ``(None, refusal)``; ``body`` None means it was too large to read."""
+    if body is None or len(body) > conf.get("SCS_BROADCAST_MAX_BODY"):
+        return None, too_large()
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
+        return None, refuse(400, "BAD_JSON", "body is not valid JSON")
+    events = parsed.get("events") if isinstance(parsed, dict) and "events" in parsed else [parsed]
+    if not isinstance(events, list) or not events:
+        return None, refuse(400, "BAD_EVENT", "'events' must be a non-empty list")
+    if len(events) > MAX_EVENTS:
+        return None, refuse(413, "TOO_LARGE", f"at most {MAX_EVENTS} events per request")
+    for event in events:
+        problem = validate_event(event, session_id)
+        if problem:
+            return None, refuse(400, "BAD_EVENT", problem)
+    return events, None
+
+
+async def accept(session_id, *, client, authorization, body):
+    """Check and deliver one broadcast request; returns the Answer to send."""
+    refusal = check_client(client) or check_secret(authorization, client)
+    if refusal:
+        return refusal
+    if not is_session_id(session_id):
+        return refuse(400, "INVALID_SESSION_ID", "session ids look like session_ + 16 hex characters")
+    events, refusal = parse_events(body, session_id)
+    if refusal:
+        return refusal
+    if not await delivery.deliver(session_id, events):
+        return refuse(404, "SESSION_NOT_FOUND", f"no session {session_id}")
+    return Answer(202, {"success": True, "accepted": len(events)})
+
+
+class BroadcastConsumer(AsyncHttpConsumer):
+    """The broadcast door as a Channels HTTP consumer (no Django middleware on the hot path)."""
+
+    async def handle(self, body):
+        if self.scope["method"] != "POST":
+            answer = refuse(405, "METHOD_NOT_ALLOWED", "use POST")
+        else:
+            headers = dict(self.scope.get("headers", []))
+            answer = await accept(
+                self.scope["url_route"]["kwargs"]["session_id"],
+                client=(self.scope.get("client") or ("",))[0],
+                authorization=headers.get(b"authorization", b"").decode("latin-1"),
+                body=body,
+            )
+        extra = [(b"Allow", b"POST")] if answer.status == 405 else []
+        await self.send_response(
+            answer.status, encode(answer.body).encode(), headers=[(b"Content-Type", b"application/json"), *extra]
+        )
