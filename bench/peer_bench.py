@@ -526,9 +526,9 @@ async def run(args, folder):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench peer", description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=200, help="sequential messages per round")
+    parser.add_argument("--messages", type=int, default=300, help="sequential messages per round")
     parser.add_argument("--agents", type=int, default=8)
-    parser.add_argument("--per-agent", type=int, default=25)
+    parser.add_argument("--per-agent", type=int, default=100, help="messages per agent per round (steady state)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server")
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--fanout-rounds", type=int, default=5)
