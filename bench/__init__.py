@@ -6,6 +6,8 @@ non-zero only when a delivery guarantee was broken (never on a slow figure).
 """
 
 import math
+import os
+from pathlib import Path
 
 
 def percentile(samples, fraction):
@@ -36,3 +38,28 @@ def table(headers, rows):
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+def cpu_seconds(pid=None):
+    """User + system CPU seconds used so far by process ``pid`` (this process when None); None off Linux."""
+    if pid is None or pid == "self":
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_pid(url):
+    """The Redis server's pid when it runs on this machine and says so (INFO server)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        pid = client.info("server").get("process_id")
+        client.close()
+    except redis.RedisError:
+        return None
+    return pid if pid and cpu_seconds(pid) is not None else None

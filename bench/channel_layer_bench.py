@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 
-from bench import summary_ms, table
+from bench import cpu_seconds, redis_pid, summary_ms, table
 
 LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
@@ -52,27 +52,8 @@ def make_layer(name, url):
     return RedisPubSubChannelLayer(hosts=[url])
 
 
-def cpu_seconds(pid="self"):
-    """utime + stime of a process, in seconds, from /proc (None when unreadable)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def redis_pid(url):
-    """The Redis server's pid when it runs on this machine and says so (INFO server)."""
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=2)
-        pid = client.info("server").get("process_id")
-        client.close()
-    except redis.RedisError:
-        return None
-    return pid if pid and cpu_seconds(pid) is not None else None
 
 
 # Receiver (a child process standing in for one Daphne)

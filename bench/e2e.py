@@ -25,14 +25,12 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
 import tempfile
 import time
-from pathlib import Path
 
 import websockets
 
-from bench import summary_ms, table
+from bench import cpu_seconds, summary_ms, table
 from tests.stack import Stack, Watcher
 
 TARGETS = {
@@ -92,16 +90,6 @@ class TimedWatcher(Watcher):
         }
 
 
-def cpu_seconds(pid=None):
-    """User + system CPU seconds used so far by process ``pid`` (this process when None); None off Linux."""
-    if pid is None:
-        times = os.times()
-        return times.user + times.system
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:

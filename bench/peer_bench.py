@@ -42,7 +42,7 @@ import websockets
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from bench import summary_ms, table
+from bench import cpu_seconds, redis_pid, summary_ms, table
 from tests.stack import Stack, free_port, wait_for
 
 PEER_VERSION = "1.1.10"
@@ -57,25 +57,8 @@ IDLE = 5.0  # seconds of idle CPU measured with every viewer connected
 TARGETS = {"e2e_p50_ratio": 3.0, "throughput_ratio": 10.0, "fanout_ms": 250.0}
 
 
-def cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def redis_pid(url):
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=2)
-        pid = client.info("server").get("process_id")
-        client.close()
-    except redis.RedisError:
-        return None
-    return pid if pid and cpu_seconds(pid) is not None else None
 
 
 # The peer, in its own virtualenv

@@ -39,7 +39,12 @@
     (root || document).querySelectorAll("time[data-local]").forEach(localTime);
   }
 
-  window.SharedContext = { localTime: localTime, localTimes: localTimes };
+  // Milliseconds before reconnect attempt number ``retry``: doubling, capped at 4 s, with jitter.
+  function reconnectDelay(retry) {
+    return Math.round(Math.min(250 * 2 ** retry, 4000) * (0.75 + Math.random() / 2));
+  }
+
+  window.SharedContext = { localTime: localTime, localTimes: localTimes, reconnectDelay: reconnectDelay };
   localTimes(document);
   setInterval(function () {
     document.querySelectorAll('time[data-local="relative"]').forEach(localTime);

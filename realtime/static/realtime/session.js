@@ -210,7 +210,7 @@
       }
       setStatus("reconnecting", "reconnecting…");
       retry = Math.min(retry + 1, 5);
-      setTimeout(connect, Math.round(Math.min(250 * 2 ** retry, 4000) * (0.75 + Math.random() / 2)));
+      setTimeout(connect, window.SharedContext.reconnectDelay(retry));
     };
   }
 
