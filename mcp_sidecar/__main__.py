@@ -8,6 +8,9 @@ import sys
 
 def main(argv=None):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    # Plain one-line log records, like Django's, rather than FastMCP's boxed ones.
+    os.environ.setdefault("FASTMCP_ENABLE_RICH_LOGGING", "false")
+    os.environ.setdefault("FASTMCP_ENABLE_RICH_TRACEBACKS", "false")
     parser = argparse.ArgumentParser(prog="python -m mcp_sidecar", description="Shared Context MCP sidecar")
     parser.add_argument("--transport", choices=["http", "stdio"], default="http")
     parser.add_argument("--host", default=None, help="listen address (default: SCS_HOST or 127.0.0.1)")

@@ -6,6 +6,7 @@ arguments besides the URI); the same visibility rule as the tools applies.
 
 import functools
 import json
+import logging
 
 from django.db import close_old_connections
 from django.db.models import Count
@@ -30,7 +31,8 @@ def resource_errors(fn):
         try:
             return fn(*args, **kwargs)
         except OperationError as exc:
-            raise ResourceError(f"{exc.code}: {exc.message}. {exc.hint}".strip()) from None
+            # A refused read is the caller's mistake: not worth a traceback in the log.
+            raise ResourceError(f"{exc.code}: {exc.message}. {exc.hint}".strip(), log_level=logging.INFO) from None
 
     return wrapper
 
