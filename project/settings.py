@@ -17,6 +17,8 @@ SCS_MCP_PORT = env_int("SCS_MCP_PORT", 23456, minimum=1, maximum=65535)
 SCS_BROADCAST_URL = env_str("SCS_BROADCAST_URL", f"http://127.0.0.1:{SCS_WS_PORT}")
 # Who may POST /broadcast/: the sidecar's address(es) as IPs or networks (comma-separated).
 SCS_BROADCAST_ALLOWED_IPS = env_networks("SCS_BROADCAST_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# MCP over stateless HTTP, for several sidecars behind one URL without sticky routing.
+SCS_MCP_STATELESS = env_str("SCS_MCP_STATELESS", "0").lower() in {"1", "true", "yes"}
 SCS_TOKEN_TTL = env_int("SCS_TOKEN_TTL", 24 * 3600, minimum=60, maximum=366 * 24 * 3600)
 SCS_USER_VISIBILITY = env_list("SCS_USER_VISIBILITY", ["public"])
 # Per WebSocket connection: client frames per second (burst saved up), and bytes Daphne may
