@@ -132,7 +132,13 @@ class Bridge:
                     await self._wakeup.wait()
                 self.inflight = self._take_batch()
             session_id, events = self.inflight[0]
-            outcome = await self._post(session_id, events)
+            try:
+                outcome = await self._post(session_id, events)
+            except Exception as exc:  # noqa: BLE001 - e.g. a malformed SCS_BROADCAST_URL: keep the task alive
+                self.counters["failed_attempts"] += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._warn("cannot send to Daphne (%s: %s); check SCS_BROADCAST_URL", type(exc).__name__, exc)
+                outcome = "retry"
             if outcome == "split":
                 continue
             if outcome == "retry":

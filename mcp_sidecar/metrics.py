@@ -4,6 +4,7 @@ import collections
 import time
 
 WINDOW = 1000  # latest latencies kept per tool
+MAX_TOOLS = 100  # distinct names tracked
 
 
 class ToolMetrics:
@@ -14,6 +15,8 @@ class ToolMetrics:
         self.latencies = collections.defaultdict(lambda: collections.deque(maxlen=WINDOW))
 
     def record(self, tool, seconds, ok):
+        if tool not in self.calls and len(self.calls) >= MAX_TOOLS:
+            tool = "<other>"  # names are caller-chosen (unknown tools too): keep the table bounded
         self.calls[tool] += 1
         if not ok:
             self.errors[tool] += 1

@@ -88,6 +88,9 @@ class MessageAdmin(admin.ModelAdmin):
     def short_content(self, obj):
         return short(obj.content, 100)
 
+    def has_add_permission(self, request):
+        return False  # messages are numbered and broadcast by realtime.operations, not created here
+
 
 class ScopeFilter(admin.SimpleListFilter):
     title = "scope"

@@ -20,6 +20,7 @@ gets a ``RATE_LIMITED`` error and is closed with 4429.
 import asyncio
 import json
 import logging
+import time
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -49,21 +50,21 @@ CLOSE_RATE_LIMITED = 4429
 
 
 def viewer_from_token(token):
-    """A Viewer for a valid agent token holding ``read``, else None."""
+    """``(Viewer, expiry as a Unix time)`` for a valid agent token holding ``read``, else ``(None, None)``."""
     try:
         claims = tokens.verify(token)
     except tokens.TokenError:
-        return None
+        return None, None
     if "read" not in claims.permissions:
-        return None
-    return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions)
+        return None, None
+    return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions), claims.expires_at
 
 
 def parse_since(value):
     """A non-negative seq from a query string or frame; None when malformed."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         value = int(value)
     if isinstance(value, int) and 0 <= value < 2**63:
         return value
@@ -93,6 +94,8 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
     last_seq = 0
     joined = False
     auth_timer = None
+    viewer_expires = None  # Unix time an agent's token expires; the connection closes then
+    expiry_timer = None
     frame_budget = None
     rate_limited = False
 
@@ -123,7 +126,10 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         if authorization:
             scheme, _, token = authorization.partition(" ")
-            return viewer_from_token(token.strip()) if scheme.lower() == "bearer" else None
+            if scheme.lower() != "bearer":
+                return None
+            viewer, self.viewer_expires = viewer_from_token(token.strip())
+            return viewer
         user = self.scope.get("user")
         if user is not None and user.is_authenticated and user.is_active:
             return Viewer.for_user(user)
@@ -131,6 +137,11 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
 
     async def start(self):
         """Join the session's group, greet, replay what the viewer missed."""
+        if self.viewer_expires is not None:  # an agent watches no longer than its token is valid
+            self.expiry_timer = asyncio.get_running_loop().call_later(
+                max(0.0, self.viewer_expires - time.time()),
+                lambda: asyncio.ensure_future(self.close(code=CLOSE_UNAUTHORIZED)),
+            )
         await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
         self.joined = True
         # Read last_seq after joining: anything newer arrives live or is filled by seq.
@@ -146,8 +157,9 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         await self.presence_start()
 
     async def disconnect(self, code):
-        if self.auth_timer is not None:
-            self.auth_timer.cancel()
+        for timer in (self.auth_timer, self.expiry_timer):
+            if timer is not None:
+                timer.cancel()
         if self.joined:
             await self.presence_stop()
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
@@ -196,12 +208,13 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         return False
 
     async def receive_auth(self, frame):
-        self.viewer = viewer_from_token(frame.get("token"))
+        self.viewer, self.viewer_expires = viewer_from_token(frame.get("token"))
         if self.viewer is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        self.auth_timer.cancel()
-        self.auth_timer = None
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
+            self.auth_timer = None
         await self.start()
 
     async def receive_resume(self, frame):

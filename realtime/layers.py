@@ -46,15 +46,24 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
         return message
 
     def _clean_expired(self):
-        now = time.monotonic()
-        if now - self._last_sweep < self.sweep_interval:
+        if time.monotonic() - self._last_sweep < self.sweep_interval:
             return
-        self._last_sweep = now
-        super()._clean_expired()
+        self._last_sweep = time.monotonic()
+        now = time.time()
         for channel, queue in list(self.channels.items()):
+            # Unlike the stock layer, an expired message does not also take its channel out of every
+            # group: a consumer that fell behind would stay connected yet never hear of its session
+            # again. It fills the gap by seq instead. Consumers leave their groups on disconnect.
+            while not queue.empty() and queue._queue[0][0] < now:
+                queue.get_nowait()
             if queue.empty() and not self._receiving.get(channel):
-                del self.channels[channel]  # its consumer has gone
+                del self.channels[channel]  # nothing waiting and nobody reading
                 self._receiving.pop(channel, None)
+        cutoff = int(now) - self.group_expiry
+        for members in self.groups.values():
+            for channel, joined in list(members.items()):
+                if joined and joined < cutoff:
+                    del members[channel]
 
     async def group_send(self, group, message):
         assert isinstance(message, dict), "message is not a dict"

@@ -106,6 +106,8 @@ def set_memory(agent_id, key, value, *, session_id=None, expires_in=None, metada
             with transaction.atomic():
                 MemoryEntry.objects.create(agent_id=agent_id, key=key, session_id=session_id, **fields)
         except IntegrityError:
+            if not scope.exists():
+                raise  # not a concurrent create of the same key: a real error
             if not overwrite:
                 raise OperationError(
                     "MEMORY_KEY_EXISTS", f"memory key {key!r} already holds a value",

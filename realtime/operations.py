@@ -38,7 +38,13 @@ def check_metadata(metadata):
     if not isinstance(metadata, dict):
         raise OperationError("INVALID_METADATA", "metadata must be a JSON object", "Pass an object, e.g. {\"k\": 1}.")
     limit = conf.get("SCS_MAX_METADATA_BYTES")
-    if len(json.dumps(metadata, separators=(",", ":"))) > limit:
+    try:
+        encoded = json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise OperationError(
+            "INVALID_METADATA", "metadata must be plain JSON (no NaN or Infinity)", "Use finite numbers."
+        ) from None
+    if len(encoded) > limit:
         raise OperationError("METADATA_TOO_LARGE", f"metadata is larger than {limit} bytes", "Store less metadata.")
     return metadata
 

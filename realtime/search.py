@@ -68,8 +68,9 @@ class CandidateCache:
     message its viewer may no longer read.
     """
 
-    def __init__(self, max_chars=64_000_000, max_age=30.0):
+    def __init__(self, max_chars=64_000_000, max_age=30.0, max_entries=2_000):
         self.max_chars = max_chars
+        self.max_entries = max_entries
         self.max_age = max_age
         self._entries = collections.OrderedDict()
         self._chars = 0
@@ -88,7 +89,7 @@ class CandidateCache:
             self._chars -= old.chars if old else 0
             self._entries[key] = entry
             self._chars += entry.chars
-            while self._chars > self.max_chars and len(self._entries) > 1:
+            while (self._chars > self.max_chars or len(self._entries) > self.max_entries) and len(self._entries) > 1:
                 _, evicted = self._entries.popitem(last=False)
                 self._chars -= evicted.chars
 
@@ -203,7 +204,13 @@ def parse_time(value, name):
             "INVALID_DATETIME", f"{name} is not an ISO 8601 date-time",
             "Use a form like 2026-05-01T14:30:00Z (a time without a zone is read as UTC).",
         )
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 has no UTC equivalent
+        raise OperationError(
+            "INVALID_DATETIME", f"{name} is out of range", "Use a date-time between the years 1 and 9999 in UTC."
+        ) from None
 
 
 def messages_in_timerange(viewer: Viewer, session_id, start_time, end_time, *, limit=50):

@@ -20,7 +20,7 @@ def add_message(
         "public: everyone; private: only you; agent_only: agents of your agent type; "
         "admin_only: admins (needs the admin permission)."))] = "public",
     metadata: Metadata = None,
-    parent_message_id: Annotated[int | None, Field(ge=1, description=(
+    parent_message_id: Annotated[int | None, Field(ge=1, le=2**63 - 1, description=(
         "Reply to this message (its id from add_message or get_messages, same session)."))] = None,
     auth_token: AuthToken = None,
 ) -> dict:
@@ -45,8 +45,8 @@ def get_messages(
     offset: Annotated[int, Field(ge=0, le=1_000_000, description="How many to skip.")] = 0,
     visibility_filter: Annotated[VisibilityLevel | None, Field(
         description="Only messages of this visibility.")] = None,
-    since_seq: Annotated[int | None, Field(ge=0, description="Only messages after this seq.")] = None,
-    thread_id: Annotated[int | None, Field(ge=1, description=(
+    since_seq: Annotated[int | None, Field(ge=0, le=2**63 - 1, description="Only messages after this seq.")] = None,
+    thread_id: Annotated[int | None, Field(ge=1, le=2**63 - 1, description=(
         "Only this message and every reply below it."))] = None,
     auth_token: AuthToken = None,
 ) -> dict:

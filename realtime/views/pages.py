@@ -123,7 +123,7 @@ def session_messages(request, session_id):
     except OperationError:
         raise Http404("No such session") from None
     before = request.GET.get("before", "")
-    if not before.isdigit() or len(before) > 18:
+    if not (before.isascii() and before.isdigit()) or len(before) > 18:
         return JsonResponse({"success": False, "error": "before must be a positive integer seq"}, status=400)
     shown = visible_messages(Viewer.for_user(request.user), session.id).filter(seq__lt=int(before))
     page = list(shown.order_by("-seq")[: OLDER_PAGE + 1])
