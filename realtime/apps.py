@@ -7,4 +7,14 @@ class RealtimeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from realtime import checks  # noqa: F401  (registers the settings checks)
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.signals import user_logged_out
+        from django.db.models.signals import post_save
+
+        from realtime import (
+            checks,  # noqa: F401  (registers the settings checks)
+            revocation,
+        )
+
+        user_logged_out.connect(revocation.on_logged_out, dispatch_uid="realtime.revocation.logged_out")
+        post_save.connect(revocation.on_user_saved, sender=get_user_model(), dispatch_uid="realtime.revocation.saved")

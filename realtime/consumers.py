@@ -29,7 +29,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from realtime import conf, tokens
 from realtime.dashboard import DASHBOARD_GROUP, summary_frame
 from realtime.envelope import encode, message_event
-from realtime.groups import session_group
+from realtime.groups import session_group, user_group
 from realtime.models import Session, is_session_id
 from realtime.operations import visible_messages
 from realtime.presence import PresenceMixin
@@ -47,6 +47,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_BIG = 1009
 CLOSE_RATE_LIMITED = 4429
+CLOSE_RECHECK = 4001  # the account changed: reconnect
 
 
 def viewer_from_token(token):
@@ -72,7 +73,7 @@ def parse_since(value):
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
-    """A consumer fed by the channel layer at fan-out rates.
+    """A consumer fed by the channel layer at fan-out rates, following its user's account.
 
     Channels closes stale database connections (a hop to a worker thread) before
     every handler. Channel-layer events rarely touch the database, so that is done
@@ -87,6 +88,23 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"no handler for message type {message['type']}")
         await handler(message)
+
+    user_group = None
+
+    async def follow_user(self):
+        """Signed-in users: join ``user.<pk>`` so account changes reach this connection."""
+        user = self.scope.get("user")
+        if self.viewer is not None and self.viewer.kind == "user" and user is not None and user.pk is not None:
+            self.user_group = user_group(user.pk)
+            await self.channel_layer.group_add(self.user_group, self.channel_name)
+
+    async def unfollow_user(self):
+        if self.user_group is not None:
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+
+    async def viewer_recheck(self, message):
+        """The account signed out or changed: reconnect and be authenticated afresh (realtime.revocation)."""
+        await self.close(code=CLOSE_RECHECK)
 
 
 class SessionConsumer(PresenceMixin, LiveConsumer):
@@ -144,6 +162,7 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
             )
         await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
         self.joined = True
+        await self.follow_user()
         # Read last_seq after joining: anything newer arrives live or is filled by seq.
         last_seq = await Session.objects.filter(pk=self.session_id).values_list("last_seq", flat=True).afirst()
         if last_seq is None:
@@ -160,6 +179,7 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         for timer in (self.auth_timer, self.expiry_timer):
             if timer is not None:
                 timer.cancel()
+        await self.unfollow_user()
         if self.joined:
             await self.presence_stop()
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
@@ -288,12 +308,14 @@ class DashboardConsumer(LiveConsumer):
             return
         self.viewer = Viewer.for_user(user)
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
+        await self.follow_user()
         await self.accept()
         await self.send_frame({"type": "hello", "viewer": self.viewer.describe()})
 
     async def disconnect(self, code):
         if self.viewer is not None:
             await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+            await self.unfollow_user()
 
     async def receive(self, text_data=None, bytes_data=None):
         """The only client frame is ``ping``; anything else is ignored."""
