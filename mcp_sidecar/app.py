@@ -83,8 +83,8 @@ mcp = FastMCP(
 )
 
 
-def agent_tool(fn):
-    """Register ``fn`` as a tool: fresh DB connection state, OperationError as a result."""
+def orm_call(fn, on_error):
+    """Wrap a sync tool or resource body: fresh DB connection state; an OperationError goes to ``on_error``."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -92,9 +92,14 @@ def agent_tool(fn):
         try:
             return fn(*args, **kwargs)
         except OperationError as exc:
-            return exc.as_dict()
+            return on_error(exc)
 
-    return mcp.tool(wrapper)
+    return wrapper
+
+
+def agent_tool(fn):
+    """Register ``fn`` as a tool; an OperationError becomes its structured result."""
+    return mcp.tool(orm_call(fn, OperationError.as_dict))
 
 
 @mcp.custom_route("/health", methods=["GET"])

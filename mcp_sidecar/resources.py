@@ -4,15 +4,13 @@ The caller is identified by ``Authorization: Bearer <token>`` (resources take no
 arguments besides the URI); the same visibility rule as the tools applies.
 """
 
-import functools
 import json
 import logging
 
-from django.db import close_old_connections
 from django.db.models import Count
 from fastmcp.exceptions import ResourceError
 
-from mcp_sidecar.app import mcp
+from mcp_sidecar.app import mcp, orm_call
 from mcp_sidecar.auth import caller
 from mcp_sidecar.tools.sessions import session_record
 from realtime import audit, memory, operations
@@ -22,19 +20,14 @@ from realtime.errors import OperationError
 RECENT = 100
 
 
+def refuse_read(exc):
+    # A refused read is the caller's mistake: not worth a traceback in the log.
+    raise ResourceError(f"{exc.code}: {exc.message}. {exc.hint}".strip(), log_level=logging.INFO) from None
+
+
 def resource_errors(fn):
     """Fresh DB connection state; an OperationError becomes a resource error naming its code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        except OperationError as exc:
-            # A refused read is the caller's mistake: not worth a traceback in the log.
-            raise ResourceError(f"{exc.code}: {exc.message}. {exc.hint}".strip(), log_level=logging.INFO) from None
-
-    return wrapper
+    return orm_call(fn, refuse_read)
 
 
 @mcp.resource("session://{session_id}", mime_type="application/json", name="session")

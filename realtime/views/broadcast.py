@@ -6,9 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from realtime import conf
-from realtime.broadcast import MAX_EVENTS, accept
-
-__all__ = ["MAX_EVENTS", "broadcast"]
+from realtime.broadcast import accept
 
 
 @csrf_exempt
