@@ -31,7 +31,10 @@ DEFAULTS = {
     "SCS_TOKEN_TTL": 24 * 3600,
     # Seconds after expiry during which refresh_token still accepts a genuine token.
     "SCS_TOKEN_REFRESH_GRACE": 7 * 24 * 3600,
-    # Permissions each agent type may hold; unknown types get "*".
+    # The most a client admitted by the shared SCS_API_KEY may get from authenticate_agent (agent keys
+    # carry their own ceiling). Add "admin" only where everyone holding the shared key is trusted as admin.
+    "SCS_API_KEY_PERMISSIONS": ["read", "write"],
+    # Permissions each agent type may hold under the shared key; unknown types get "*".
     "SCS_AGENT_PERMISSIONS": {
         "admin": ["read", "write", "admin"],
         "system": ["read", "write", "admin"],

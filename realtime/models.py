@@ -128,3 +128,42 @@ class PresenceEntry(models.Model):
 
     def __str__(self):
         return f"{self.viewer_id} on {self.session_id}"
+
+
+class AgentCredential(models.Model):
+    """One agent's own key, issued by staff: bound to one agent id, one agent type and a ceiling of permissions.
+
+    The key itself (``scs_<key_id>_<secret>``) is shown once when it is issued; only
+    a SHA-256 of it is stored. ``realtime.credentials`` issues, checks and revokes keys.
+    """
+
+    key_id = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    agent_id = models.CharField(max_length=100, db_index=True)
+    agent_type = models.CharField(max_length=50)
+    permissions = models.JSONField(default=list)
+    description = models.CharField(max_length=200, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["agent_id", "-created_at"]
+
+    def __str__(self):
+        return f"{self.agent_id} ({self.key_id})"
+
+
+class RevokedToken(models.Model):
+    """A token retired before its expiry (refreshed or revoked); kept until it would have expired."""
+
+    jti = models.CharField(max_length=64, primary_key=True)
+    agent_id = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=50, blank=True)
+
+    def __str__(self):
+        return f"{self.jti} ({self.reason})"

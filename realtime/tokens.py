@@ -29,6 +29,8 @@ class AgentClaims:
     permissions: tuple
     expires_at: int
     token_id: str
+    credential: str = ""  # key id of the agent credential it was issued under; "" for the shared key
+    auth_time: int = 0  # when the agent first authenticated; refreshing keeps it
 
 
 def granted_permissions(agent_type, requested):
@@ -38,11 +40,12 @@ def granted_permissions(agent_type, requested):
     return [p for p in PERMISSIONS if p in requested and p in allowed]
 
 
-def issue(agent_id, agent_type, permissions, ttl=None):
+def issue(agent_id, agent_type, permissions, ttl=None, *, credential="", auth_time=None):
     """Sign a token; returns ``(token, claims)``."""
     now = int(time.time())
     ttl = conf.get("SCS_TOKEN_TTL") if ttl is None else ttl
-    claims = AgentClaims(agent_id, agent_type, tuple(permissions), now + ttl, uuid.uuid4().hex)
+    claims = AgentClaims(agent_id, agent_type, tuple(permissions), now + ttl, uuid.uuid4().hex, credential,
+                         now if auth_time is None else auth_time)
     payload = {
         "iss": ISSUER,
         "sub": agent_id,
@@ -51,6 +54,8 @@ def issue(agent_id, agent_type, permissions, ttl=None):
         "iat": now,
         "exp": claims.expires_at,
         "jti": claims.token_id,
+        "cred": claims.credential,
+        "auth_time": claims.auth_time,
     }
     return jwt.encode(payload, conf.get("SCS_JWT_SECRET"), algorithm=ALGORITHM), claims
 
@@ -76,9 +81,12 @@ def verify(token, *, leeway=0):
     agent_type = payload.get("agent_type")
     if not isinstance(permissions, list) or not isinstance(agent_type, str) or not isinstance(payload["sub"], str):
         raise TokenError("TOKEN_INVALID", "the token's claims are malformed")
+    credential, auth_time = payload.get("cred", ""), payload.get("auth_time", payload["iat"])
+    if not isinstance(credential, str) or not isinstance(auth_time, int) or isinstance(auth_time, bool):
+        raise TokenError("TOKEN_INVALID", "the token's claims are malformed")
     return AgentClaims(
         payload["sub"], agent_type, tuple(p for p in permissions if p in PERMISSIONS), payload["exp"],
-        str(payload.get("jti", "")),
+        str(payload.get("jti", "")), credential, auth_time,
     )
 
 

@@ -1,0 +1,154 @@
+"""Who an MCP client is: the shared key, or an agent's own credential; and whether a token is still good.
+
+A client is *admitted* by the key it presents (``X-API-Key``, or ``Authorization:
+Bearer`` on the MCP endpoint):
+
+- an agent key, ``scs_<key_id>_<secret>``, issued by staff (``manage.py agent_key``
+  or the admin) and stored as a SHA-256: the client is that one agent. It can get
+  tokens for that agent id and agent type only, with at most the key's permissions.
+- the shared ``SCS_API_KEY``, kept for compatibility: any agent id that has no key
+  of its own, with at most ``SCS_API_KEY_PERMISSIONS`` (no ``admin`` by default).
+
+``grant`` is the one rule for what ``authenticate_agent`` may hand out.
+``token_refusal`` says whether a signed token was retired since (refreshed,
+revoked, or its credential revoked or expired); every tool call and every agent
+WebSocket checks it.
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from realtime import conf
+from realtime.errors import OperationError
+from realtime.models import AgentCredential, RevokedToken
+
+KEY_PREFIX = "scs_"
+PERMISSIONS = ("read", "write", "admin")
+LAST_USED_EVERY = timedelta(minutes=1)  # how often admitting a key stamps last_used_at
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the presented key admits: one agent (``key_id`` set) or, for the shared key, any agent."""
+
+    key_id: str = ""
+    agent_id: str = ""
+    agent_type: str = ""
+    permissions: tuple = ()
+
+    @property
+    def is_shared(self):
+        return not self.key_id
+
+
+def hash_key(key):
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def shared_admission():
+    return Admission(permissions=tuple(p for p in PERMISSIONS if p in conf.get("SCS_API_KEY_PERMISSIONS")))
+
+
+def issue(agent_id, agent_type, permissions=("read", "write"), *, expires_in=None, description="", created_by=""):
+    """Create a credential; returns ``(credential, key)``. The key is never stored and cannot be shown again."""
+    unknown = set(permissions) - set(PERMISSIONS)
+    if unknown or not permissions:
+        raise ValueError(f"permissions must be some of {', '.join(PERMISSIONS)}")
+    key_id = secrets.token_hex(6)
+    key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    credential = AgentCredential.objects.create(
+        key_id=key_id, key_hash=hash_key(key), agent_id=agent_id, agent_type=agent_type,
+        permissions=[p for p in PERMISSIONS if p in permissions], description=description, created_by=created_by,
+        expires_at=timezone.now() + expires_in if expires_in is not None else None,
+    )
+    return credential, key
+
+
+def active():
+    """Credentials that admit clients now: not revoked, not expired."""
+    return AgentCredential.objects.filter(revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+
+
+def admit(presented):
+    """The Admission for a presented key, or None when it admits nobody."""
+    if not isinstance(presented, str) or not presented:
+        return None
+    if presented.startswith(KEY_PREFIX):
+        key_id = presented[len(KEY_PREFIX):].partition("_")[0]
+        credential = active().filter(key_id=key_id).first() if key_id else None
+        if credential is None or not hmac.compare_digest(credential.key_hash, hash_key(presented)):
+            return None
+        now = timezone.now()
+        if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_EVERY:
+            AgentCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
+        return Admission(credential.key_id, credential.agent_id, credential.agent_type, tuple(credential.permissions))
+    expected = conf.get("SCS_API_KEY")
+    if expected and hmac.compare_digest(presented.encode(), expected.encode()):
+        return shared_admission()
+    return None
+
+
+def grant(admission, agent_id, agent_type, requested):
+    """The permissions ``authenticate_agent`` may give ``agent_id``/``agent_type``; else OperationError."""
+    requested = set(requested)
+    if not admission.is_shared:
+        if agent_id != admission.agent_id or agent_type != admission.agent_type:
+            raise OperationError(
+                "IDENTITY_MISMATCH",
+                "this key belongs to another agent id or agent type",
+                f"Authenticate as agent_id={admission.agent_id!r}, agent_type={admission.agent_type!r}, "
+                "or use the key issued for the agent you want to be.",
+            )
+        return [p for p in PERMISSIONS if p in requested and p in admission.permissions]
+    if active().filter(agent_id=agent_id).exists():
+        raise OperationError(
+            "AGENT_KEY_REQUIRED",
+            f"agent id {agent_id!r} has its own key; the shared key cannot act for it",
+            "Connect with that agent's key (X-API-Key), or choose another agent id.",
+        )
+    table = conf.get("SCS_AGENT_PERMISSIONS")
+    by_type = table.get(agent_type, table.get("*", ["read"]))
+    return [p for p in PERMISSIONS if p in requested and p in by_type and p in admission.permissions]
+
+
+def token_refusal(claims):
+    """None while a verified token is still good; else why not (``TOKEN_REVOKED``)."""
+    if claims.token_id and RevokedToken.objects.filter(jti=claims.token_id).exists():
+        return "TOKEN_REVOKED"
+    if claims.credential and not active().filter(key_id=claims.credential).exists():
+        return "TOKEN_REVOKED"
+    return None
+
+
+def retire(claims, reason):
+    """Refuse this token from now on (until it would have expired anyway)."""
+    if claims.token_id:
+        RevokedToken.objects.get_or_create(
+            jti=claims.token_id,
+            defaults={"agent_id": claims.agent_id, "reason": reason,
+                      "expires_at": datetime.fromtimestamp(claims.expires_at, UTC)},
+        )
+
+
+def revoke(identifier):
+    """Revoke the credential with this key id, or every active credential of this agent id; returns how many."""
+    now = timezone.now()
+    by_key = active().filter(key_id=identifier)
+    count = by_key.update(revoked_at=now)
+    if not count:
+        count = active().filter(agent_id=identifier).update(revoked_at=now)
+    return count
+
+
+def forget_expired():
+    """Drop retired-token rows whose tokens have expired anyway (they can never be presented again)."""
+    grace = timedelta(seconds=conf.get("SCS_TOKEN_REFRESH_GRACE"))
+    return RevokedToken.objects.filter(expires_at__lt=timezone.now() - grace).delete()[0]
