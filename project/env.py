@@ -3,6 +3,8 @@
 import ipaddress
 import os
 import secrets
+import stat
+import sys
 from pathlib import Path
 
 
@@ -38,7 +40,7 @@ def local_secret(name, data_dir: Path, *, min_length=16):
     """Return the secret ``name`` from the environment, else from ``data_dir``.
 
     On a first local run the secret is generated into ``data_dir/secrets/`` with
-    mode 0600 and reused afterwards, so both processes read the same value.
+    mode 0600 (the folder 0700) and reused afterwards, so both processes read the same value.
     """
     value = os.environ.get(name, "").strip()
     if value:
@@ -51,7 +53,8 @@ def local_secret(name, data_dir: Path, *, min_length=16):
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(data_dir)
+    private_folder(folder)
     generated = secrets.token_urlsafe(32)
     temporary = folder / f".{path.name}.{os.getpid()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -75,3 +78,67 @@ def env_networks(name, default):
         except ValueError:
             raise EnvError(f"{name} must list IP addresses or networks, got {value!r}") from None
     return values
+
+
+PRIVATE_FOLDER = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_folder(path: Path):
+    """Create folder ``path`` (and missing parents) with mode 0700; an existing one is left as it is."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER)  # the umask can only remove bits
+
+
+def private_file(path: Path):
+    """Create an empty file ``path`` with mode 0600 unless it exists.
+
+    SQLite gives its -wal and -shm files the database file's mode, so creating the
+    database this way keeps all three private from the first run.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+
+
+def make_private(data_dir: Path, *, stream=None):
+    """Make ``data_dir`` 0700 and everything in it 0700 (folders) or 0600 (files).
+
+    An install made before the data folder was private had it 0755 and its database
+    0644, readable by every local user. Says on one stderr line what it changed;
+    says nothing when nothing needed changing. Symbolic links are left alone.
+    """
+    changed, failed = [], []
+
+    def fix(path, wanted):
+        try:
+            status = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(status.st_mode) or stat.S_IMODE(status.st_mode) == wanted:
+            return
+        try:
+            os.chmod(path, wanted)
+        except OSError:
+            failed.append(path)
+        else:
+            changed.append((path, stat.S_IMODE(status.st_mode)))
+
+    if not data_dir.is_dir():
+        return
+    fix(data_dir, PRIVATE_FOLDER)
+    for root, folders, files in os.walk(data_dir):
+        for name in folders:
+            fix(os.path.join(root, name), PRIVATE_FOLDER)
+        for name in files:
+            fix(os.path.join(root, name), PRIVATE_FILE)
+    if not (changed or failed):
+        return
+    parts = []
+    if changed:
+        shown = ", ".join(f"{os.path.relpath(path, data_dir)} (was {mode:o})" for path, mode in changed[:5])
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        parts.append(f"made the data folder {data_dir} private (folders 0700, files 0600): {shown}{more}")
+    if failed:
+        parts.append(f"could not change the mode of {len(failed)} path(s), e.g. {failed[0]}: fix them by hand")
+    print("scs: " + "; ".join(parts), file=stream or sys.stderr, flush=True)

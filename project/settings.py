@@ -6,11 +6,24 @@ the database, the secrets and the broadcast URL without any other coordination.
 
 from pathlib import Path
 
-from project.env import EnvError, env_int, env_list, env_networks, env_str, local_secret
+from project.env import (
+    EnvError,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    local_secret,
+    make_private,
+    private_file,
+    private_folder,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SCS_DATA_DIR = Path(env_str("SCS_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+# The data folder holds the database (with everyone's session keys) and the secrets: 0700, files 0600.
+# Every process that loads these settings fixes an older, readable install and says so on stderr.
+make_private(SCS_DATA_DIR)
 SCS_HOST = env_str("SCS_HOST", "127.0.0.1")
 SCS_WS_PORT = env_int("SCS_WS_PORT", 8081, minimum=1, maximum=65535)
 SCS_MCP_PORT = env_int("SCS_MCP_PORT", 23456, minimum=1, maximum=65535)
@@ -90,6 +103,8 @@ def _database():
 
     url = env_str("DATABASE_URL", "")
     if not url:
+        private_folder(SCS_DATA_DIR)
+        private_file(SCS_DATA_DIR / "db.sqlite3")  # SQLite would create it 0644 (and its -wal, -shm alike)
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SCS_DATA_DIR / "db.sqlite3",

@@ -81,7 +81,7 @@ class Stack:
         }
         self.daphne = None
         self.sidecar = None
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the processes make it
 
     # URLs
 
@@ -114,7 +114,9 @@ class Stack:
         )
 
     def _spawn(self, name, argv):
-        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        # 0600 like everything else in the data folder, which the processes would otherwise fix and report.
+        fd = os.open(self.data_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = open(fd, "ab")  # noqa: SIM115 - closed with the process
         return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def start(self):
