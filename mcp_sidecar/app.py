@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from mcp_sidecar.bridge import Bridge
 from mcp_sidecar.metrics import tool_metrics
 from realtime import conf
+from realtime.broadcast import holds_secret
 from realtime.errors import OperationError
 from realtime.signals import message_stored
 
@@ -104,4 +105,8 @@ def agent_tool(fn):
 
 @mcp.custom_route("/health", methods=["GET"])
 async def health(request: Request):
-    return JSONResponse({"status": "ok", "bridge": bridge.stats()})
+    """``{"status": "ok"}`` for anyone; the bridge counters (and its last error, which names URLs)
+    only with ``Authorization: Bearer <SCS_BROADCAST_SECRET>``."""
+    if holds_secret(request.headers.get("authorization", "")):
+        return JSONResponse({"status": "ok", "bridge": bridge.stats()})
+    return JSONResponse({"status": "ok"})

@@ -39,6 +39,11 @@ SCS_USER_VISIBILITY = env_list("SCS_USER_VISIBILITY", ["public"])
 SCS_WS_FRAME_RATE = env_int("SCS_WS_FRAME_RATE", 10, minimum=1)
 SCS_WS_FRAME_BURST = env_int("SCS_WS_FRAME_BURST", 40, minimum=1)
 SCS_WS_MAX_BUFFER = env_int("SCS_WS_MAX_BUFFER", 4 * 1024 * 1024, minimum=1024 * 1024)  # > one largest frame
+# Failed sign-ins allowed per username and per client address within the window (seconds).
+SCS_SIGNIN_MAX_FAILURES = env_int("SCS_SIGNIN_MAX_FAILURES", 10, minimum=1)
+SCS_SIGNIN_WINDOW = env_int("SCS_SIGNIN_WINDOW", 300, minimum=1)
+# Behind a proxy on this host every client is 127.0.0.1: list the proxy so its X-Real-IP names the client.
+SCS_TRUSTED_PROXIES = env_networks("SCS_TRUSTED_PROXIES", [])
 # Largest HTTP request body Daphne accepts (the broadcast view's own limit is SCS_BROADCAST_MAX_BODY).
 SCS_HTTP_MAX_BODY = env_int("SCS_HTTP_MAX_BODY", 8 * 1024 * 1024, minimum=65_536)
 
@@ -52,6 +57,14 @@ DEBUG = env_str("SCS_DEBUG", "0") in {"1", "true", "yes"}
 ALLOWED_HOSTS = env_list("SCS_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 # Behind a reverse proxy that ends TLS, the sign-in form posts from https://<host>: list that origin.
 CSRF_TRUSTED_ORIGINS = env_list("SCS_CSRF_TRUSTED_ORIGINS", [])
+# SCS_TLS=1: browsers reach the server over https through a proxy that ends TLS and sets
+# X-Forwarded-Proto (and overwrites any the client sent). An explicit switch rather than a guess from
+# SCS_CSRF_TRUSTED_ORIGINS: adding one http origin must not quietly send session cookies in clear.
+SCS_TLS = env_str("SCS_TLS", "0").lower() in {"1", "true", "yes"}
+if SCS_TLS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "daphne",
@@ -152,6 +165,19 @@ def _channel_layer():
 
 
 CHANNEL_LAYERS = {"default": _channel_layer()}
+
+
+def _cache():
+    """Django's cache (it holds the sign-in failure counts): per process, or Redis shared by every process."""
+    url = env_str("SCS_CACHE_URL", "")
+    if not url:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise EnvError("SCS_CACHE_URL must be a redis:// or rediss:// URL")
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+
+
+CACHES = {"default": _cache()}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

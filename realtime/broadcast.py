@@ -2,7 +2,9 @@
 
 Body: one event envelope, or ``{"events": [...]}`` for one session. Requires
 ``Authorization: Bearer <SCS_BROADCAST_SECRET>`` from an address in
-``SCS_BROADCAST_ALLOWED_IPS``. Answers 202 with the number of events group-sent;
+``SCS_BROADCAST_ALLOWED_IPS``, sent directly: a request that came through a
+proxy (``PROXY_HEADERS``) is refused, since behind a proxy on the same host every
+client address is the proxy's. Answers 202 with the number of events group-sent;
 every bad request gets a JSON error, never a 500.
 
 ``accept`` is the door. ``BroadcastConsumer`` serves it as a Channels HTTP
@@ -27,6 +29,8 @@ from realtime.models import is_session_id
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000
+# Headers a reverse proxy adds (the README's nginx sample sets the first two on every location).
+PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,11 @@ def refuse(status, code, message):
     return Answer(status, {"success": False, "error": message, "code": code})
 
 
-def check_client(address):
-    """None when ``address`` is in ``SCS_BROADCAST_ALLOWED_IPS``, else the refusal."""
+def check_client(address, proxied=False):
+    """None when ``address`` is in ``SCS_BROADCAST_ALLOWED_IPS`` and no proxy relayed the request, else the refusal."""
+    if proxied:
+        logger.warning("broadcast refused: the request came through a proxy (from %s)", address or "?")
+        return refuse(403, "PROXIED", "broadcasts must reach Daphne directly, not through a proxy")
     try:
         client = ipaddress.ip_address((address or "").split("%", 1)[0])
     except ValueError:
@@ -54,13 +61,27 @@ def check_client(address):
     return None
 
 
+def bearer(authorization):
+    """The credential of an ``Authorization: Bearer …`` header value, else ""."""
+    scheme, _, presented = (authorization or "").partition(" ")
+    return presented.strip() if scheme.lower() == "bearer" else ""
+
+
+def holds_secret(authorization):
+    """True when the ``Authorization`` header carries ``SCS_BROADCAST_SECRET`` (compared in constant time).
+
+    Operators present the same secret for the details of ``/health``; agents never hold it.
+    """
+    expected = conf.get("SCS_BROADCAST_SECRET")
+    presented = bearer(authorization)
+    return bool(expected and presented) and hmac.compare_digest(presented.encode(), expected.encode())
+
+
 def check_secret(authorization, address=""):
     """None when the ``Authorization`` header carries the broadcast secret, else the refusal."""
-    scheme, _, presented = (authorization or "").partition(" ")
-    if not presented or scheme.lower() != "bearer":
+    if not bearer(authorization):
         return refuse(401, "AUTH_REQUIRED", "send Authorization: Bearer <SCS_BROADCAST_SECRET>")
-    expected = conf.get("SCS_BROADCAST_SECRET")
-    if not expected or not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+    if not holds_secret(authorization):
         logger.warning("broadcast refused: wrong secret from %s", address or "?")
         return refuse(403, "FORBIDDEN", "the broadcast secret does not match")
     return None
@@ -90,9 +111,17 @@ def parse_events(body, session_id):
     return events, None
 
 
-async def accept(session_id, *, client, authorization, body):
-    """Check and deliver one broadcast request; returns the Answer to send."""
-    refusal = check_client(client) or check_secret(authorization, client)
+def through_proxy(header_names):
+    """True when any of ``header_names`` (lower-case ``str``) is one a proxy adds."""
+    return any(name in PROXY_HEADERS for name in header_names)
+
+
+async def accept(session_id, *, client, authorization, body, proxied):
+    """Check and deliver one broadcast request; returns the Answer to send.
+
+    ``proxied``: the request carries a header a proxy adds (``through_proxy``).
+    """
+    refusal = check_client(client, proxied) or check_secret(authorization, client)
     if refusal:
         return refusal
     if not is_session_id(session_id):
@@ -118,6 +147,7 @@ class BroadcastConsumer(AsyncHttpConsumer):
                 client=(self.scope.get("client") or ("",))[0],
                 authorization=headers.get(b"authorization", b"").decode("latin-1"),
                 body=body,
+                proxied=through_proxy(name.decode("latin-1").lower() for name in headers),
             )
         extra = [(b"Allow", b"POST")] if answer.status == 405 else []
         await self.send_response(

@@ -62,6 +62,12 @@ DEFAULTS = {
     # Agent memory: largest value (JSON-encoded bytes) and longest time to live (seconds).
     "SCS_MAX_MEMORY_VALUE_BYTES": 256 * 1024,
     "SCS_MAX_MEMORY_TTL": 365 * 24 * 3600,
+    # Sign-in (the standalone project's forms): failed attempts allowed per username and per client address
+    # within the window (seconds); past them every attempt is answered 429 until the window has passed.
+    "SCS_SIGNIN_MAX_FAILURES": 10,
+    "SCS_SIGNIN_WINDOW": 300,
+    # Proxies (IPs or networks) whose X-Real-IP header names the client for the sign-in limit; none by default.
+    "SCS_TRUSTED_PROXIES": [],
     # search_context scans at most this many of the newest visible messages.
     "SCS_SEARCH_MAX_SCAN": 50_000,
 }

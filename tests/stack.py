@@ -169,8 +169,14 @@ class Stack:
         self._end(self.sidecar)
         self._end(self.daphne)
 
+    def operator_headers(self):
+        """What an operator presents for the details of either ``/health``."""
+        return {"Authorization": f"Bearer {self.broadcast_secret}"}
+
     def sidecar_health(self):
-        return httpx.get(f"http://127.0.0.1:{self.mcp_port}/health", timeout=5).json()
+        """The sidecar's ``/health`` with its details (the bridge counters)."""
+        answer = httpx.get(f"http://127.0.0.1:{self.mcp_port}/health", headers=self.operator_headers(), timeout=5)
+        return answer.raise_for_status().json()
 
     def log(self, name):
         path = self.data_dir / f"{name}.log"

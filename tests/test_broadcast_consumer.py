@@ -22,8 +22,8 @@ def broadcast_settings(settings):
     channel_layers.backends = {}
 
 
-async def call(path, body=b"", method="POST", secret=SECRET, client="127.0.0.1"):
-    headers = [(b"authorization", f"Bearer {secret}".encode())] if secret else []
+async def call(path, body=b"", method="POST", secret=SECRET, client="127.0.0.1", headers=()):
+    headers = [*headers, *([(b"authorization", f"Bearer {secret}".encode())] if secret else [])]
     communicator = HttpCommunicator(application, method, path, body=body, headers=headers)
     communicator.scope["client"] = [client, 50000]
     response = await communicator.get_response()
@@ -49,6 +49,9 @@ async def test_an_event_is_group_sent_and_answered_202():
         ({"secret": None}, 401, "AUTH_REQUIRED"),
         ({"secret": "wrong"}, 403, "FORBIDDEN"),
         ({"client": "203.0.113.9"}, 403, "FORBIDDEN_CLIENT"),
+        ({"headers": [(b"x-forwarded-for", b"127.0.0.1")]}, 403, "PROXIED"),
+        ({"headers": [(b"X-Real-IP", b"127.0.0.1")]}, 403, "PROXIED"),
+        ({"headers": [(b"forwarded", b"for=127.0.0.1")]}, 403, "PROXIED"),
         ({"body": b"{not json"}, 400, "BAD_JSON"),
         ({"method": "GET"}, 405, "METHOD_NOT_ALLOWED"),
     ],

@@ -122,6 +122,15 @@ async def test_wrong_secret_is_403_and_nothing_is_delivered(session_id, group, s
     assert await group.received_nothing()
 
 
+@pytest.mark.parametrize(
+    "header", [{"X-Forwarded-For": "203.0.113.9"}, {"X-Real-IP": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1"}]
+)
+async def test_a_request_relayed_by_a_proxy_is_refused_even_with_the_secret(session_id, group, header):
+    # Behind a proxy on the same host every request comes from 127.0.0.1: the address proves nothing.
+    assert_json_error(await post(session_id, event(session_id, 1, content="relayed"), **header), 403, "PROXIED")
+    assert await group.received_nothing()
+
+
 async def test_server_without_a_secret_refuses_everyone(session_id, group, settings):
     settings.SCS_BROADCAST_SECRET = ""
     assert_json_error(await post(session_id, event(session_id, 1), secret="anything"), 403, "FORBIDDEN")

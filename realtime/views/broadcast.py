@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from realtime import conf
-from realtime.broadcast import accept
+from realtime.broadcast import accept, through_proxy
 
 
 @csrf_exempt
@@ -25,5 +25,6 @@ async def broadcast(request, session_id):
     answer = await accept(
         session_id, client=request.META.get("REMOTE_ADDR", ""),
         authorization=request.headers.get("Authorization", ""), body=body,
+        proxied=through_proxy(name.lower() for name in request.headers),
     )
     return JsonResponse(answer.body, status=answer.status)
