@@ -329,7 +329,9 @@ class DashboardConsumer(LiveConsumer):
             await self.send_frame({"type": "pong"})
 
     async def dashboard_summary(self, message):
-        await self.send_frame(summary_frame(self.viewer, message))
+        frame = summary_frame(self.viewer, message)
+        if frame is not None:  # None: nothing in the batch this viewer may see
+            await self.send_frame(frame)
 
     async def send_frame(self, frame):
         await self.send(text_data=encode(frame))

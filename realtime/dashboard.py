@@ -1,57 +1,140 @@
 """What the live dashboard is told when a session changes.
 
 The broadcast view, after group-sending a batch of a session's events, sends one
-``dashboard.summary`` to ``DASHBOARD_GROUP``: the session's purpose, creator,
-message count and last activity, plus who sent each new event and at what
-visibility. No message content ever goes to the dashboard group.
-``summary_frame`` turns that into what one viewer may receive: senders of
-messages the viewer may not see are left out.
+``dashboard.summary`` to ``DASHBOARD_GROUP``: the session's purpose and creator,
+who sent each new event and at what visibility, and the session's tally: for each
+(visibility, sender, sender type), how many messages and the newest one's time.
+No message content ever goes to the dashboard group.
+
+``summary_frame`` turns that into what one viewer may receive, through the one
+visibility rule: the count and last activity of the messages it may see, and the
+senders of those. A batch with nothing the viewer may see gives it no frame, so
+a session holding only what it may not see never shows up live. The first render
+(``realtime.views.pages.dashboard``) counts by the same rule.
 """
 
+import collections
+from datetime import UTC, datetime
+
+from django.db.models import Count, Max
+
+from realtime.models import Message
 from realtime.visibility import Viewer, can_see
 
 DASHBOARD_GROUP = "dashboard"
 PURPOSE_CHARS = 200
+KNOWN_TALLIES = 10_000
+
+# session id -> (last seq counted, {(visibility, sender, sender_type): [count, newest timestamp]}), newest last.
+_tallies = collections.OrderedDict()
 
 
-def summary(session, events):
-    """The ``dashboard.summary`` channel-layer message for ``events`` of ``session`` (id, purpose, created_by).
+def _remember(session_id, last_seq, tally):
+    _tallies[session_id] = (last_seq, tally)
+    _tallies.move_to_end(session_id)
+    if len(_tallies) > KNOWN_TALLIES:
+        _tallies.popitem(last=False)
 
-    The session's last seq and last activity are those of its newest event.
+
+def _stamp(value):
+    """A time as fixed-width ISO 8601 UTC text, so that the newest is the greatest string."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _counted_on(known, events):
+    """``known`` with ``events`` added; None when an event's time does not parse."""
+    counted = {key: list(value) for key, value in known.items()}
+    try:
+        for event in events:
+            data = event["data"]
+            entry = counted.setdefault((data["visibility"], data["sender"], data["sender_type"]), [0, ""])
+            entry[0] += 1
+            entry[1] = max(entry[1], _stamp(data["timestamp"]))
+    except ValueError:
+        return None
+    return counted
+
+
+async def _read_tally(session_id, upto):
+    """The tally of the session's messages with seq up to ``upto``, from the database."""
+    rows = (
+        Message.objects.filter(session_id=session_id, seq__lte=upto)
+        .order_by()
+        .values("visibility", "sender", "sender_type")
+        .annotate(count=Count("id"), newest=Max("timestamp"))
+    )
+    return {(row["visibility"], row["sender"], row["sender_type"]): [row["count"], _stamp(row["newest"])]
+            async for row in rows}
+
+
+async def tally(session_id, events):
+    """The session's tally up to the newest of ``events`` (sorted by seq).
+
+    Counted on from the last batch this process delivered when ``events`` follow it
+    seq for seq, so a steady stream costs no query; after a gap (events another
+    process delivered, or dropped ones) it is read once from the database. Every
+    seq up to the newest event is committed: seqs are assigned in commit order.
+    """
+    newest = events[-1]["seq"]
+    known_seq, known = _tallies.get(session_id, (None, None))
+    if known is not None and newest <= known_seq:
+        _tallies.move_to_end(session_id)
+        return known  # a batch sent again: the tally already counts it
+    counted = None
+    if known is not None and [event["seq"] for event in events] == list(range(known_seq + 1, newest + 1)):
+        counted = _counted_on(known, events)
+    if counted is None:
+        counted = await _read_tally(session_id, newest)
+    _remember(session_id, newest, counted)
+    return counted
+
+
+def summary(session, events, counted):
+    """The ``dashboard.summary`` channel-layer message for ``events`` (seq order) of ``session``.
+
+    ``session``: its id, purpose and creator; ``counted``: its ``tally``.
     """
     senders = {}
     for event in events:
         data = event["data"]
-        key = (data["sender"], data["sender_type"], data["visibility"])
-        senders[key] = None
-    newest = max(events, key=lambda event: event["seq"])
+        senders[(data["sender"], data["sender_type"], data["visibility"])] = None
     return {
         "type": "dashboard.summary",
         "session": {
             "id": session["id"],
             "purpose": session["purpose"][:PURPOSE_CHARS],
             "created_by": session["created_by"],
-            "last_seq": newest["seq"],
-            "last_activity": newest["data"]["timestamp"],
         },
         "senders": [list(key) for key in senders],
+        "tally": [[*key, count, newest] for key, (count, newest) in counted.items()],
     }
 
 
 def summary_frame(viewer: Viewer, message):
-    """The ``session_summary`` frame ``viewer`` receives for a ``dashboard.summary``."""
-    session = message["session"]
+    """The ``session_summary`` frame ``viewer`` receives for a ``dashboard.summary``, or None.
+
+    None when the batch holds nothing ``viewer`` may see.
+    """
     visible = []
     for sender, sender_type, visibility in message["senders"]:
         if can_see(viewer, visibility, sender, sender_type) and sender not in visible:
             visible.append(sender)
+    if not visible:
+        return None
+    count, last_activity = 0, ""
+    for visibility, sender, sender_type, messages, newest in message["tally"]:
+        if can_see(viewer, visibility, sender, sender_type):
+            count += messages
+            last_activity = max(last_activity, newest)
+    session = message["session"]
     return {
         "type": "session_summary",
         "session_id": session["id"],
         "purpose": session["purpose"],
         "created_by": session["created_by"],
-        "message_count": session["last_seq"],
-        "last_seq": session["last_seq"],
-        "last_activity": session["last_activity"],
+        "message_count": count,
+        "last_activity": last_activity,
         "senders": visible,
     }

@@ -46,5 +46,6 @@ async def deliver(session_id, events):
     # Encoded once here rather than once per viewer.
     texts = [encode(event) for event in events]
     await layer.group_send(session_group(session_id), {"type": "session.events", "events": events, "texts": texts})
-    await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events))
+    counted = await dashboard.tally(session_id, events)
+    await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events, counted))
     return True

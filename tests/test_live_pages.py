@@ -101,12 +101,65 @@ async def test_dashboard_receives_summaries_without_content_or_hidden_senders():
         seen[name] = frame
         assert frame["session_id"] == session_id
         assert frame["purpose"] == "Migrate <payments>" and frame["created_by"] == "planner"
-        assert frame["message_count"] == 2 and frame["last_seq"] == 2 and frame["last_activity"]
+        assert frame["last_activity"] and "last_seq" not in frame
         assert "TEXT" not in json.dumps(frame)
-    assert seen["member"]["senders"] == ["planner"]
-    assert seen["boss"]["senders"] == ["planner", "shadow"]
+    assert seen["member"]["senders"] == ["planner"] and seen["member"]["message_count"] == 1
+    assert seen["boss"]["senders"] == ["planner", "shadow"] and seen["boss"]["message_count"] == 2
     for socket in (member, boss):
         await socket.close()
+
+
+def stamp(message):
+    return message_event(message)["data"]["timestamp"]
+
+
+async def test_a_viewer_gets_no_frame_for_what_it_may_not_see_and_counts_only_what_it_may():
+    hidden_only = await new_session("Incident review")
+    mixed = await new_session("Release plan")
+    member = Socket("/ws/dashboard/", await user_cookie("member"))
+    boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
+    for socket in (member, boss):
+        assert await socket.connect()
+        assert (await socket.frame())["type"] == "hello"
+
+    await broadcast(hidden_only, await store(hidden_only, "one", visibility="admin_only"))
+    first = await store(mixed, "public one")
+    await broadcast(mixed, first)
+    # The member's next frame is the public batch: the admin_only one never reached it.
+    frame = await member.frame("session_summary")
+    assert (frame["session_id"], frame["message_count"]) == (mixed, 1)
+    assert [(await boss.frame("session_summary"))["session_id"] for _ in range(2)] == [hidden_only, mixed]
+
+    # Hidden messages after the public one count for staff only and move no one else's last activity.
+    hidden = [await store(mixed, f"hidden {n}", visibility=level) for n, level in
+              enumerate(["admin_only", "private", "agent_only"])]
+    await broadcast(mixed, *hidden)
+    public = await store(mixed, "public two")
+    await broadcast(mixed, public)
+    frame = await member.frame("session_summary")
+    assert (frame["message_count"], frame["last_activity"][:26]) == (2, stamp(public)[:26])
+    assert (await boss.frame("session_summary"))["message_count"] == 4
+    assert (await boss.frame("session_summary"))["message_count"] == 5
+    later = await store(mixed, "hidden last", visibility="admin_only")
+    await broadcast(mixed, later)
+    marker = await new_session("marker")
+    await broadcast(marker, await store(marker, "marker"))
+    assert (await member.frame("session_summary"))["session_id"] == marker
+    for socket in (member, boss):
+        await socket.close()
+
+
+async def test_the_count_is_read_again_after_events_another_process_delivered():
+    session_id = await new_session()
+    boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
+    assert await boss.connect()
+    await boss.frame("hello")
+    await broadcast(session_id, await store(session_id, "one"))
+    assert (await boss.frame("session_summary"))["message_count"] == 1
+    await store(session_id, "two, delivered elsewhere")
+    await broadcast(session_id, await store(session_id, "three"))
+    assert (await boss.frame("session_summary"))["message_count"] == 3
+    await boss.close()
 
 
 async def test_presence_lists_who_is_watching_and_follows_leaving():

@@ -147,8 +147,41 @@ def test_dashboard_shows_counts_and_only_visible_agents(client, member, session)
     say(session, "hello", sender="planner")
     say(session, "secret", sender="hidden-agent", visibility="private")
     row = client.get("/").context["sessions"][0]
-    assert row.id == session.id and row.last_seq == 2
+    assert row.id == session.id and row.visible_count == 1
     assert row.agents == ["planner"]
+
+
+def dashboard_rows(client):
+    """``[(session id, count shown, last activity shown)]`` as the dashboard's HTML shows them."""
+    html = client.get("/").content.decode()
+    return [(sid, int(count), when) for sid, count, when in re.findall(
+        r'<tr data-session-id="([^"]+)">.*?<td class="num count">(\d+)</td>.*?<time datetime="([^"]+)"', html, re.S)]
+
+
+def test_dashboard_counts_and_dates_only_what_the_viewer_may_see(client, member, session):
+    public = say(session, "public")
+    for level in RESTRICTED:
+        say(session, "hidden", visibility=level)
+    hidden_only = operations.create_session("Incident review", "planner")
+    say(hidden_only, "hidden", visibility="admin_only")
+    empty = operations.create_session("Just created", "planner")
+    # The member: the hidden-only session is not listed; counts and last activity are the public message's.
+    rows = dashboard_rows(client)
+    assert [row[0] for row in rows] == [empty.id, session.id]
+    assert rows[1][1:] == (1, timezone.localtime(public.timestamp, timezone.UTC).isoformat())
+    assert "Incident review" not in client.get("/").content.decode()
+    assert client.get("/").context["page"].paginator.count == 2
+    # Staff see everything, counted whole.
+    client.force_login(get_user_model().objects.create_user("boss", password="pw", is_staff=True))
+    assert {row[0]: row[1] for row in dashboard_rows(client)} == {hidden_only.id: 1, session.id: 4, empty.id: 0}
+
+
+def test_dashboard_orders_by_the_newest_activity_the_viewer_may_see(client, member):
+    older, newer = operations.create_session("older", "a"), operations.create_session("newer", "b")
+    say(older, "public first")
+    say(newer, "public second")
+    say(older, "hidden last", visibility="admin_only")  # moves the session up for staff only
+    assert [row[0] for row in dashboard_rows(client)] == [newer.id, older.id]
 
 
 def test_fields_are_escaped_in_server_rendered_html(client, staff):

@@ -10,7 +10,8 @@ import json
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Case, Count, F, Max, OuterRef, Q, Subquery, When
+from django.db.models.functions import Coalesce
 from django.http import Http404, JsonResponse
 from django.utils import timezone
 
@@ -33,33 +34,62 @@ def search_term(request):
     return request.GET.get("q", "").strip()[:SEARCH_CHARS]
 
 
-def agents_seen(viewer, session_ids):
-    """``{session_id: sorted sender names}`` over the messages ``viewer`` may see."""
-    pairs = (
+def visible_tallies(viewer, session_ids):
+    """``{session_id: (count, newest timestamp, sorted sender names)}`` over the messages ``viewer`` may see."""
+    rows = (
         Message.objects.filter(session_id__in=session_ids)
         .filter(visible_q(viewer))
         .order_by()
         .values_list("session_id", "sender")
-        .distinct()
+        .annotate(count=Count("id"), newest=Max("timestamp"))
     )
-    seen = {}
-    for session_id, sender in pairs:
-        seen.setdefault(session_id, []).append(sender)
-    return {session_id: sorted(names, key=str.lower) for session_id, names in seen.items()}
+    tallies = {}
+    for session_id, sender, count, newest in rows:
+        total, latest, senders = tallies.get(session_id, (0, newest, []))
+        senders.append(sender)
+        tallies[session_id] = (total + count, max(latest, newest), senders)
+    return {key: (count, newest, sorted(senders, key=str.lower)) for key, (count, newest, senders) in tallies.items()}
+
+
+def dashboard_sessions(viewer):
+    """The sessions ``viewer`` is shown, newest activity it may see first.
+
+    A session is listed when the viewer may see one of its messages (its activity is
+    the newest of those), or when it has none yet (its activity is its creation):
+    one holding only messages the viewer may not see is not listed, as it never
+    appears live (``realtime.dashboard``).
+    """
+    rule = visible_q(viewer)
+    if not rule:  # the viewer sees every message: the session's own activity, from its index
+        return Session.objects.alias(activity=F("updated_at")).order_by("-activity", "-pk")
+    newest_visible = Message.objects.filter(rule, session=OuterRef("pk")).order_by("-seq").values("timestamp")[:1]
+    # An alias, not an annotation: the subquery then runs twice per session (filter, order), not three times.
+    empty_since = Case(When(last_seq=0, then="created_at"))
+    return (
+        Session.objects.alias(activity=Coalesce(Subquery(newest_visible), empty_since))
+        .filter(activity__isnull=False)
+        .order_by("-activity", "-pk")
+    )
 
 
 @login_required
 def dashboard(request):
     query = search_term(request)
-    sessions = Session.objects.order_by("-updated_at", "-pk")
+    viewer = Viewer.for_user(request.user)
+    sessions = dashboard_sessions(viewer)
     if query:
         sessions = sessions.filter(
             Q(purpose__icontains=query) | Q(created_by__icontains=query) | Q(id__icontains=query)
         )
     page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
-    agents = agents_seen(Viewer.for_user(request.user), [session.id for session in page])
+    tallies = visible_tallies(viewer, [session.id for session in page])
+    sees_all = not visible_q(viewer)
     for session in page:
-        session.agents = agents.get(session.id, [])
+        count, newest, session.agents = tallies.get(session.id, (0, None, []))
+        if sees_all:  # last_seq and updated_at are exact and cost no counting
+            session.visible_count, session.activity = session.last_seq, session.updated_at
+        else:
+            session.visible_count, session.activity = count, newest or session.created_at
     context = {"page": page, "sessions": page.object_list, "query": query, "nav": "sessions"}
     return render(request, "realtime/dashboard.html", context)
 
