@@ -244,8 +244,9 @@ async def test_dashboard_updates_live(site, browser):
         assert await tab.page.eval_on_selector("tbody#session-rows tr", "r => r.dataset.sessionId") == session_id
         await say(shadow, session_id, "not for members", visibility="private")
         await say(writer, session_id, "second public")
+        # Two public messages: the private one is not counted.
         await tab.page.wait_for_function(
-            "sel => document.querySelector(sel + ' .count').textContent === '3'", arg=row)
+            "sel => document.querySelector(sel + ' .count').textContent === '2'", arg=row)
         chips = await tab.page.eval_on_selector_all(f"{row} .chip", "els => els.map(e => e.textContent)")
         assert chips == ["dash-writer"]
         assert not any("not for members" in frame for frame in tab.frames)
