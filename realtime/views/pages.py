@@ -10,7 +10,7 @@ import json
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Case, Count, F, Max, OuterRef, Q, Subquery, When
+from django.db.models import Case, Count, Max, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
 from django.http import Http404, JsonResponse
 from django.utils import timezone
@@ -51,8 +51,8 @@ def visible_tallies(viewer, session_ids):
     return {key: (count, newest, sorted(senders, key=str.lower)) for key, (count, newest, senders) in tallies.items()}
 
 
-def dashboard_sessions(viewer):
-    """The sessions ``viewer`` is shown, newest activity it may see first.
+def dashboard_sessions(viewer, sessions):
+    """``sessions`` as ``viewer`` is shown them, newest activity it may see first: a queryset or a list.
 
     A session is listed when the viewer may see one of its messages (its activity is
     the newest of those), or when it has none yet (its activity is its creation):
@@ -61,30 +61,33 @@ def dashboard_sessions(viewer):
     """
     rule = visible_q(viewer)
     if not rule:  # the viewer sees every message: the session's own activity, from its index
-        return Session.objects.alias(activity=F("updated_at")).order_by("-activity", "-pk")
+        return sessions.order_by("-updated_at", "-pk")
     newest_visible = Message.objects.filter(rule, session=OuterRef("pk")).order_by("-seq").values("timestamp")[:1]
-    # An alias, not an annotation: the subquery then runs twice per session (filter, order), not three times.
-    empty_since = Case(When(last_seq=0, then="created_at"))
-    return (
-        Session.objects.alias(activity=Coalesce(Subquery(newest_visible), empty_since))
-        .filter(activity__isnull=False)
-        .order_by("-activity", "-pk")
-    )
+    # Selected once per session and sorted here: in the ORDER BY, the WHERE and the paginator's
+    # COUNT the subquery ran three times per session, which doubled the render time.
+    rows = sessions.annotate(activity=Coalesce(Subquery(newest_visible), Case(When(last_seq=0, then="created_at"))))
+    listed = [(activity, pk) for pk, activity in rows.values_list("pk", "activity") if activity is not None]
+    listed.sort(reverse=True)
+    return [pk for _, pk in listed]
 
 
 @login_required
 def dashboard(request):
     query = search_term(request)
     viewer = Viewer.for_user(request.user)
-    sessions = dashboard_sessions(viewer)
+    sessions = Session.objects.all()
     if query:
         sessions = sessions.filter(
             Q(purpose__icontains=query) | Q(created_by__icontains=query) | Q(id__icontains=query)
         )
-    page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
-    tallies = visible_tallies(viewer, [session.id for session in page])
+    ordered = dashboard_sessions(viewer, sessions)
+    page = Paginator(ordered, PAGE_SIZE).get_page(request.GET.get("page"))
+    if isinstance(ordered, list):  # session ids: fetch this page's sessions
+        found = Session.objects.in_bulk(page.object_list)
+        page.object_list = [found[pk] for pk in page.object_list if pk in found]
+    tallies = visible_tallies(viewer, [session.id for session in page.object_list])
     sees_all = not visible_q(viewer)
-    for session in page:
+    for session in page.object_list:
         count, newest, session.agents = tallies.get(session.id, (0, None, []))
         if sees_all:  # last_seq and updated_at are exact and cost no counting
             session.visible_count, session.activity = session.last_seq, session.updated_at
