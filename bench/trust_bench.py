@@ -380,7 +380,30 @@ def seed(stack, sessions, size):
 # Part 1: other clients' latency while the worst-case search runs
 
 
-async def probe(agent, session_id, rate, samples, errors, stop):
+class Prober:
+    """The other agent. After a transport error (counted by the caller) its MCP client is opened afresh."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.agent = None
+
+    async def open(self):
+        self.agent = await self.stack.agent("trust-probe", "claude", permissions=("read", "write"))
+        return self
+
+    async def call(self, tool, **arguments):
+        return await self.agent.call(tool, **arguments)
+
+    async def reopen(self):
+        await self.close()
+        self.agent = await self.stack.agent("trust-probe", "claude", permissions=("read", "write"))
+
+    async def close(self):
+        with contextlib.suppress(Exception):  # a client whose connection broke may fail to close
+            await self.agent.close()
+
+
+async def probe(prober, session_id, rate, samples, errors, stop):
     """``add_message`` + ``get_messages(limit=10)`` every 1/``rate`` s until ``stop``: ``(start, seconds)``."""
     interval = 1.0 / rate
     next_at = time.monotonic()
@@ -388,8 +411,19 @@ async def probe(agent, session_id, rate, samples, errors, stop):
     while not stop.is_set():
         n += 1
         started = time.monotonic()
-        added = await agent.call("add_message", session_id=session_id, content=f"probe {n}")
-        read = await agent.call("get_messages", session_id=session_id, limit=10)
+        try:
+            added = await prober.call("add_message", session_id=session_id, content=f"probe {n}")
+            read = await prober.call("get_messages", session_id=session_id, limit=10)
+        except Exception as exc:  # noqa: BLE001 - a broken connection is a figure, not the end of the run
+            errors.append(type(exc).__name__)
+            while not stop.is_set():
+                try:
+                    await prober.reopen()
+                    break
+                except Exception as again:  # noqa: BLE001
+                    errors.append(f"reopen: {type(again).__name__}")
+                    await asyncio.sleep(0.5)
+            continue
         took = time.monotonic() - started
         failed = [r.get("code") or "failed" for r in (added, read) if not (r or {}).get("success")]
         if failed:
@@ -441,7 +475,7 @@ async def measured(stack, agent, probe_session, rate, work):
 
 
 async def search_part(stack, args, session_id):
-    agent = await stack.agent("trust-probe", "claude", permissions=("read", "write"))
+    agent = await Prober(stack).open()
     searcher = await RawMcp(stack).open("trust-searcher", "claude", ("read",))
     try:
         probe_session = (await agent.call("create_session", purpose="trust bench probe"))["session_id"]
@@ -460,9 +494,15 @@ async def search_part(stack, args, session_id):
             searches = []
             started = time.monotonic()
             while not searches or time.monotonic() - started < args.search_seconds:
-                answer = await searcher.call("search_context", session_id=session_id, query=query,
-                                             fuzzy_threshold=0)
-                kind = answer_kind(answer)
+                begun = time.perf_counter()
+                try:
+                    answer = await searcher.call("search_context", session_id=session_id, query=query,
+                                                 fuzzy_threshold=0)
+                except httpx.HTTPError as exc:
+                    answer = {"seconds": time.perf_counter() - begun, "fields": {}, "bytes": 0}
+                    kind = type(exc).__name__
+                else:
+                    kind = answer_kind(answer)
                 searches.append({"seconds": round(answer["seconds"], 2), "answer": kind,
                                  "scanned": answer["fields"].get("scanned"), "bytes": answer["bytes"]})
                 if kind not in ("ok", "truncated"):
@@ -610,7 +650,11 @@ async def live_latency(writer, watcher, session_id, interval, label, count=None,
     while (n < count) if count is not None else (n == 0 or time.perf_counter() < until):
         n += 1
         started = time.perf_counter()
-        answer = await writer.call("add_message", session_id=session_id, content=f"live {label} {n}")
+        try:
+            answer = await writer.call("add_message", session_id=session_id, content=f"live {label} {n}")
+        except Exception as exc:  # noqa: BLE001 - counted
+            failures[type(exc).__name__] += 1
+            continue
         if not answer.get("success"):
             failures[answer.get("code") or "failed"] += 1
         else:
@@ -694,8 +738,9 @@ async def replay_part(stack, args, session_id):
     finally:
         for sock in sockets:
             sock.close()
-        await writer.close()
-        await watcher_agent.close()
+        for agent in (writer, watcher_agent):
+            with contextlib.suppress(Exception):  # a client whose connection broke may fail to close
+                await agent.close()
     return {"messages": args.big, "size": args.size, "sockets": args.sockets,
             "viewers": args.sockets if args.distinct_viewers else 1, "accepted": len(sockets),
             "refused": dict(refusals), "resets_retried": resets, "connect_seconds": round(connect_seconds, 2),
