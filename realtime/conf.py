@@ -64,6 +64,28 @@ DEFAULTS = {
     "SCS_MAX_MEMORY_TTL": 365 * 24 * 3600,
     # search_context scans at most this many of the newest visible messages.
     "SCS_SEARCH_MAX_SCAN": 50_000,
+    # ... and at most this many characters of them (sender, content, metadata), newest first.
+    "SCS_SEARCH_MAX_CHARS": 10_000_000,
+    # ... and at most this much work: query length x characters scanned (what partial_ratio costs,
+    # about 2.5 ns per unit on one core: 400M is about one second for a 1,000-character query).
+    "SCS_SEARCH_MAX_WORK": 400_000_000,
+    # Longest query search_context accepts (characters).
+    "SCS_SEARCH_MAX_QUERY": 1_000,
+    # Characters of searchable text the per-process candidate cache keeps over all its entries
+    # (up to 4 bytes each in memory); an entry larger than this is not kept.
+    "SCS_SEARCH_CACHE_CHARS": 40_000_000,
+    # The most one read returns (content and metadata characters, plus 256 per record; always at least one
+    # record): ten messages of the largest size, or thousands of ordinary ones. Measured: a 1 MiB page costs
+    # the sidecar about 10 MiB while it is built and serialised.
+    "SCS_MAX_READ_BYTES": 1024 * 1024,
+    # The highest offset get_messages accepts; page further with since_seq.
+    "SCS_MAX_OFFSET": 10_000,
+    # Memory entries one agent may hold (unexpired, global and per session together).
+    "SCS_MAX_MEMORY_ENTRIES": 1_000,
+    # Sessions one agent id may create per rolling hour.
+    "SCS_MAX_SESSIONS_PER_HOUR": 100,
+    # Audit events older than this are deleted (at most once an hour per process, in batches).
+    "SCS_AUDIT_RETENTION_DAYS": 90,
 }
 
 
