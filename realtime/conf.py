@@ -74,10 +74,10 @@ DEFAULTS = {
     # Characters of searchable text the per-process candidate cache keeps over all its entries
     # (up to 4 bytes each in memory); an entry larger than this is not kept.
     "SCS_SEARCH_CACHE_CHARS": 40_000_000,
-    # The most one read returns (content and metadata characters, plus 256 per record; always at least one
-    # record): ten messages of the largest size, or thousands of ordinary ones. Measured: a 1 MiB page costs
-    # the sidecar about 10 MiB while it is built and serialised.
-    "SCS_MAX_READ_BYTES": 1024 * 1024,
+    # The most one read returns: UTF-8 bytes of content and metadata, plus 256 per record, always at least one
+    # record. The MCP Python SDK's client refuses a server-sent event over 1 MiB, and JSON escapes can make a
+    # response larger than its text; 512 KiB is still more than a page of 1,000 ordinary messages.
+    "SCS_MAX_READ_BYTES": 512 * 1024,
     # The highest offset get_messages accepts; page further with since_seq.
     "SCS_MAX_OFFSET": 10_000,
     # Memory entries one agent may hold (unexpired, global and per session together).

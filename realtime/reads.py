@@ -4,12 +4,11 @@ Every read that returns messages or memory values goes through ``page`` (an
 ordered queryset) or ``pick`` (ids in a chosen order): one query reads each
 row's id and size (``Length`` of its text columns, computed by the database),
 the rows are cut where their sizes pass ``SCS_MAX_READ_BYTES`` (always at
-least one), and a second query loads only those. Sizes are counted in
-characters (bytes for ASCII text; UTF-8 may take up to four per character).
+least one), and a second query loads only those. Sizes are UTF-8 bytes.
 """
 
-from django.db.models import IntegerField, TextField, Value
-from django.db.models.functions import Cast, Coalesce, Length
+from django.db.models import Func, IntegerField, TextField, Value
+from django.db.models.functions import Cast, Coalesce
 
 from realtime import conf
 
@@ -17,11 +16,22 @@ from realtime import conf
 ROW_OVERHEAD = 256
 
 
+class OctetLength(Func):
+    """The length of a text in bytes (``Length`` counts characters)."""
+
+    function = "OCTET_LENGTH"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # SQLite's octet_length() is 3.43+; a text cast to BLOB keeps its UTF-8 bytes.
+        return self.as_sql(compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))", **extra)
+
+
 def text_size(*fields):
-    """A database expression: the characters of ``fields`` (text or JSON columns) plus ``ROW_OVERHEAD``."""
+    """A database expression: the UTF-8 bytes of ``fields`` (text or JSON columns) plus ``ROW_OVERHEAD``."""
     total = Value(ROW_OVERHEAD, output_field=IntegerField())
     for field in fields:
-        total = total + Coalesce(Length(Cast(field, TextField())), Value(0, output_field=IntegerField()))
+        total = total + Coalesce(OctetLength(Cast(field, TextField())), Value(0, output_field=IntegerField()))
     return total
 
 
