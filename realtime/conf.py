@@ -66,8 +66,9 @@ DEFAULTS = {
     "SCS_SEARCH_MAX_SCAN": 50_000,
     # ... and at most this many characters of them (sender, content, metadata), newest first.
     "SCS_SEARCH_MAX_CHARS": 10_000_000,
-    # ... and at most this much work: query length x characters scanned (what partial_ratio costs,
-    # about 2.5 ns per unit on one core: 400M is about one second for a 1,000-character query).
+    # ... and at most this much work: query length x characters scanned (what partial_ratio costs: 1-4 ns a
+    # unit on one core, more for longer queries; 400M is 1-2 s for a 1,000-character query, and lets a
+    # 20-character query scan all 10M characters).
     "SCS_SEARCH_MAX_WORK": 400_000_000,
     # Longest query search_context accepts (characters).
     "SCS_SEARCH_MAX_QUERY": 1_000,
