@@ -55,7 +55,7 @@ def get_messages(
 
     You see public messages, your own private ones, agent_only messages from
     agents of your type, and admin_only ones if you hold admin. A response stops at
-    limit or at the read budget (about 1 MiB, always at least one message); when
+    limit or at the read budget (about 512 KiB, always at least one message); when
     has_more is true, call again with since_seq=next_since_seq.
     """
     agent = caller(auth_token)

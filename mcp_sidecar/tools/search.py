@@ -58,7 +58,7 @@ def search_by_sender(
 
     Only messages you may read are returned (public; your own private; agent_only
     from your agent type; admin_only if you hold admin). A response stops at the
-    read budget (about 1 MiB); when has_more is true, call again with
+    read budget (about 512 KiB); when has_more is true, call again with
     before_seq=next_before_seq for older ones.
     """
     agent = caller(auth_token)
@@ -85,7 +85,7 @@ def search_by_timerange(
     Only messages you may read are returned (public; your own private; agent_only
     from your agent type; admin_only if you hold admin). An unparseable time is
     INVALID_DATETIME; a start after the end is INVALID_TIME_RANGE. A response stops
-    at the read budget (about 1 MiB); when has_more is true, call again with
+    at the read budget (about 512 KiB); when has_more is true, call again with
     since_seq=next_since_seq.
     """
     agent = caller(auth_token)

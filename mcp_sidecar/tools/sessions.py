@@ -47,7 +47,7 @@ def create_session(
 def get_session(session_id: SessionId, auth_token: AuthToken = None) -> dict:
     """A session's details and its most recent messages that you may see (up to 50, oldest first).
 
-    The messages stop at the read budget (about 1 MiB); has_more says older ones exist
+    The messages stop at the read budget (about 512 KiB); has_more says older ones exist
     (read them with get_messages).
     """
     agent = caller(auth_token)
