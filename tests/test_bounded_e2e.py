@@ -80,8 +80,6 @@ async def test_the_worst_search_does_not_stall_other_clients(stack, haystack):
         found = await search
         elapsed = time.monotonic() - started
     assert found["success"], found
-    print(f"search {elapsed:.1f} s, scanned {found.get('scanned')}; {len(latencies)} concurrent calls, "
-          f"max {max(latencies) * 1000:.0f} ms, median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms")
     assert max(latencies) < 1.0, f"another client waited {max(latencies):.1f} s while the search ran"
     # The work budget (query length x characters) stops the scan after a few of the newest messages.
     assert found["truncated"] and found["scanned"] < 20
@@ -99,7 +97,6 @@ async def test_concurrent_large_reads_keep_the_sidecar_small(stack, big):
     finally:
         for reader in readers:
             await reader.close()
-    print(f"peak RSS growth {growth_mib:.0f} MiB")
     assert growth_mib < 120, f"the sidecar's peak memory grew by {growth_mib:.0f} MiB"
     for page in pages:
         assert page["success"] and page["has_more"] and 1 <= page["count"] < 300
