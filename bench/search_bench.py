@@ -12,7 +12,10 @@ use another, whose seeded sessions are deleted afterwards) directly with
    middleware, JSON);
 2. ``get_messages`` of 50 (first page, and the newest 50 with ``since_seq``)
    from sessions of 1,000, 10,000 and 100,000 messages;
-3. ``set_memory`` / ``get_memory`` round trips through the MCP client.
+3. ``set_memory`` / ``get_memory`` round trips through the MCP client;
+4. another client's ``get_messages`` and ``add_message`` alone, then while the
+   worst-case search (a 1,000-character query, threshold 0, over 40 messages of
+   100,000 characters) runs over and over: the scan must leave the GIL free.
 """
 
 import argparse
@@ -76,6 +79,20 @@ def seed_session(size, rng):
     return session.id
 
 
+def seed_large(count, size, rng):
+    """A session of ``count`` messages of ``size`` random characters; returns its id."""
+    from realtime.models import Message, Session
+
+    session = Session.objects.create(purpose="bench large", created_by="bench", last_seq=count)
+    alphabet = "abcdefghijklmnopqrstuvwxyz "
+    Message.objects.bulk_create([
+        Message(session=session, seq=seq, sender="mallory", sender_type="claude", visibility="public",
+                content="".join(rng.choices(alphabet, k=size)))
+        for seq in range(1, count + 1)
+    ])
+    return session.id
+
+
 def timed(fn, rounds):
     samples = []
     for n in range(rounds):
@@ -117,7 +134,9 @@ async def mcp_figures(sessions, queries, rounds):
 
             await search(0)  # warm up
             figures[f"mcp search_context, {size:,} msgs"] = summary_ms(await timed_async(search, queries))
-        for size, session_id in sessions.items():
+        for size in (1_000, 10_000, 100_000):
+            session_id = sessions[size]
+
             async def first(n, session_id=session_id):
                 await call("get_messages", session_id=session_id, limit=50)
 
@@ -135,6 +154,37 @@ async def mcp_figures(sessions, queries, rounds):
 
         figures["mcp set_memory"] = summary_ms(await timed_async(set_memory, rounds))
         figures["mcp get_memory"] = summary_ms(await timed_async(get_memory, rounds))
+        figures.update(await stall_figures(call, sessions, rounds))
+    return figures
+
+
+async def stall_figures(call, sessions, rounds):
+    """Another client's calls alone, then while the worst-case search runs again and again."""
+    rng = random.Random(11)
+    haystack = sessions["large"]
+    query = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz ", k=1_000))
+    small = sessions[1_000]
+
+    async def other(n):
+        if n % 2:
+            await call("add_message", session_id=small, content=f"note {n}")
+        else:
+            await call("get_messages", session_id=small, limit=50, since_seq=900)
+
+    figures = {"mcp other client alone": summary_ms(await timed_async(other, rounds))}
+    searches = []
+
+    async def worst_searches():
+        while True:
+            started = time.perf_counter()
+            await call("search_context", session_id=haystack, query=query, fuzzy_threshold=0, limit=3)
+            searches.append(time.perf_counter() - started)
+
+    task = asyncio.create_task(worst_searches())
+    await asyncio.sleep(0.5)  # the first search is under way
+    figures["mcp other client during worst search"] = summary_ms(await timed_async(other, rounds))
+    task.cancel()
+    figures["mcp worst-case search_context"] = summary_ms(searches or [float("nan")])
     return figures
 
 
@@ -157,6 +207,7 @@ def main(argv=None):
         started = time.perf_counter()
         sessions = {size: seed_session(size, rng) for size in (1_000, 10_000, 100_000)}
         seeded_in = time.perf_counter() - started
+        sessions["large"] = seed_large(40, 100_000, rng)
         viewer = Viewer.for_agent("alice", "claude", ["read", "write"])
         try:
             figures = {}
@@ -166,8 +217,8 @@ def main(argv=None):
 
                 run_search(0)
                 figures[f"search_messages, {size:,} msgs"] = summary_ms(timed(run_search, args.queries))
-            for size, session_id in sessions.items():
-                def read(n, session_id=session_id):
+            for size in (1_000, 10_000, 100_000):
+                def read(n, session_id=sessions[size]):
                     operations.list_messages(viewer, session_id, limit=50)
 
                 figures[f"list_messages 50 first, {size:,} msgs"] = summary_ms(timed(read, args.rounds))

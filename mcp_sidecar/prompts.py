@@ -6,7 +6,7 @@ from fastmcp.exceptions import PromptError
 
 from mcp_sidecar.app import mcp
 from mcp_sidecar.auth import caller
-from realtime import operations
+from realtime import operations, reads
 from realtime.errors import OperationError
 
 RECENT = 10
@@ -56,7 +56,7 @@ def debug_session(session_id: str) -> str:
     visible = operations.visible_messages(viewer, session.id)
     by_sender = dict(visible.order_by().values_list("sender").annotate(n=Count("pk")))
     by_visibility = dict(visible.order_by().values_list("visibility").annotate(n=Count("pk")))
-    recent = list(visible.order_by("-seq")[:RECENT])
+    recent, _ = reads.page(visible.order_by("-seq"), RECENT)
     lines = [
         f"Debug session {session.id} ({'active' if session.is_active else 'closed'})",
         f"Purpose: {session.purpose}",

@@ -13,7 +13,7 @@ from fastmcp.exceptions import ResourceError
 from mcp_sidecar.app import mcp, orm_call
 from mcp_sidecar.auth import caller
 from mcp_sidecar.tools.sessions import session_record
-from realtime import audit, memory, operations
+from realtime import audit, memory, operations, reads
 from realtime.envelope import message_record
 from realtime.errors import OperationError
 
@@ -33,17 +33,21 @@ def resource_errors(fn):
 @mcp.resource("session://{session_id}", mime_type="application/json", name="session")
 @resource_errors
 def session_resource(session_id: str) -> str:
-    """A session: its details, its newest messages you may read (up to 100, oldest first) and statistics."""
+    """A session: its details, its newest messages you may read (up to 100, oldest first) and statistics.
+
+    The messages stop at the read budget; has_more says older ones exist.
+    """
     viewer = caller(None)
     session = operations.get_session(session_id)
     visible = operations.visible_messages(viewer, session.id)
-    recent = list(visible.order_by("-seq")[:RECENT])
+    recent, has_more = reads.page(visible.order_by("-seq"), RECENT)
     recent.reverse()
     by_visibility = dict(visible.order_by().values_list("visibility").annotate(n=Count("pk")))
     senders = dict(visible.order_by().values_list("sender").annotate(n=Count("pk")))
     return json.dumps({
         "session": session_record(session),
         "messages": [message_record(m) for m in recent],
+        "has_more": has_more,
         "statistics": {
             "visible_messages": sum(by_visibility.values()),
             "by_visibility": by_visibility,

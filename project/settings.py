@@ -17,6 +17,7 @@ from project.env import (
     private_file,
     private_folder,
 )
+from realtime.conf import DEFAULTS as SCS_DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -46,6 +47,12 @@ SCS_SIGNIN_WINDOW = env_int("SCS_SIGNIN_WINDOW", 300, minimum=1)
 SCS_TRUSTED_PROXIES = env_networks("SCS_TRUSTED_PROXIES", [])
 # Largest HTTP request body Daphne accepts (the broadcast view's own limit is SCS_BROADCAST_MAX_BODY).
 SCS_HTTP_MAX_BODY = env_int("SCS_HTTP_MAX_BODY", 8 * 1024 * 1024, minimum=65_536)
+# Bounds on one MCP call and on what one agent keeps (defaults and their reasons in realtime/conf.py).
+SCS_MAX_READ_BYTES = env_int("SCS_MAX_READ_BYTES", SCS_DEFAULTS["SCS_MAX_READ_BYTES"], minimum=64 * 1024)
+SCS_SEARCH_MAX_WORK = env_int("SCS_SEARCH_MAX_WORK", SCS_DEFAULTS["SCS_SEARCH_MAX_WORK"], minimum=1_000_000)
+SCS_MAX_MEMORY_ENTRIES = env_int("SCS_MAX_MEMORY_ENTRIES", SCS_DEFAULTS["SCS_MAX_MEMORY_ENTRIES"], minimum=1)
+SCS_MAX_SESSIONS_PER_HOUR = env_int("SCS_MAX_SESSIONS_PER_HOUR", SCS_DEFAULTS["SCS_MAX_SESSIONS_PER_HOUR"], minimum=1)
+SCS_AUDIT_RETENTION_DAYS = env_int("SCS_AUDIT_RETENTION_DAYS", SCS_DEFAULTS["SCS_AUDIT_RETENTION_DAYS"], minimum=1)
 
 # Secrets: from the environment, or generated once into the data folder (0600).
 SECRET_KEY = local_secret("DJANGO_SECRET_KEY", SCS_DATA_DIR)

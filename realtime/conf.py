@@ -70,6 +70,29 @@ DEFAULTS = {
     "SCS_TRUSTED_PROXIES": [],
     # search_context scans at most this many of the newest visible messages.
     "SCS_SEARCH_MAX_SCAN": 50_000,
+    # ... and at most this many characters of them (sender, content, metadata), newest first.
+    "SCS_SEARCH_MAX_CHARS": 10_000_000,
+    # ... and at most this much work: query length x characters scanned (what partial_ratio costs: 1-4 ns a
+    # unit on one core, more for longer queries; 400M is 1-2 s for a 1,000-character query, and lets a
+    # 20-character query scan all 10M characters).
+    "SCS_SEARCH_MAX_WORK": 400_000_000,
+    # Longest query search_context accepts (characters).
+    "SCS_SEARCH_MAX_QUERY": 1_000,
+    # Characters of searchable text the per-process candidate cache keeps over all its entries
+    # (up to 4 bytes each in memory); an entry larger than this is not kept.
+    "SCS_SEARCH_CACHE_CHARS": 40_000_000,
+    # The most one read returns: UTF-8 bytes of content and metadata, plus 256 per record, always at least one
+    # record. The MCP Python SDK's client refuses a server-sent event over 1 MiB, and JSON escapes can make a
+    # response larger than its text; 512 KiB is still more than a page of 1,000 ordinary messages.
+    "SCS_MAX_READ_BYTES": 512 * 1024,
+    # The highest offset get_messages accepts; page further with since_seq.
+    "SCS_MAX_OFFSET": 10_000,
+    # Memory entries one agent may hold (unexpired, global and per session together).
+    "SCS_MAX_MEMORY_ENTRIES": 1_000,
+    # Sessions one agent id may create per rolling hour.
+    "SCS_MAX_SESSIONS_PER_HOUR": 100,
+    # Audit events older than this are deleted (at most once an hour per process, in batches).
+    "SCS_AUDIT_RETENTION_DAYS": 90,
 }
 
 

@@ -11,10 +11,11 @@ import re
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import JSONField, Q, Value
+from django.db.models import JSONField, Q, TextField, Value
+from django.db.models.functions import Cast, Length
 from django.utils import timezone
 
-from realtime import conf, operations
+from realtime import conf, operations, reads
 from realtime.envelope import isoformat
 from realtime.errors import OperationError
 from realtime.models import MemoryEntry
@@ -68,6 +69,17 @@ def entry_record(entry):
     }
 
 
+def check_room(agent_id, key, session_id):
+    """MEMORY_FULL when ``agent_id`` holds ``SCS_MAX_MEMORY_ENTRIES`` entries (expired ones were purged first)."""
+    cap = conf.get("SCS_MAX_MEMORY_ENTRIES")
+    held = MemoryEntry.objects.filter(agent_id=agent_id)
+    if held.count() >= cap and not held.filter(_scope_q(session_id), key=key).exists():
+        raise OperationError(
+            "MEMORY_FULL", f"you hold {cap} memory entries, the most allowed",
+            "Delete or overwrite entries you no longer need, or store them with expires_in so they lapse.",
+        )
+
+
 def set_memory(agent_id, key, value, *, session_id=None, expires_in=None, metadata=None, overwrite=True,
                now=None):
     """Store ``value`` under ``key`` for ``agent_id``; returns the MemoryEntry.
@@ -102,6 +114,7 @@ def set_memory(agent_id, key, value, *, session_id=None, expires_in=None, metada
         purge_expired(now)
         if overwrite and scope.update(**fields):
             return scope.get()
+        check_room(agent_id, key, session_id)
         try:
             with transaction.atomic():
                 MemoryEntry.objects.create(agent_id=agent_id, key=key, session_id=session_id, **fields)
@@ -138,7 +151,8 @@ def get_memory(agent_id, key, *, session_id=None, now=None):
 def list_memory(agent_id, *, session_id=None, prefix=None, limit=50, now=None):
     """``agent_id``'s unexpired entries, newest first: global (None), one session, or ``"all"``.
 
-    Returns dicts without the values (``value_size`` says how big each is).
+    Returns ``(records, has_more)``: dicts without the values (``value_size`` says how big each is), at
+    most ``limit`` and within the read budget.
     """
     if session_id is not None and session_id != ALL_SCOPES:
         operations.get_session(session_id)
@@ -153,22 +167,33 @@ def list_memory(agent_id, *, session_id=None, prefix=None, limit=50, now=None):
         entries = entries.filter(_scope_q(session_id))
     if prefix:
         entries = entries.filter(key__startswith=prefix)
+    # Values are not loaded: their size is measured by the database (as stored, in characters).
+    entries = entries.defer("value", "metadata").annotate(value_size=Length(Cast("value", TextField())))
+    page, has_more = reads.page(entries.order_by("-updated_at", "key"), limit, size_of=("key",))
     records = []
-    for entry in entries.order_by("-updated_at", "key")[:limit]:
-        record = entry_record(entry)
-        record["value_size"] = len(json.dumps(record.pop("value"), separators=(",", ":")).encode())
-        del record["metadata"]
-        records.append(record)
-    return records
+    for entry in page:
+        records.append({
+            "key": entry.key,
+            "scope": "session" if entry.session_id else "global",
+            "session_id": entry.session_id,
+            "created_at": isoformat(entry.created_at),
+            "updated_at": isoformat(entry.updated_at),
+            "expires_at": isoformat(entry.expires_at) if entry.expires_at else None,
+            "value_size": entry.value_size,
+        })
+    return records, has_more
 
 
 def agent_memory(agent_id, *, limit=200, now=None):
-    """Everything ``agent_id`` remembers (unexpired), for the ``agent://{agent_id}/memory`` resource."""
+    """What ``agent_id`` remembers (unexpired), for the ``agent://{agent_id}/memory`` resource.
+
+    At most ``limit`` entries and the read budget (``reads``); ``has_more`` says some were left out.
+    """
     now = now or timezone.now()
     entries = MemoryEntry.objects.filter(_unexpired(now), agent_id=agent_id).order_by("session_id", "key")
+    page, has_more = reads.page(entries, limit, size_of=("key", "value", "metadata"))
     global_entries, sessions = {}, {}
-    for entry in entries[:limit]:
+    for entry in page:
         target = global_entries if entry.session_id is None else sessions.setdefault(entry.session_id, {})
         target[entry.key] = entry_record(entry)
-    return {"agent_id": agent_id, "global": global_entries, "sessions": sessions}
-
+    return {"agent_id": agent_id, "global": global_entries, "sessions": sessions, "has_more": has_more}

@@ -10,15 +10,17 @@ import contextlib
 import functools
 import json
 import threading
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from realtime import audit, conf
+from realtime import audit, conf, reads
 from realtime.envelope import message_event
 from realtime.errors import OperationError
-from realtime.models import Message, Session, Visibility, is_session_id
+from realtime.models import AuditEvent, Message, Session, Visibility, is_session_id
 from realtime.signals import message_stored
 from realtime.visibility import Viewer, visible_q
 
@@ -49,6 +51,23 @@ def check_metadata(metadata):
     return metadata
 
 
+def check_session_quota(created_by):
+    """SESSION_QUOTA_EXCEEDED when ``created_by`` created ``SCS_MAX_SESSIONS_PER_HOUR`` in the last hour.
+
+    Counted from the audit log's session_created events (indexed by agent id), so
+    it holds across processes; a rolling hour rather than a total, since agents
+    cannot delete sessions.
+    """
+    quota = conf.get("SCS_MAX_SESSIONS_PER_HOUR")
+    since = timezone.now() - timedelta(hours=1)
+    created = AuditEvent.objects.filter(event_type="session_created", agent_id=created_by, timestamp__gte=since)
+    if created.count() >= quota:
+        raise OperationError(
+            "SESSION_QUOTA_EXCEEDED", f"{created_by} created {quota} sessions in the last hour",
+            "Reuse a session you created (pass its session_id), or try again later.",
+        )
+
+
 def create_session(purpose, created_by, metadata=None):
     purpose = (purpose or "").strip()
     limit = conf.get("SCS_MAX_PURPOSE_LENGTH")
@@ -59,6 +78,7 @@ def create_session(purpose, created_by, metadata=None):
     if len(purpose) > limit:
         raise OperationError("INVALID_PURPOSE", f"purpose is longer than {limit} characters", "Shorten the purpose.")
     metadata = check_metadata(metadata)
+    check_session_quota(created_by)
     with transaction.atomic():
         session = Session.objects.create(purpose=purpose, created_by=created_by, metadata=metadata)
         audit.record("session_created", created_by, session.id, purpose=purpose[:200])
@@ -162,20 +182,35 @@ def visible_messages(viewer: Viewer, session_id):
     return Message.objects.filter(session_id=session_id).filter(visible_q(viewer)).order_by("seq")
 
 
+THREAD_SQL = (
+    "WITH RECURSIVE thread(id, depth) AS ("
+    " SELECT id, 0 FROM {table} WHERE id = %s AND session_id = %s"
+    " UNION"
+    " SELECT m.id, thread.depth + 1 FROM {table} m JOIN thread ON m.parent_id = thread.id"
+    " WHERE m.session_id = %s AND thread.depth < %s"
+    ") SELECT id FROM thread LIMIT %s"
+)
+
+
 def thread_ids(session_id, root_id, limit=1000):
-    """Ids of ``root_id`` and every reply below it (breadth first, at most ``limit``)."""
-    ids, frontier = [root_id], [root_id]
-    while frontier and len(ids) < limit:
-        frontier = list(
-            Message.objects.filter(session_id=session_id, parent_id__in=frontier).values_list("pk", flat=True)
-        )
-        ids.extend(frontier)
-    return ids[:limit]
+    """A subquery: ids of ``root_id`` and every reply below it (at most ``limit``, ``limit`` levels deep).
+
+    One recursive query (SQLite and PostgreSQL) instead of one query per level;
+    the depth bound ends it even if an edit made a cycle.
+    """
+    sql = THREAD_SQL.format(table=connection.ops.quote_name(Message._meta.db_table))
+    return RawSQL(sql, [root_id, session_id, session_id, limit, limit])  # noqa: S611 - values are bound parameters
 
 
 def list_messages(viewer: Viewer, session_id, *, limit=50, offset=0, visibility_filter=None, since_seq=None,
                   thread_id=None):
-    """A page of visible messages in seq order; returns ``(messages, has_more)``."""
+    """A page of visible messages in seq order within the read budget; returns ``(messages, has_more)``."""
+    max_offset = conf.get("SCS_MAX_OFFSET")
+    if not 0 <= offset <= max_offset:
+        raise OperationError(
+            "OFFSET_TOO_LARGE", f"offset must be between 0 and {max_offset}",
+            "Page with since_seq instead: pass the seq of the last message you have.",
+        )
     get_session(session_id)
     queryset = visible_messages(viewer, session_id)
     if visibility_filter is not None:
@@ -189,5 +224,4 @@ def list_messages(viewer: Viewer, session_id, *, limit=50, offset=0, visibility_
         queryset = queryset.filter(seq__gt=since_seq)
     if thread_id is not None:
         queryset = queryset.filter(pk__in=thread_ids(session_id, thread_id))
-    page = list(queryset[offset : offset + limit + 1])
-    return page[:limit], len(page) > limit
+    return reads.page(queryset, limit, offset=offset)

@@ -30,8 +30,8 @@ def test_expired_entries_are_never_returned_and_are_deleted():
     assert code_of(memory.get_memory, "ada", "soon", now=after) == "MEMORY_NOT_FOUND"
     assert not MemoryEntry.objects.filter(agent_id="ada", key="soon").exists()
     assert MemoryEntry.objects.filter(agent_id="bob", key="soon").exists()  # a read cleans only the reader's
-    assert [e["key"] for e in memory.list_memory("bob", now=after)] == []
-    assert [e["key"] for e in memory.list_memory("ada", now=after)] == ["later"]
+    assert [e["key"] for e in memory.list_memory("bob", now=after)[0]] == []
+    assert [e["key"] for e in memory.list_memory("ada", now=after)[0]] == ["later"]
 
     memory.set_memory("carol", "any", 1, now=after)  # every write purges whatever has expired
     assert not MemoryEntry.objects.filter(agent_id="bob").exists()
@@ -56,10 +56,10 @@ def test_global_and_session_scopes_are_separate():
     assert memory.get_memory("ada", "k", session_id=session.id).value == "scoped"
     assert code_of(memory.set_memory, "ada", "k", 1, session_id="session_" + "f" * 16) == "SESSION_NOT_FOUND"
     assert code_of(memory.get_memory, "ada", "k", session_id="bad") == "INVALID_SESSION_ID"
-    assert {e["scope"] for e in memory.list_memory("ada", session_id="all")} == {"global", "session"}
+    assert {e["scope"] for e in memory.list_memory("ada", session_id="all")[0]} == {"global", "session"}
     mine = memory.agent_memory("ada")
     assert mine["global"]["k"]["value"] == "global" and mine["sessions"][session.id]["k"]["value"] == "scoped"
-    assert memory.agent_memory("bob") == {"agent_id": "bob", "global": {}, "sessions": {}}
+    assert memory.agent_memory("bob") == {"agent_id": "bob", "global": {}, "sessions": {}, "has_more": False}
 
 
 @pytest.mark.parametrize("value", [None, 0, False, "", [], {}, {"nested": [1, {"deep": None}]}, 1.5])
@@ -87,5 +87,5 @@ def test_limits_are_enforced():
 def test_prefix_is_literal_and_limit_applies():
     for key in ("task_1", "task_2", "taskX", "other"):
         memory.set_memory("ada", key, 1)
-    assert sorted(e["key"] for e in memory.list_memory("ada", prefix="task_")) == ["task_1", "task_2"]
-    assert len(memory.list_memory("ada", limit=2)) == 2
+    assert sorted(e["key"] for e in memory.list_memory("ada", prefix="task_")[0]) == ["task_1", "task_2"]
+    assert len(memory.list_memory("ada", limit=2)[0]) == 2

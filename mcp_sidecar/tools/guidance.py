@@ -77,6 +77,10 @@ GUIDANCE = {
             "INVALID_TIME_RANGE": "start_time must not be after end_time.",
             "MEMORY_NOT_FOUND": "Same key and same session_id as when stored; it may have expired.",
             "MEMORY_KEY_EXISTS": "set_memory(overwrite=false) found a value; pass overwrite=true to replace it.",
+            "MEMORY_FULL": "You hold the most memory entries allowed; overwrite or let some expire.",
+            "SESSION_QUOTA_EXCEEDED": "You created the most sessions allowed this hour; reuse one you created.",
+            "OFFSET_TOO_LARGE": "Page get_messages with since_seq (next_since_seq) instead of a large offset.",
+            "QUERY_TOO_LONG": "Search for a few distinctive words (at most 1,000 characters).",
         },
     },
 }

@@ -69,7 +69,11 @@ def list_memory(
     limit: Annotated[int, Field(ge=1, le=200, description="How many entries at most.")] = 50,
     auth_token: AuthToken = None,
 ) -> dict:
-    """List the keys in your private memory, most recently updated first (values left out; see value_size)."""
+    """List the keys in your private memory, most recently updated first (values left out; see value_size).
+
+    has_more says more entries match than were returned (raise limit, or narrow with prefix).
+    """
     agent = caller(auth_token)
-    entries = memory.list_memory(agent.id, session_id=session_id, prefix=prefix, limit=limit)
-    return {"success": True, "entries": entries, "count": len(entries), "scope_filter": session_id or "global"}
+    entries, has_more = memory.list_memory(agent.id, session_id=session_id, prefix=prefix, limit=limit)
+    return {"success": True, "entries": entries, "count": len(entries), "has_more": has_more,
+            "scope_filter": session_id or "global"}

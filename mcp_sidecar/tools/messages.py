@@ -42,7 +42,8 @@ def add_message(
 def get_messages(
     session_id: SessionId,
     limit: Annotated[int, Field(ge=1, le=1000, description="How many messages at most.")] = 50,
-    offset: Annotated[int, Field(ge=0, le=1_000_000, description="How many to skip.")] = 0,
+    offset: Annotated[int, Field(ge=0, description=(
+        f"How many to skip, at most {conf.get('SCS_MAX_OFFSET'):,}; page further with since_seq."))] = 0,
     visibility_filter: Annotated[VisibilityLevel | None, Field(
         description="Only messages of this visibility.")] = None,
     since_seq: Annotated[int | None, Field(ge=0, le=2**63 - 1, description="Only messages after this seq.")] = None,
@@ -53,7 +54,9 @@ def get_messages(
     """Messages of a session that you may see, oldest first (by seq), with has_more.
 
     You see public messages, your own private ones, agent_only messages from
-    agents of your type, and admin_only ones if you hold admin.
+    agents of your type, and admin_only ones if you hold admin. A response stops at
+    limit or at the read budget (about 512 KiB, always at least one message); when
+    has_more is true, call again with since_seq=next_since_seq.
     """
     agent = caller(auth_token)
     messages, has_more = operations.list_messages(
@@ -61,4 +64,4 @@ def get_messages(
         since_seq=since_seq, thread_id=thread_id,
     )
     return {"success": True, "messages": [message_record(m) for m in messages], "count": len(messages),
-            "has_more": has_more}
+            "has_more": has_more, "next_since_seq": messages[-1].seq if has_more and messages else None}

@@ -7,7 +7,7 @@ from pydantic import Field
 from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import caller
 from mcp_sidecar.params import AuthToken, Metadata, SessionId
-from realtime import conf, operations
+from realtime import conf, operations, reads
 from realtime.envelope import isoformat, message_record
 
 RECENT = 50
@@ -45,14 +45,19 @@ def create_session(
 
 @agent_tool
 def get_session(session_id: SessionId, auth_token: AuthToken = None) -> dict:
-    """A session's details and its most recent messages that you may see (up to 50, oldest first)."""
+    """A session's details and its most recent messages that you may see (up to 50, oldest first).
+
+    The messages stop at the read budget (about 512 KiB); has_more says older ones exist
+    (read them with get_messages).
+    """
     agent = caller(auth_token)
     session = operations.get_session(session_id)
-    recent = list(operations.visible_messages(agent, session.id).order_by("-seq")[:RECENT])
+    recent, has_more = reads.page(operations.visible_messages(agent, session.id).order_by("-seq"), RECENT)
     recent.reverse()
     return {
         "success": True,
         "session": session_record(session),
         "messages": [message_record(m) for m in recent],
         "message_count": len(recent),
+        "has_more": has_more,
     }
