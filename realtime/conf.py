@@ -34,6 +34,13 @@ DEFAULTS = {
     # The most a client admitted by the shared SCS_API_KEY may get from authenticate_agent (agent keys
     # carry their own ceiling). Add "admin" only where everyone holding the shared key is trusted as admin.
     "SCS_API_KEY_PERMISSIONS": ["read", "write"],
+    # Seconds since an agent last authenticated (authenticate_agent) after which refresh_token refuses its
+    # tokens: the agent must authenticate again, with a key that is still valid.
+    "SCS_TOKEN_MAX_AGE": 30 * 24 * 3600,
+    # MCP tool calls per second per agent id (token bucket, per sidecar process), and the burst it may save up.
+    # One agent in `python -m bench e2e` sends about 200 calls/s for 2-3 s at most.
+    "SCS_TOOL_RATE": 100,
+    "SCS_TOOL_BURST": 300,
     # Permissions each agent type may hold under the shared key; unknown types get "*".
     "SCS_AGENT_PERMISSIONS": {
         "admin": ["read", "write", "admin"],
