@@ -6,6 +6,7 @@ or expired keys, refreshed-away tokens and too-old authentications are refused a
 the next call; tool calls are rate-limited per agent.
 """
 
+import re
 import subprocess
 import time
 
@@ -250,3 +251,41 @@ def test_stdio_refuses_to_start_with_a_bad_agent_key(stack):
         assert answer.returncode != 0
         assert answer.stderr.strip().startswith("mcp_sidecar: SCS_AGENT_KEY is not"), answer.stderr
         assert len(answer.stderr.strip().splitlines()) == 1, answer.stderr
+
+
+# In process: the admin and mcp_config issue keys too.
+
+@pytest.mark.django_db
+def test_the_admin_issues_a_key_once_and_never_shows_its_hash(admin_client):
+    from realtime import credentials
+    from realtime.models import AgentCredential
+
+    answer = admin_client.post("/admin/realtime/agentcredential/add/", {
+        "agent_id": "zed", "agent_type": "claude", "permissions": ["read"], "description": "from the admin",
+        "expires_at_0": "", "expires_at_1": "",
+    }, follow=True)
+    assert answer.status_code == 200
+    credential = AgentCredential.objects.get(agent_id="zed")
+    page = answer.content.decode()
+    (key,) = set(re.findall(rf"scs_{credential.key_id}_[A-Za-z0-9_-]+", page))
+    admitted = credentials.admit(key)
+    assert admitted.agent_id == "zed" and admitted.permissions == ("read",)
+    assert credential.created_by == "admin" and credential.key_hash not in page
+    change = admin_client.get(f"/admin/realtime/agentcredential/{credential.pk}/change/").content.decode()
+    assert credential.key_hash not in change and key not in change
+    listing = admin_client.get("/admin/realtime/agentcredential/").content.decode()
+    assert key not in listing and credential.key_hash not in listing
+    admin_client.post("/admin/realtime/agentcredential/", {"action": "revoke_keys",
+                                                           "_selected_action": [credential.pk]})
+    assert credentials.admit(key) is None
+    assert admin_client.get("/admin/realtime/revokedtoken/add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_bad_agent_id(admin_client):
+    from realtime.models import AgentCredential
+
+    answer = admin_client.post("/admin/realtime/agentcredential/add/", {
+        "agent_id": "has space", "agent_type": "claude", "permissions": ["read"], "expires_at_0": "",
+        "expires_at_1": ""})
+    assert answer.status_code == 200 and not AgentCredential.objects.exists()
