@@ -169,6 +169,8 @@ def retire(claims, reason):
         defaults={"agent_id": claims.agent_id, "reason": reason,
                   "expires_at": datetime.fromtimestamp(claims.expires_at, UTC)},
     )
+    if created:
+        forget_expired()  # refreshes are rare (about one per agent per token lifetime): keep the table small
     return created
 
 
