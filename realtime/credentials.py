@@ -142,8 +142,9 @@ def token_refusal(claims):
     revoked or expired; a token the shared key obtained for an agent id that has since
     been given its own key (issuing a key takes the agent id away from the shared key).
     """
-    # One statement of three indexed EXISTS, in SQL: it runs on every tool call, and the ORM
-    # spent 0.9-1.5 ms building two queries (or one with a subquery) where this takes ~0.2 ms.
+    # One statement of three indexed EXISTS, in SQL: it runs on every tool call. Measured side by
+    # side (SQLite, busy 2-core machine): 0.1 ms, against 0.9-1.5 ms for the same checks as ORM
+    # queries (two lookups, or one with an Exists subquery) and 2.2 ms as one ORM UNION.
     credential, table = AgentCredential._meta.db_table, RevokedToken._meta.db_table
     usable = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s)"
     sql = (  # table names from the models; every value is a parameter
