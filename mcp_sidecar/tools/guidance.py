@@ -60,8 +60,8 @@ GUIDANCE = {
             "Never put tokens, keys or secrets in message content, metadata or memory values.",
             "Identity: an agent key (scs_..., issued by staff for one agent id and agent type) admits you as that "
             "agent only: authenticate_agent must use its agent_id and agent_type, grants at most the key's "
-            "permissions, and tokens work only on a connection made with that key. Revoking the key ends its "
-            "tokens at their next call.",
+            "permissions, and its tokens work on the MCP endpoint only for a client connected with a key of that "
+            "agent. Revoking or expiry of the key ends its tokens at their next call.",
             "The server's shared key (SCS_API_KEY) admits any agent id that has no key of its own, with the "
             "permissions of its agent type, capped by the server (admin only where the operator allows it). "
             "Anyone holding the shared key can act as any such agent id: ask staff for your own key.",
