@@ -100,7 +100,7 @@ def orm_call(fn, on_error):
 
 def agent_tool(fn):
     """Register ``fn`` as a tool; an OperationError becomes its structured result."""
-    return mcp.tool(orm_call(fn, OperationError.as_dict))
+    return mcp.tool(orm_call(fn, lambda exc: exc.as_dict()))
 
 
 @mcp.custom_route("/health", methods=["GET"])

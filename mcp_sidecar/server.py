@@ -4,6 +4,7 @@ import errno
 import logging
 import socket
 
+import anyio
 from starlette.middleware import Middleware
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,15 @@ async def run(transport, host, port):
 
     from mcp_sidecar import tools  # noqa: F401  (registers every tool)
     from mcp_sidecar.app import mcp
-    from mcp_sidecar.auth import ApiKeyMiddleware
+    from mcp_sidecar.auth import ApiKeyMiddleware, use_stdio_key
 
     keep_database_connections()
 
     if transport == "stdio":
+        try:
+            await anyio.to_thread.run_sync(use_stdio_key)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         await mcp.run_stdio_async(show_banner=False, log_level="WARNING")
         return
     sock = bind(host, port)

@@ -35,6 +35,14 @@ SCS_BROADCAST_ALLOWED_IPS = env_networks("SCS_BROADCAST_ALLOWED_IPS", ["127.0.0.
 SCS_MCP_STATELESS = env_str("SCS_MCP_STATELESS", "0").lower() in {"1", "true", "yes"}
 SCS_TOKEN_TTL = env_int("SCS_TOKEN_TTL", 24 * 3600, minimum=60, maximum=366 * 24 * 3600)
 SCS_USER_VISIBILITY = env_list("SCS_USER_VISIBILITY", ["public"])
+# The most the shared SCS_API_KEY may get from authenticate_agent (e.g. "read,write,admin"); agent keys
+# carry their own ceiling.
+SCS_API_KEY_PERMISSIONS = env_list("SCS_API_KEY_PERMISSIONS", SCS_DEFAULTS["SCS_API_KEY_PERMISSIONS"])
+if not SCS_API_KEY_PERMISSIONS or set(SCS_API_KEY_PERMISSIONS) - {"read", "write", "admin"}:
+    raise EnvError(f"SCS_API_KEY_PERMISSIONS must list some of read, write, admin, got {SCS_API_KEY_PERMISSIONS!r}")
+SCS_TOKEN_MAX_AGE = env_int("SCS_TOKEN_MAX_AGE", SCS_DEFAULTS["SCS_TOKEN_MAX_AGE"], minimum=60)
+SCS_TOOL_RATE = env_int("SCS_TOOL_RATE", SCS_DEFAULTS["SCS_TOOL_RATE"], minimum=1)
+SCS_TOOL_BURST = env_int("SCS_TOOL_BURST", SCS_DEFAULTS["SCS_TOOL_BURST"], minimum=1)
 # Per WebSocket connection: client frames per second (burst saved up), and bytes Daphne may
 # hold unsent for a client that does not read before it drops the connection.
 SCS_WS_FRAME_RATE = env_int("SCS_WS_FRAME_RATE", 10, minimum=1)

@@ -2,18 +2,20 @@
 
 import json
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from realtime.models import AuditEvent, MemoryEntry, Message, Session
+from realtime import credentials
+from realtime.models import AgentCredential, AuditEvent, MemoryEntry, Message, RevokedToken, Session
 
 admin.site.site_header = "Shared Context administration"
 admin.site.site_title = "Shared Context admin"
-admin.site.index_title = "Sessions, messages, memory and audit log"
+admin.site.index_title = "Sessions, messages, memory, agent keys and audit log"
 admin.site.site_url = "/"
 
 
@@ -159,6 +161,85 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="detail")
     def short_detail(self, obj):
         return short(json.dumps(obj.detail, ensure_ascii=False, default=str), 100)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class AgentCredentialForm(forms.ModelForm):
+    agent_id = forms.RegexField(regex=credentials.AGENT_ID_PATTERN, max_length=100,
+                                help_text="The one agent id this key may authenticate as.")
+    agent_type = forms.RegexField(regex=credentials.AGENT_TYPE_PATTERN, max_length=50,
+                                  help_text="The one agent type it may use, e.g. claude.")
+    permissions = forms.MultipleChoiceField(
+        choices=[(p, p) for p in credentials.PERMISSIONS], initial=["read", "write"],
+        widget=forms.CheckboxSelectMultiple, help_text="The most a token issued under this key may hold.")
+
+    class Meta:
+        model = AgentCredential
+        fields = ("agent_id", "agent_type", "permissions", "expires_at", "description")
+
+
+@admin.register(AgentCredential)
+class AgentCredentialAdmin(admin.ModelAdmin):
+    """Issue a key (shown once, after saving), revoke keys; the key's hash is never shown."""
+
+    list_display = ("key_id", "agent_id", "agent_type", "permission_list", "created_at", "expires_at",
+                    "revoked_at", "last_used_at", "active")
+    list_filter = ("agent_type", "revoked_at", "created_at")
+    search_fields = ("=key_id", "agent_id", "description")
+    actions = ["revoke_keys"]
+    form = AgentCredentialForm
+    readonly_fields = ("key_id", "agent_id", "agent_type", "permissions", "created_by", "created_at",
+                       "revoked_at", "last_used_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else ()
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is not None:  # an issued key: only its description and expiry change
+            kwargs["form"] = forms.ModelForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return AgentCredentialForm.Meta.fields
+        return ("key_id", "agent_id", "agent_type", "permissions", "description", "expires_at", "created_by",
+                "created_at", "revoked_at", "last_used_at")
+
+    @admin.display(description="permissions")
+    def permission_list(self, obj):
+        return ", ".join(obj.permissions)
+
+    @admin.display(description="active", boolean=True)
+    def active(self, obj):
+        return obj.revoked_at is None and (obj.expires_at is None or obj.expires_at > timezone.now())
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        obj.key_id, key = credentials.new_key()
+        obj.key_hash = credentials.hash_key(key)
+        obj.permissions = [p for p in credentials.PERMISSIONS if p in form.cleaned_data["permissions"]]
+        obj.created_by = request.user.get_username()[:150]
+        super().save_model(request, obj, form, change)
+        messages.warning(request, f"The key for {obj.agent_id} is {key} - copy it now: it is stored hashed and "
+                                  "cannot be shown again. The client sends it as the X-API-Key header.")
+
+    @admin.action(description="Revoke the selected keys (their tokens are refused from their next call)")
+    def revoke_keys(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} key(s).")
+
+
+@admin.register(RevokedToken)
+class RevokedTokenAdmin(admin.ModelAdmin):
+    list_display = ("jti", "agent_id", "reason", "revoked_at", "expires_at")
+    list_filter = ("reason", "revoked_at")
+    search_fields = ("=jti", "agent_id")
 
     def has_add_permission(self, request):
         return False

@@ -16,9 +16,12 @@ def mcp_url(host=None, port=None):
     return f"http://{host}:{conf.get('SCS_MCP_PORT') if port is None else port}/mcp/"
 
 
-def config_for(client, name="shared-context", url=None):
-    """The configuration text for ``client`` (one of CLIENTS), for ``url`` (default: ``mcp_url()``)."""
-    url, key = url or mcp_url(), conf.get("SCS_API_KEY")
+def config_for(client, name="shared-context", url=None, key=None):
+    """The configuration text for ``client`` (one of CLIENTS), for ``url`` (default: ``mcp_url()``).
+
+    ``key`` is the X-API-Key the client sends: an agent's own key, or by default the shared ``SCS_API_KEY``.
+    """
+    url, key = url or mcp_url(), key or conf.get("SCS_API_KEY")
     headers = {"X-API-Key": key}
     if client == "claude":
         command = ["claude", "mcp", "add", "--transport", "http", name, url, "--header", f"X-API-Key: {key}"]

@@ -34,6 +34,14 @@ DEFAULTS = {
     # The most a client admitted by the shared SCS_API_KEY may get from authenticate_agent (agent keys
     # carry their own ceiling). Add "admin" only where everyone holding the shared key is trusted as admin.
     "SCS_API_KEY_PERMISSIONS": ["read", "write"],
+    # Seconds since an agent last authenticated (authenticate_agent) after which refresh_token refuses its
+    # tokens: the agent must authenticate again, with a key that is still valid.
+    "SCS_TOKEN_MAX_AGE": 30 * 24 * 3600,
+    # MCP tool calls per second per agent id (token bucket, per sidecar process), and the burst it may save up.
+    # The busiest agent of `python -m bench e2e` makes 530 calls back to back at 170-360 calls/s (warm-up and
+    # sequential phases): 500 + 100/s covers that even at 360/s (647 > 530); a burst of 300 did not (439).
+    "SCS_TOOL_RATE": 100,
+    "SCS_TOOL_BURST": 500,
     # Permissions each agent type may hold under the shared key; unknown types get "*".
     "SCS_AGENT_PERMISSIONS": {
         "admin": ["read", "write", "admin"],

@@ -21,6 +21,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -30,6 +31,8 @@ from realtime.models import AgentCredential, RevokedToken
 
 KEY_PREFIX = "scs_"
 PERMISSIONS = ("read", "write", "admin")
+AGENT_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,100}$"
+AGENT_TYPE_PATTERN = r"^[A-Za-z0-9_.-]{1,50}$"
 LAST_USED_EVERY = timedelta(minutes=1)  # how often admitting a key stamps last_used_at
 
 
@@ -55,13 +58,18 @@ def shared_admission():
     return Admission(permissions=tuple(p for p in PERMISSIONS if p in conf.get("SCS_API_KEY_PERMISSIONS")))
 
 
+def new_key():
+    """A fresh ``(key_id, key)``; store only ``hash_key(key)``."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
 def issue(agent_id, agent_type, permissions=("read", "write"), *, expires_in=None, description="", created_by=""):
     """Create a credential; returns ``(credential, key)``. The key is never stored and cannot be shown again."""
     unknown = set(permissions) - set(PERMISSIONS)
     if unknown or not permissions:
         raise ValueError(f"permissions must be some of {', '.join(PERMISSIONS)}")
-    key_id = secrets.token_hex(6)
-    key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    key_id, key = new_key()
     credential = AgentCredential.objects.create(
         key_id=key_id, key_hash=hash_key(key), agent_id=agent_id, agent_type=agent_type,
         permissions=[p for p in PERMISSIONS if p in permissions], description=description, created_by=created_by,
@@ -78,22 +86,30 @@ def active():
 
 
 def admit(presented):
-    """The Admission for a presented key, or None when it admits nobody."""
+    """The Admission for a presented key, or None when it admits nobody.
+
+    The shared key costs no query; an agent key costs one (by the unique ``key_id``),
+    plus an update of ``last_used_at`` at most once a minute.
+    """
     if not isinstance(presented, str) or not presented:
         return None
-    if presented.startswith(KEY_PREFIX):
-        key_id = presented[len(KEY_PREFIX):].partition("_")[0]
-        credential = active().filter(key_id=key_id).first() if key_id else None
-        if credential is None or not hmac.compare_digest(credential.key_hash, hash_key(presented)):
-            return None
-        now = timezone.now()
-        if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_EVERY:
-            AgentCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
-        return Admission(credential.key_id, credential.agent_id, credential.agent_type, tuple(credential.permissions))
     expected = conf.get("SCS_API_KEY")
     if expected and hmac.compare_digest(presented.encode(), expected.encode()):
         return shared_admission()
-    return None
+    if not presented.startswith(KEY_PREFIX):
+        return None
+    key_id = presented[len(KEY_PREFIX):].partition("_")[0]
+    credential = next(iter(active().filter(key_id=key_id).order_by()[:1]), None) if key_id else None
+    if credential is None or not hmac.compare_digest(credential.key_hash, hash_key(presented)):
+        return None
+    now = timezone.now()
+    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_EVERY:
+        AgentCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
+    return admission_of(credential)
+
+
+def admission_of(credential):
+    return Admission(credential.key_id, credential.agent_id, credential.agent_type, tuple(credential.permissions))
 
 
 def grant(admission, agent_id, agent_type, requested):
@@ -120,22 +136,54 @@ def grant(admission, agent_id, agent_type, requested):
 
 
 def token_refusal(claims):
-    """None while a verified token is still good; else why not (``TOKEN_REVOKED``)."""
-    if claims.token_id and RevokedToken.objects.filter(jti=claims.token_id).exists():
-        return "TOKEN_REVOKED"
-    if claims.credential and not active().filter(key_id=claims.credential).exists():
+    """None while a verified token is still good; else why not (``TOKEN_REVOKED``).
+
+    Refused: a retired token (refreshed away or revoked); a token whose credential was
+    revoked or expired; a token the shared key obtained for an agent id that has since
+    been given its own key (issuing a key takes the agent id away from the shared key).
+    """
+    # One statement of three indexed EXISTS, in SQL: it runs on every tool call. Measured side by
+    # side (SQLite, busy 2-core machine): 0.1 ms, against 0.9-1.5 ms for the same checks as ORM
+    # queries (two lookups, or one with an Exists subquery) and 2.2 ms as one ORM UNION.
+    credential, table = AgentCredential._meta.db_table, RevokedToken._meta.db_table
+    usable = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s)"
+    sql = (  # table names from the models; every value is a parameter
+        f"SELECT EXISTS(SELECT 1 FROM {table} WHERE jti = %s), "  # noqa: S608
+        f"EXISTS(SELECT 1 FROM {credential} WHERE key_id = %s AND {usable}), "
+        f"EXISTS(SELECT 1 FROM {credential} WHERE agent_id = %s AND {usable})"
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [claims.token_id, claims.credential, now, claims.agent_id, now])
+        retired, key_usable, agent_has_key = cursor.fetchone()
+    if retired or (not key_usable if claims.credential else agent_has_key):
         return "TOKEN_REVOKED"
     return None
 
 
 def retire(claims, reason):
-    """Refuse this token from now on (until it would have expired anyway)."""
-    if claims.token_id:
-        RevokedToken.objects.get_or_create(
-            jti=claims.token_id,
-            defaults={"agent_id": claims.agent_id, "reason": reason,
-                      "expires_at": datetime.fromtimestamp(claims.expires_at, UTC)},
-        )
+    """Refuse this token from now on (until it would have expired anyway); False if it was retired already."""
+    if not claims.token_id:
+        return False
+    _, created = RevokedToken.objects.get_or_create(
+        jti=claims.token_id,
+        defaults={"agent_id": claims.agent_id, "reason": reason,
+                  "expires_at": datetime.fromtimestamp(claims.expires_at, UTC)},
+    )
+    if created:
+        forget_expired()  # refreshes are rare (about one per agent per token lifetime): keep the table small
+    return created
+
+
+def regrant(claims):
+    """The permissions a refresh of this token may keep: its credential's ceiling, or the shared-key rule."""
+    if not claims.credential:
+        return grant(shared_admission(), claims.agent_id, claims.agent_type, claims.permissions)
+    credential = active().filter(key_id=claims.credential).first()
+    if credential is None:
+        raise OperationError("TOKEN_REVOKED", "the key this token was issued under was revoked or has expired",
+                             "Ask staff for a new agent key, then call authenticate_agent.")
+    return grant(admission_of(credential), claims.agent_id, claims.agent_type, claims.permissions)
 
 
 def revoke(identifier):

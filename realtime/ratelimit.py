@@ -20,3 +20,7 @@ class TokenBucket:
             return False
         self.tokens -= 1
         return True
+
+    def retry_after(self):
+        """Seconds until the next token (0 when one is there); call after a refused ``take``."""
+        return max(0.0, (1 - self.tokens) / self.rate) if self.rate > 0 else float("inf")

@@ -33,13 +33,6 @@ class AgentClaims:
     auth_time: int = 0  # when the agent first authenticated; refreshing keeps it
 
 
-def granted_permissions(agent_type, requested):
-    """The requested permissions this agent type may hold (``SCS_AGENT_PERMISSIONS``)."""
-    table = conf.get("SCS_AGENT_PERMISSIONS")
-    allowed = table.get(agent_type, table.get("*", ["read"]))
-    return [p for p in PERMISSIONS if p in requested and p in allowed]
-
-
 def issue(agent_id, agent_type, permissions, ttl=None, *, credential="", auth_time=None):
     """Sign a token; returns ``(token, claims)``."""
     now = int(time.time())
@@ -105,13 +98,3 @@ def verify_for_refresh(token):
             ) from None
         raise
 
-
-def refresh(token):
-    """A new token for the same agent, type and permissions; returns ``(token, claims)``.
-
-    Permissions are re-checked against ``SCS_AGENT_PERMISSIONS``, so a refresh
-    never keeps a permission the agent's type may no longer hold.
-    """
-    claims = verify_for_refresh(token)
-    granted = granted_permissions(claims.agent_type, claims.permissions)
-    return issue(claims.agent_id, claims.agent_type, granted)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import websockets
 from fastmcp import Client
-from fastmcp.client.transports import StreamableHttpTransport
+from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -77,6 +78,8 @@ class Stack:
             "SCS_JWT_SECRET": self.jwt_secret,
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
             "SCS_LOG_LEVEL": "WARNING",
+            # The suites act as admins through the shared key; tests/test_agent_keys.py checks the default.
+            "SCS_API_KEY_PERMISSIONS": "read,write,admin",
             **{k: str(v) for k, v in env.items()},
         }
         self.daphne = None
@@ -184,14 +187,28 @@ class Stack:
 
     # Clients
 
-    def mcp_client(self, headers=None):
-        transport = StreamableHttpTransport(self.mcp_url, headers={"X-API-Key": self.api_key, **(headers or {})})
-        return Client(transport)
+    def mcp_client(self, headers=None, key=None):
+        """An MCP client admitted by ``key`` (an agent key) or, by default, the shared API key."""
+        headers = {"X-API-Key": key or self.api_key, **(headers or {})}
+        return Client(StreamableHttpTransport(self.mcp_url, headers=headers))
 
-    async def agent(self, agent_id, agent_type="claude", permissions=("read", "write", "admin")):
-        agent = Agent(self)
+    async def agent(self, agent_id, agent_type="claude", permissions=("read", "write", "admin"), key=None):
+        """An Agent holding a token; ``key``: connect with that agent key instead of the shared key."""
+        agent = Agent(self, key=key)
         await agent.open(agent_id, agent_type, list(permissions))
         return agent
+
+    def issue_key(self, agent_id, agent_type="claude", *options):
+        """A new agent key from ``manage.py agent_key create`` (options e.g. "--permissions", "read")."""
+        out = self.manage("agent_key", "create", "--agent-id", agent_id, "--agent-type", agent_type, *options).stdout
+        (key,) = re.findall(r"^(scs_[0-9a-f]+_\S+)$", out, re.MULTILINE)
+        return key
+
+    def stdio_client(self, **env):
+        """An MCP client that launches ``python -m mcp_sidecar --transport stdio`` with this stack's env (+ ``env``)."""
+        transport = StdioTransport(PYTHON, ["-m", "mcp_sidecar", "--transport", "stdio"], env={**self.env, **env},
+                                   cwd=str(ROOT), keep_alive=False, log_file=self.data_dir / "stdio.log")
+        return Client(transport)
 
     def watcher(self, session_id, token=None, since=None, **kwargs):
         return Watcher(self, session_id, token=token, since=since, **kwargs)
@@ -200,9 +217,10 @@ class Stack:
 class Agent:
     """A real MCP client with an agent token; ``call`` adds ``auth_token`` for you."""
 
-    def __init__(self, stack):
+    def __init__(self, stack, key=None):
         self.stack = stack
-        self.client = stack.mcp_client()
+        self.key = key
+        self.client = stack.mcp_client(key=key)
         self.token = None
 
     async def open(self, agent_id, agent_type, permissions):

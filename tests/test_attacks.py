@@ -69,14 +69,15 @@ def test_the_secret_is_compared_in_constant_time(session_id, monkeypatch):
 
 
 def test_the_api_key_is_compared_in_constant_time(settings, monkeypatch):
-    from mcp_sidecar import auth
+    from realtime import credentials
 
     settings.SCS_API_KEY = "the-api-key-for-tests"
     compared = []
     real_compare = hmac.compare_digest
-    monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or real_compare(a, b))
-    assert not auth.api_key_matches("the-api-key-for-tesTS")
-    assert auth.api_key_matches("the-api-key-for-tests")
+    monkeypatch.setattr(credentials.hmac, "compare_digest",
+                        lambda a, b: compared.append((a, b)) or real_compare(a, b))
+    assert credentials.admit("the-api-key-for-tesTS") is None
+    assert credentials.admit("the-api-key-for-tests").is_shared
     assert [pair[1] for pair in compared] == [b"the-api-key-for-tests"] * 2
 
 

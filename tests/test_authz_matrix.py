@@ -3,8 +3,12 @@
 Doors: each MCP tool, resource and prompt; ``POST /broadcast/``; the session and
 dashboard WebSockets; each page and the admin. Callers: no credential, a wrong
 key, a forged token, an expired token, an agent of another type, a signed-in
-non-staff user, a staff user, an admin. Each table below says what every cell
-must answer; a cell that answers anything else fails with its door and caller.
+non-staff user, a staff user, an admin. The MCP doors also face callers admitted
+by an agent key (``KEY_CALLERS``): the key's own agent, a client on one agent's
+key presenting another agent's token (and the shared key presenting a keyed
+agent's token), a revoked or expired key, a token whose key was revoked or
+expired, and a token refreshed away. Each table below says what every cell must
+answer; a cell that answers anything else fails with its door and caller.
 """
 
 import asyncio
@@ -23,7 +27,12 @@ from fastmcp.client.transports import StreamableHttpTransport
 from realtime.tokens import ALGORITHM, ISSUER
 
 CALLERS = ["none", "wrong_key", "forged_token", "expired_token", "other_type_agent", "user", "staff", "admin"]
-AUTH_CODES = {"API_KEY_REQUIRED", "AUTH_REQUIRED", "TOKEN_INVALID", "TOKEN_EXPIRED", "PERMISSION_DENIED"}
+KEY_CALLERS = ["keyed_agent", "key_mismatch", "shared_keyed_token", "revoked_key", "expired_key",
+               "revoked_key_token", "expired_key_token", "refreshed_token"]
+MCP_CALLERS = CALLERS + KEY_CALLERS
+AUTH_CODES = {"API_KEY_REQUIRED", "AUTH_REQUIRED", "TOKEN_INVALID", "TOKEN_EXPIRED", "PERMISSION_DENIED",
+              "TOKEN_REVOKED", "IDENTITY_MISMATCH", "AGENT_KEY_REQUIRED"}
+ERROR_CODES = AUTH_CODES | {"SESSION_NOT_FOUND", "INVALID_SESSION_ID"}
 PASSWORD = "a-long-password-for-tests"
 
 
@@ -33,6 +42,9 @@ class Caller:
     api_key: str | None = None  # X-API-Key for the sidecar
     token: str | None = None  # presented as Authorization: Bearer (and as auth_token to tools)
     cookie: str | None = None  # a Django session cookie from signing in
+    admitted: bool = True  # whether its key opens the MCP endpoint (else every request is a bare 401)
+    spare: str | None = None  # another token of the same agent: refresh_token retires what it refreshes
+    auth_as: tuple = ("authz-probe", "claude")  # what it asks authenticate_agent for
 
     @property
     def ws_headers(self):
@@ -71,6 +83,14 @@ def sign_in(stack, username):
         return client.cookies["sessionid"]
 
 
+async def tokens_for(stack, agent_id, agent_type, key=None, count=2):
+    """``count`` tokens of one agent, from a client admitted by ``key`` (default: the shared key)."""
+    async with await stack.agent(agent_id, agent_type, key=key) as agent:
+        more = [await agent.raw("authenticate_agent", agent_id=agent_id, agent_type=agent_type,
+                                requested_permissions=agent.permissions) for _ in range(count - 1)]
+        return [agent.token, *(m["token"] for m in more)]
+
+
 async def build_world(stack):
     owner = await stack.agent("authz-owner", "claude")
     admin = await stack.agent("authz-admin", "admin")
@@ -84,9 +104,29 @@ async def build_world(stack):
         assert (await admin.call("add_message", session_id=session_id, content="admins only",
                                  visibility="admin_only"))["success"]
         tokens = {"owner": owner.token, "admin": admin.token, "other": other.token}
+        spares = {"admin": (await tokens_for(stack, "authz-admin", "admin"))[1],
+                  "other": (await tokens_for(stack, "authz-gemini", "gemini"))[1],
+                  "owner": (await tokens_for(stack, "authz-owner", "claude"))[1]}
+        refreshed = (await tokens_for(stack, "authz-refreshed", "claude", count=1))[0]
+        assert (await owner.raw("refresh_token", current_token=refreshed))["success"]
     finally:
         for agent in (owner, admin, other):
             await agent.close()
+    keys = {
+        "keyed": stack.issue_key("authz-keyed", "claude"),
+        "revoked": stack.issue_key("authz-rotated", "claude"),
+        "rotated": stack.issue_key("authz-rotated", "claude"),
+        "expired": stack.issue_key("authz-expiring", "claude", "--expires-days", "1"),
+        "renewed": stack.issue_key("authz-expiring", "claude"),
+    }
+    keyed = await tokens_for(stack, "authz-keyed", "claude", keys["keyed"])
+    revoked = await tokens_for(stack, "authz-rotated", "claude", keys["revoked"])
+    expired = await tokens_for(stack, "authz-expiring", "claude", keys["expired"])
+    stack.manage("agent_key", "revoke", keys["revoked"].split("_")[1])
+    stack.manage("shell", "-c", "from datetime import timedelta; from django.utils import timezone; "
+                 "from realtime.models import AgentCredential as C; "
+                 f"C.objects.filter(key_id={keys['expired'].split('_')[1]!r})"
+                 ".update(expires_at=timezone.now() - timedelta(seconds=1))")
     create_users = (
         "from django.contrib.auth import get_user_model as m; U = m(); "
         f"U.objects.create_user('viewer', password='{PASSWORD}'); "
@@ -107,7 +147,23 @@ async def build_world(stack):
         "user": Caller("user", api_key=key, cookie=sign_in(stack, "viewer")),
         "staff": Caller("staff", api_key=key, cookie=sign_in(stack, "staffer")),
         "admin": Caller("admin", api_key=key, token=tokens["admin"], cookie=sign_in(stack, "root")),
+        # Admitted by agent keys.
+        "keyed_agent": Caller("keyed_agent", api_key=keys["keyed"], token=keyed[0], spare=keyed[1],
+                              auth_as=("authz-keyed", "claude")),
+        "key_mismatch": Caller("key_mismatch", api_key=keys["keyed"], token=tokens["owner"], spare=spares["owner"]),
+        "shared_keyed_token": Caller("shared_keyed_token", api_key=key, token=keyed[0], spare=keyed[1],
+                                     auth_as=("authz-keyed", "claude")),
+        "revoked_key": Caller("revoked_key", api_key=keys["revoked"], token=revoked[0], admitted=False),
+        "expired_key": Caller("expired_key", api_key=keys["expired"], token=expired[0], admitted=False),
+        "revoked_key_token": Caller("revoked_key_token", api_key=keys["rotated"], token=revoked[0],
+                                    spare=revoked[1], auth_as=("authz-rotated", "claude")),
+        "expired_key_token": Caller("expired_key_token", api_key=keys["renewed"], token=expired[0],
+                                    spare=expired[1], auth_as=("authz-expiring", "claude")),
+        "refreshed_token": Caller("refreshed_token", api_key=key, token=refreshed, spare=refreshed),
     }
+    callers["admin"].spare, callers["other_type_agent"].spare = spares["admin"], spares["other"]
+    for name in ("none", "wrong_key"):
+        callers[name].admitted = False
     return World(session_id, tokens["owner"], callers, stack.broadcast_secret)
 
 
@@ -129,6 +185,14 @@ TOOL_EXPECTED = {
     "user":             ("AUTH_REQUIRED",    "AUTH_REQUIRED",    "AUTH_REQUIRED",    "ok"),
     "staff":            ("AUTH_REQUIRED",    "AUTH_REQUIRED",    "AUTH_REQUIRED",    "ok"),
     "admin":            ("ok",               "ok",               "ok",               "ok"),
+    "keyed_agent":      ("ok",               "ok",               "PERMISSION_DENIED", "ok"),
+    "key_mismatch":     ("IDENTITY_MISMATCH", "IDENTITY_MISMATCH", "IDENTITY_MISMATCH", "IDENTITY_MISMATCH"),
+    "shared_keyed_token": ("IDENTITY_MISMATCH", "IDENTITY_MISMATCH", "IDENTITY_MISMATCH", "AGENT_KEY_REQUIRED"),
+    "revoked_key":      ("API_KEY_REQUIRED", "API_KEY_REQUIRED", "API_KEY_REQUIRED", "API_KEY_REQUIRED"),
+    "expired_key":      ("API_KEY_REQUIRED", "API_KEY_REQUIRED", "API_KEY_REQUIRED", "API_KEY_REQUIRED"),
+    "revoked_key_token": ("TOKEN_REVOKED",   "TOKEN_REVOKED",    "TOKEN_REVOKED",    "ok"),
+    "expired_key_token": ("TOKEN_REVOKED",   "TOKEN_REVOKED",    "TOKEN_REVOKED",    "ok"),
+    "refreshed_token":  ("TOKEN_REVOKED",    "TOKEN_REVOKED",    "TOKEN_REVOKED",    "ok"),
 }
 PERMISSION_COLUMN = {"read": 0, "write": 1, "admin": 2, "open": 3}
 
@@ -136,13 +200,15 @@ PERMISSION_COLUMN = {"read": 0, "write": 1, "admin": 2, "open": 3}
 REFRESH_EXPECTED = {
     "none": "API_KEY_REQUIRED", "wrong_key": "API_KEY_REQUIRED", "forged_token": "TOKEN_INVALID",
     "expired_token": "ok", "other_type_agent": "ok", "user": "TOKEN_INVALID", "staff": "TOKEN_INVALID",
-    "admin": "ok",
+    "admin": "ok", "keyed_agent": "ok", "key_mismatch": "IDENTITY_MISMATCH", "shared_keyed_token": "IDENTITY_MISMATCH",
+    "revoked_key": "API_KEY_REQUIRED", "expired_key": "API_KEY_REQUIRED", "revoked_key_token": "TOKEN_REVOKED",
+    "expired_key_token": "TOKEN_REVOKED", "refreshed_token": "TOKEN_REVOKED",
 }
 
 # Valid arguments for every tool (in call order: set_memory before get_memory).
 TOOL_ARGS = {
-    "authenticate_agent": lambda w, c: {"agent_id": "authz-probe", "agent_type": "claude"},
-    "refresh_token": lambda w, c: {"current_token": c.token or c.cookie or "none"},
+    "authenticate_agent": lambda w, c: {"agent_id": c.auth_as[0], "agent_type": c.auth_as[1]},
+    "refresh_token": lambda w, c: {"current_token": c.spare or c.token or c.cookie or "none"},
     "create_session": lambda w, c: {"purpose": "opened by the authorization matrix"},
     "get_session": lambda w, c: {"session_id": w.session_id},
     "add_message": lambda w, c: {"session_id": w.session_id, "content": f"probe from {c.name}"},
@@ -163,10 +229,14 @@ READ_EXPECTED = {
     "none": "API_KEY_REQUIRED", "wrong_key": "API_KEY_REQUIRED", "forged_token": "TOKEN_INVALID",
     "expired_token": "TOKEN_EXPIRED", "other_type_agent": "ok", "user": "AUTH_REQUIRED",
     "staff": "AUTH_REQUIRED", "admin": "ok",
+    **{name: TOOL_EXPECTED[name][0] for name in KEY_CALLERS},
 }
 # An agent's memory resource is readable by that agent only, whoever else asks.
-FOREIGN_MEMORY_EXPECTED = {**READ_EXPECTED, "other_type_agent": "PERMISSION_DENIED", "admin": "PERMISSION_DENIED"}
-OPEN_PROMPT_EXPECTED = {**{c: "ok" for c in CALLERS}, "none": "API_KEY_REQUIRED", "wrong_key": "API_KEY_REQUIRED"}
+FOREIGN_MEMORY_EXPECTED = {**READ_EXPECTED, "other_type_agent": "PERMISSION_DENIED", "admin": "PERMISSION_DENIED",
+                           "keyed_agent": "PERMISSION_DENIED"}
+OPEN_PROMPT_EXPECTED = {**{c: "ok" for c in MCP_CALLERS}, "none": "API_KEY_REQUIRED",
+                        "wrong_key": "API_KEY_REQUIRED", "revoked_key": "API_KEY_REQUIRED",
+                        "expired_key": "API_KEY_REQUIRED"}
 
 
 def tool_permissions():
@@ -203,17 +273,16 @@ def outcome_of_result(result):
 
 def outcome_of_error(exc):
     """The stable code at the start of a resource/prompt error message."""
-    match = re.search(r"\b(API_KEY_REQUIRED|AUTH_REQUIRED|TOKEN_INVALID|TOKEN_EXPIRED|PERMISSION_DENIED|"
-                      r"SESSION_NOT_FOUND|INVALID_SESSION_ID)\b", str(exc))
+    match = re.search(r"\b(" + "|".join(sorted(ERROR_CODES)) + r")\b", str(exc))
     return match.group(1) if match else f"unexpected error {exc!r}"
 
 
-@pytest.mark.parametrize("caller_name", CALLERS)
+@pytest.mark.parametrize("caller_name", MCP_CALLERS)
 async def test_mcp_tools(stack, world, caller_name):
     caller = world.callers[caller_name]
     permissions = tool_permissions()
     mismatches = []
-    if caller.api_key != stack.api_key:
+    if not caller.admitted:
         # Refused by the API key before any MCP session exists: one request per tool.
         for tool in permissions:
             got = raw_mcp(stack, caller, "tools/call", {"name": tool, "arguments": {}})
@@ -228,9 +297,9 @@ async def test_mcp_tools(stack, world, caller_name):
         assert not unknown, f"add these tools to the authorization matrix: {unknown}"
         undocumented = sorted(set(listed) - set(permissions))
         assert not undocumented, f"these tools are missing from guidance.TOOL_PERMISSIONS: {undocumented}"
+        missing = sorted(set(TOOL_ARGS) - set(listed))
+        assert not missing, f"tools in the authorization matrix but not in tools/list: {missing}"
         for tool in TOOL_ARGS:
-            if tool not in listed:
-                continue
             arguments = TOOL_ARGS[tool](world, caller)
             if caller.token and tool not in ("authenticate_agent", "refresh_token"):
                 arguments["auth_token"] = caller.token
@@ -255,7 +324,7 @@ async def read_outcome(coroutine):
     return "ok"
 
 
-@pytest.mark.parametrize("caller_name", CALLERS)
+@pytest.mark.parametrize("caller_name", MCP_CALLERS)
 async def test_mcp_resources_and_prompts(stack, world, caller_name):
     caller = world.callers[caller_name]
     doors = {
@@ -265,7 +334,7 @@ async def test_mcp_resources_and_prompts(stack, world, caller_name):
         "prompt setup-collaboration": (("setup-collaboration", {"purpose": "x"}), OPEN_PROMPT_EXPECTED),
     }
     mismatches = []
-    if caller.api_key != stack.api_key:
+    if not caller.admitted:
         for door, (target, expected) in doors.items():
             if door.startswith("resource"):
                 got = raw_mcp(stack, caller, "resources/read", {"uri": target})

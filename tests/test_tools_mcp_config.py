@@ -42,3 +42,28 @@ def test_all_prints_every_client_under_a_title():
 def test_unknown_client_is_an_error():
     with pytest.raises(CommandError):
         run("emacs")
+
+
+@pytest.mark.django_db
+def test_an_agent_id_gets_its_own_key_in_the_configuration():
+    from realtime import credentials
+
+    text = run("claude", "--agent-id", "reviewer-1", "--agent-type", "claude")
+    comment, command = text.strip().splitlines()
+    argv = shlex.split(command)
+    key = argv[argv.index("--header") + 1].removeprefix("X-API-Key: ")
+    assert key != KEY and key.startswith("scs_") and "reviewer-1" in comment
+    admitted = credentials.admit(key)
+    assert (admitted.agent_id, admitted.agent_type, admitted.permissions) == ("reviewer-1", "claude",
+                                                                            ("read", "write"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("args", [("--agent-id", "x"), ("--agent-id", "bad id", "--agent-type", "claude"),
+                                  ("--agent-id", "x", "--agent-type", "claude", "--permissions", "root")])
+def test_bad_agent_arguments_issue_nothing(args):
+    from realtime.models import AgentCredential
+
+    with pytest.raises(CommandError):
+        run("claude", *args)
+    assert not AgentCredential.objects.exists()

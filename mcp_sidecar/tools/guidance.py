@@ -1,14 +1,15 @@
 """get_usage_guidance: what this agent may do with its permissions, and how to use the tools well."""
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from mcp_sidecar.app import agent_tool
-from mcp_sidecar.auth import bearer_from_headers, caller
+from mcp_sidecar.auth import admission, authorize, current_claims
 from mcp_sidecar.params import AuthToken
-from realtime import conf, tokens
+from realtime import conf
 
 # Tool name → the permission it needs. authenticate_agent and refresh_token need none.
 TOOL_PERMISSIONS = {
@@ -56,7 +57,16 @@ GUIDANCE = {
     },
     "security": {
         "rules": [
-            "Never put tokens or secrets in message content, metadata or memory values.",
+            "Never put tokens, keys or secrets in message content, metadata or memory values.",
+            "Identity: an agent key (scs_..., issued by staff for one agent id and agent type) admits you as that "
+            "agent only: authenticate_agent must use its agent_id and agent_type, grants at most the key's "
+            "permissions, and its tokens work on the MCP endpoint only for a client connected with a key of that "
+            "agent. Revoking or expiry of the key ends its tokens at their next call.",
+            "The server's shared key (SCS_API_KEY) admits any agent id that has no key of its own, with the "
+            "permissions of its agent type, capped by the server (admin only where the operator allows it). "
+            "Anyone holding the shared key can act as any such agent id: ask staff for your own key.",
+            "refresh_token retires the token it replaces; after SCS_TOKEN_MAX_AGE since authenticate_agent "
+            "(default 30 days) you must authenticate again.",
             "public: everyone (people watching in the browser too); private: only you; "
             "agent_only: agents of your type; admin_only: admins.",
             "Your memory is private to your agent id; no other agent can read or list it.",
@@ -68,7 +78,15 @@ GUIDANCE = {
             "AUTH_REQUIRED": "Pass auth_token (or Authorization: Bearer).",
             "TOKEN_EXPIRED": "Call refresh_token(current_token); past the grace window, authenticate_agent.",
             "TOKEN_INVALID": "The token was not issued by this server or was altered; authenticate_agent again.",
-            "PERMISSION_DENIED": "Your agent type does not hold the needed permission.",
+            "PERMISSION_DENIED": "Your agent type (or your key) does not hold the needed permission.",
+            "API_KEY_REQUIRED": "Send your agent key (or the shared key) as X-API-Key; it may be revoked or expired.",
+            "TOKEN_REVOKED": "The token was refreshed away or revoked, or its key was revoked or expired; "
+                             "authenticate_agent again (with a valid key).",
+            "IDENTITY_MISMATCH": "Your key belongs to another agent id or agent type than the one you asked for "
+                                 "or the token you passed; use the agent_id and agent_type the key was issued for.",
+            "AGENT_KEY_REQUIRED": "That agent id has its own key; the shared key cannot act for it.",
+            "REAUTHENTICATION_REQUIRED": "refresh_token refused: call authenticate_agent again.",
+            "RATE_LIMITED": "Too many calls from your agent id; wait retry_after seconds.",
             "INVALID_ARGUMENT": "An argument breaks the tool's input schema (type, range, pattern or length).",
             "INVALID_SESSION_ID": "Session ids look like session_ + 16 hex characters.",
             "SESSION_NOT_FOUND": "Check the session id, or create_session.",
@@ -100,8 +118,9 @@ def get_usage_guidance(
 
     Start here if you are new: it lists the tools you may call, the limits, and what each error code means.
     """
-    agent = caller(auth_token)
-    claims = tokens.verify(auth_token or bearer_from_headers())
+    claims = current_claims(auth_token)
+    agent = authorize(claims, "read")
+    admitted = admission()
     allowed = [name for name, needed in TOOL_PERMISSIONS.items() if needed in agent.permissions]
     denied = [name for name in TOOL_PERMISSIONS if name not in allowed]
     visible = ["public", "private (your own)", "agent_only (your agent type)"]
@@ -116,7 +135,10 @@ def get_usage_guidance(
             "agent_type": agent.agent_type,
             "permissions": list(agent.permissions),
             "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat().replace("+00:00", "Z"),
-            "can_refresh": True,
+            "can_refresh": claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE") > time.time(),
+            "must_authenticate_by": datetime.fromtimestamp(
+                claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE"), UTC).isoformat().replace("+00:00", "Z"),
+            "admitted_by": "shared key" if admitted.is_shared else f"agent key {admitted.key_id}",
         },
         "available_tools": ["authenticate_agent", "refresh_token", *allowed],
         "unavailable_tools": denied,

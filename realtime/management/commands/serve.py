@@ -1,7 +1,8 @@
 """``python manage.py serve``: migrate, then run Daphne and the MCP sidecar together.
 
-Prints the page URL, how to sign in and an MCP client configuration; restarts a
-child that crashes (with back-off) and stops both cleanly on Ctrl-C.
+Prints the page URL, how to sign in, how to issue an agent its own key and an MCP
+client configuration with the shared key; restarts a child that crashes (with
+back-off) and stops both cleanly on Ctrl-C.
 
 ``--workers N`` runs N Daphne processes on ports ``--ws-port``, +1, … +N-1 (put a
 reverse proxy in front to offer one address). They share sessions through the
@@ -179,9 +180,11 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Shared Context Server is running at http://{host}:{ws_port}/"))
         self.stdout.write(sign_in)
         self.stdout.write(f"MCP endpoint: {mcp}  (send the X-API-Key header)")
-        self.stdout.write("Add it to Claude Code:")
+        self.stdout.write("Give each agent its own key (it can then act only as that agent):")
+        self.stdout.write("  python manage.py mcp_config claude --agent-id reviewer-1 --agent-type claude")
+        self.stdout.write("Or add it to Claude Code with the shared key (any agent id without a key of its own):")
         self.stdout.write(f"  {config_for('claude', url=mcp)}")
-        self.stdout.write("Other clients: python manage.py mcp_config all")
+        self.stdout.write("Other clients: python manage.py mcp_config all [--agent-id ID --agent-type TYPE]")
         self.stdout.write("Press Ctrl-C to stop.")
 
     def supervise(self, children, stopping):
