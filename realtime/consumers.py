@@ -4,9 +4,12 @@ Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
 
 1. The viewer is a signed-in Django user, or an agent presenting its token as
    ``Authorization: Bearer`` on the handshake or as a first frame
-   ``{"type": "auth", "token": "…"}``. Anyone else is closed with 4401.
+   ``{"type": "auth", "token": "…"}``. Anyone else is closed with 4401. A viewer
+   with ``SCS_MAX_CONNECTIONS_PER_VIEWER`` connections open already gets an
+   ``error`` frame (``TOO_MANY_CONNECTIONS``) and is closed with 4409.
 2. The server sends ``hello`` (session, last seq, viewer), replays every message
-   after ``since`` the viewer may see, in order, then ``caught_up``.
+   after ``since`` the viewer may see, in order, then ``caught_up``. The replay
+   reads ahead only as far as the socket drains.
 3. Live ``new_message`` events follow. The consumer remembers the last seq it
    handled; a live event that jumps past it is preceded by the missing messages,
    read from the database. Nothing is sent twice or out of order.
@@ -15,6 +18,10 @@ Client frames: ``auth``, ``resume`` (``{"since": N}``), ``ping``, ``who`` (answe
 with a ``presence`` frame; see ``realtime.presence``). A client sending more than
 ``SCS_WS_FRAME_RATE`` frames a second (beyond a burst of ``SCS_WS_FRAME_BURST``)
 gets a ``RATE_LIMITED`` error and is closed with 4429.
+
+Rights follow the account (``realtime.access``, ``realtime.revocation``): a
+connection whose user or token changed is closed within a second. Close codes:
+``realtime.closecodes``.
 """
 
 import asyncio
@@ -25,8 +32,21 @@ from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db.models import TextField
+from django.db.models.functions import Cast, Length
 
-from realtime import conf, tokens
+from realtime import access, conf, tokens
+from realtime.closecodes import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NOT_FOUND,
+    CLOSE_RATE_LIMITED,
+    CLOSE_RECHECK,
+    CLOSE_STALLED,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY,
+    CLOSE_UNAUTHORIZED,
+)
+from realtime.daphne_limits import UNSENT_BYTES
 from realtime.dashboard import DASHBOARD_GROUP, summary_frame
 from realtime.envelope import encode, message_event
 from realtime.groups import session_group, user_group
@@ -40,25 +60,24 @@ logger = logging.getLogger(__name__)
 
 AUTH_TIMEOUT = 10  # seconds an unauthenticated connection may wait to send its auth frame
 MAX_FRAME = 16_384  # characters in one client frame
+# Replay reads the database a chunk at a time: at most REPLAY_CHUNK messages and about REPLAY_CHUNK_BYTES
+# of content and metadata (characters; at least one message), and under Daphne reads the next chunk only once
+# the client has taken all but REPLAY_LOW_WATER bytes. 100 sockets replaying 100 MB each without reading then
+# hold ~100 x 300 KB in Daphne rather than all of it (tests/test_connection_limits.py measures the RSS).
 REPLAY_CHUNK = 500
-
-CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_NOT_FOUND = 4404
-CLOSE_TOO_BIG = 1009
-CLOSE_RATE_LIMITED = 4429
-CLOSE_RECHECK = 4001  # the account changed: reconnect
+REPLAY_CHUNK_BYTES = 256 * 1024
+REPLAY_LOW_WATER = 64 * 1024
+DRAIN_TIMEOUT = 30  # seconds a replay waits for a client that reads nothing before closing it (CLOSE_STALLED)
+ENVELOPE_BYTES = 300  # a frame's JSON around its content and metadata, roughly
 
 
-def viewer_from_token(token):
-    """``(Viewer, expiry as a Unix time)`` for a valid agent token holding ``read``, else ``(None, None)``."""
+def claims_from_token(token):
+    """The claims of a valid agent token holding ``read``, else None."""
     try:
         claims = tokens.verify(token)
     except tokens.TokenError:
-        return None, None
-    if "read" not in claims.permissions:
-        return None, None
-    return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions), claims.expires_at
+        return None
+    return claims if "read" in claims.permissions else None
 
 
 def parse_since(value):
@@ -90,6 +109,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     user_group = None
+    revoked = False  # rights changed: nothing more is sent, the connection is closing
+
+    def revoke(self, code):
+        """Stop sending at once and close (called by realtime.access when the owner's rights changed)."""
+        if not self.revoked:
+            self.revoked = True
+            asyncio.ensure_future(self.close(code=code))
+
+    async def user_viewer(self):
+        """The signed-in user's viewer, built from a fresh read once ``realtime.access`` watches it; else None."""
+        user = await access.authenticate_user(self)
+        return Viewer.for_user(user) if user is not None else None
 
     async def follow_user(self):
         """Signed-in users: join ``user.<pk>`` so account changes reach this connection."""
@@ -104,7 +135,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def viewer_recheck(self, message):
         """The account signed out or changed: reconnect and be authenticated afresh (realtime.revocation)."""
-        await self.close(code=CLOSE_RECHECK)
+        access.forget(self)
+        self.revoke(CLOSE_RECHECK)
 
 
 class SessionConsumer(PresenceMixin, LiveConsumer):
@@ -127,8 +159,8 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         if self.since is None:
             await self.close(code=CLOSE_BAD_REQUEST)
             return
-        self.viewer = self.viewer_from_scope()
         await self.accept()
+        self.viewer = await self.viewer_from_scope()
         if self.viewer is None and b"authorization" in dict(self.scope.get("headers", [])):
             await self.close(code=CLOSE_UNAUTHORIZED)  # a presented token that does not verify is final
             return
@@ -139,22 +171,30 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
             return
         await self.start()
 
-    def viewer_from_scope(self):
+    async def viewer_from_scope(self):
         headers = dict(self.scope.get("headers", []))
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         if authorization:
             scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-            viewer, self.viewer_expires = viewer_from_token(token.strip())
-            return viewer
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated and user.is_active:
-            return Viewer.for_user(user)
-        return None
+            return await self.agent_viewer(token.strip()) if scheme.lower() == "bearer" else None
+        return await self.user_viewer()
+
+    async def agent_viewer(self, token):
+        """The viewer for a token still good now (checked once ``realtime.access`` watches it); else None."""
+        claims = claims_from_token(token)
+        if claims is None or not await access.authenticate_agent(self, claims):
+            return None
+        self.viewer_expires = claims.expires_at
+        return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions)
 
     async def start(self):
-        """Join the session's group, greet, replay what the viewer missed."""
+        """Take a connection slot, join the session's group, greet, replay what the viewer missed."""
+        if not await self.presence_claim():
+            cap = conf.get("SCS_MAX_CONNECTIONS_PER_VIEWER")
+            await self.send_error("TOO_MANY_CONNECTIONS",
+                                  f"{self.viewer.id} already has {cap} connections open; close one and retry")
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         if self.viewer_expires is not None:  # an agent watches no longer than its token is valid
             self.expiry_timer = asyncio.get_running_loop().call_later(
                 max(0.0, self.viewer_expires - time.time()),
@@ -176,12 +216,14 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         await self.presence_start()
 
     async def disconnect(self, code):
+        self.revoked = True  # a replay waiting for the socket to drain stops
+        access.forget(self)
         for timer in (self.auth_timer, self.expiry_timer):
             if timer is not None:
                 timer.cancel()
         await self.unfollow_user()
+        await self.presence_stop()
         if self.joined:
-            await self.presence_stop()
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
 
     # Client frames
@@ -228,7 +270,8 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         return False
 
     async def receive_auth(self, frame):
-        self.viewer, self.viewer_expires = viewer_from_token(frame.get("token"))
+        token = frame.get("token")
+        self.viewer = await self.agent_viewer(token) if isinstance(token, str) else None
         if self.viewer is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
@@ -241,6 +284,10 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         since = parse_since(frame.get("since"))
         if since is None:
             await self.send_error("BAD_FRAME", "resume needs 'since', a non-negative integer seq")
+            return
+        if not await access.still_allowed(self):  # exact, not up to one check interval late
+            access.forget(self)
+            self.revoke(CLOSE_RECHECK if self.viewer.kind == "user" else CLOSE_UNAUTHORIZED)
             return
         await self.replay(since, self.last_seq)
 
@@ -263,27 +310,43 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
     # Sending
 
     async def replay(self, after, upto, announce=True):
-        """Send every visible message with ``after < seq <= upto`` (then ``caught_up``)."""
+        """Send every visible message with ``after < seq <= upto`` (then ``caught_up``), a chunk per drain."""
         cursor = after
-        while cursor < upto:
-            chunk = [
-                message
-                async for message in visible_messages(self.viewer, self.session_id).filter(
-                    seq__gt=cursor, seq__lte=upto
-                )[:REPLAY_CHUNK]
-            ]
-            for message in chunk:
-                await self.send_frame(message_event(message))
-            if len(chunk) < REPLAY_CHUNK:
+        while cursor < upto and not self.revoked:
+            pending = visible_messages(self.viewer, self.session_id).filter(seq__gt=cursor, seq__lte=upto)
+            last = await chunk_end(pending)
+            if last is None:
                 break
-            cursor = chunk[-1].seq
+            async for message in pending.filter(seq__lte=last):
+                await self.send_frame(message_event(message))
+            cursor = last
+            if not await self.drained():
+                return
         if announce:
             await self.send_frame({"type": "caught_up", "last_seq": upto})
+
+    async def drained(self):
+        """Under Daphne, wait until the client has read all but REPLAY_LOW_WATER bytes; False if it is gone."""
+        unsent = self.scope.get(UNSENT_BYTES)
+        if unsent is None:
+            return not self.revoked  # another server: nothing to measure
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + DRAIN_TIMEOUT, 0.005
+        while not self.revoked and (waiting := unsent()) is not None and waiting > REPLAY_LOW_WATER:
+            if loop.time() > deadline:
+                await self.send_error("STALLED", f"nothing was read for {DRAIN_TIMEOUT} s; reconnect with ?since")
+                await self.close(code=CLOSE_STALLED)
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        return not self.revoked and unsent() is not None
 
     async def send_frame(self, frame):
         await self.send_text(encode(frame))
 
     async def send_text(self, text):
+        if self.revoked:
+            return  # the owner's rights changed: nothing more goes out
         await self.send(text_data=text)
         # Let the server write it out before the next one: a long replay or batch then never piles
         # up unsent in memory for a client that reads (see SCS_WS_MAX_BUFFER).
@@ -291,6 +354,20 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
 
     async def send_error(self, code, message):
         await self.send_frame({"type": "error", "code": code, "error": message})
+
+
+async def chunk_end(pending):
+    """The seq ending the next replay chunk of ``pending`` (a seq-ordered queryset), or None when it is empty."""
+    sizes = pending.annotate(
+        size=Length("content") + Length(Cast("metadata", output_field=TextField()))
+    ).values_list("seq", "size")[:REPLAY_CHUNK]
+    total, last = 0, None
+    async for seq, size in sizes:
+        total += (size or 0) + ENVELOPE_BYTES
+        if last is not None and total > REPLAY_CHUNK_BYTES:
+            break
+        last = seq
+    return last
 
 
 class DashboardConsumer(LiveConsumer):
@@ -302,17 +379,17 @@ class DashboardConsumer(LiveConsumer):
     viewer = None
 
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
+        self.viewer = await self.user_viewer()
+        if self.viewer is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        self.viewer = Viewer.for_user(user)
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         await self.follow_user()
         await self.accept()
         await self.send_frame({"type": "hello", "viewer": self.viewer.describe()})
 
     async def disconnect(self, code):
+        access.forget(self)
         if self.viewer is not None:
             await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
             await self.unfollow_user()
@@ -332,4 +409,5 @@ class DashboardConsumer(LiveConsumer):
         await self.send_frame(summary_frame(self.viewer, message))
 
     async def send_frame(self, frame):
-        await self.send(text_data=encode(frame))
+        if not self.revoked:
+            await self.send(text_data=encode(frame))
