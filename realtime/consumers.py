@@ -31,6 +31,7 @@ import time
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import TextField
 from django.db.models.functions import Cast, Length
@@ -313,13 +314,11 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         """Send every visible message with ``after < seq <= upto`` (then ``caught_up``), a chunk per drain."""
         cursor = after
         while cursor < upto and not self.revoked:
-            pending = visible_messages(self.viewer, self.session_id).filter(seq__gt=cursor, seq__lte=upto)
-            last = await chunk_end(pending)
-            if last is None:
+            texts, cursor = await read_chunk(self.viewer, self.session_id, cursor, upto)
+            if not texts:
                 break
-            async for message in pending.filter(seq__lte=last):
-                await self.send_frame(message_event(message))
-            cursor = last
+            for text in texts:
+                await self.send_text(text)
             if not await self.drained():
                 return
         if announce:
@@ -356,18 +355,26 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         await self.send_frame({"type": "error", "code": code, "error": message})
 
 
-async def chunk_end(pending):
-    """The seq ending the next replay chunk of ``pending`` (a seq-ordered queryset), or None when it is empty."""
+def _read_chunk(viewer, session_id, after, upto):
+    """The next replay chunk after ``after``: its frames, encoded, and the seq it ends at."""
+    pending = visible_messages(viewer, session_id).filter(seq__gt=after, seq__lte=upto)
     sizes = pending.annotate(
         size=Length("content") + Length(Cast("metadata", output_field=TextField()))
     ).values_list("seq", "size")[:REPLAY_CHUNK]
     total, last = 0, None
-    async for seq, size in sizes:
+    for seq, size in sizes:
         total += (size or 0) + ENVELOPE_BYTES
         if last is not None and total > REPLAY_CHUNK_BYTES:
             break
         last = seq
-    return last
+    if last is None:
+        return [], after
+    return [encode(message_event(message)) for message in pending.filter(seq__lte=last)], last
+
+
+# Off the thread the async ORM shares: many replays would otherwise queue every other query (a new
+# connection's sign-in) behind theirs, past Daphne's 5 s handshake timeout.
+read_chunk = DatabaseSyncToAsync(_read_chunk, thread_sensitive=False)
 
 
 class DashboardConsumer(LiveConsumer):

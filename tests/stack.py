@@ -46,6 +46,14 @@ def wait_for(url, timeout=20.0, process=None):
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
+def rss(pid):
+    """A process's resident memory in bytes (VmRSS in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 class Stack:
     """Daphne + the MCP sidecar as real processes sharing ``data_dir``.
 
@@ -131,11 +139,7 @@ class Stack:
         return out.split()[-1]
 
     def daphne_rss(self):
-        """Daphne's resident memory in bytes (VmRSS)."""
-        for line in Path(f"/proc/{self.daphne.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS for Daphne")
+        return rss(self.daphne.pid)
 
     def _spawn(self, name, argv):
         log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
