@@ -287,10 +287,10 @@ async def test_presence_shows_who_is_watching(site, browser):
         # Staff see everyone; a member sees themselves and how many others watch.
         await boss.page.wait_for_function(watching, arg="boss,member")
         await member.page.wait_for_function(watching, arg="member")
-        await member.page.wait_for_function(
-            "document.querySelector('#presence .chip.others')?.textContent === '+ 1 person'")
+        others = "expected => (document.querySelector('#presence .chip.others')?.textContent ?? '') === expected"
+        await member.page.wait_for_function(others, arg="+ 1 person")
         await boss.page.close()
-        await member.page.wait_for_function("!document.querySelector('#presence .chip.others')")
+        await member.page.wait_for_function(others, arg="")
         assert await member.page.text_content("#presence .chip.me .you") == "you"
 
 
