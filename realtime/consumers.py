@@ -31,10 +31,7 @@ import time
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db.models import TextField
-from django.db.models.functions import Cast, Length
 
 from realtime import access, conf, tokens
 from realtime.closecodes import (
@@ -42,35 +39,23 @@ from realtime.closecodes import (
     CLOSE_NOT_FOUND,
     CLOSE_RATE_LIMITED,
     CLOSE_RECHECK,
-    CLOSE_STALLED,
     CLOSE_TOO_BIG,
     CLOSE_TOO_MANY,
     CLOSE_UNAUTHORIZED,
 )
-from realtime.daphne_limits import UNSENT_BYTES
 from realtime.dashboard import DASHBOARD_GROUP, summary_frame
-from realtime.envelope import encode, message_event
+from realtime.envelope import encode
 from realtime.groups import session_group, user_group
 from realtime.models import Session, is_session_id
-from realtime.operations import visible_messages
 from realtime.presence import PresenceMixin
 from realtime.ratelimit import TokenBucket
+from realtime.replay import ReplayMixin
 from realtime.visibility import Viewer, can_see_message
 
 logger = logging.getLogger(__name__)
 
 AUTH_TIMEOUT = 10  # seconds an unauthenticated connection may wait to send its auth frame
 MAX_FRAME = 16_384  # characters in one client frame
-# Replay reads the database a chunk at a time: at most REPLAY_CHUNK messages and about REPLAY_CHUNK_BYTES
-# of content and metadata (characters; at least one message), and under Daphne reads the next chunk only once
-# the client has taken all but REPLAY_LOW_WATER bytes. 100 sockets replaying 100 MB each without reading then
-# hold ~100 x 300 KB in Daphne rather than all of it (tests/test_connection_limits.py measures the RSS).
-REPLAY_CHUNK = 500
-REPLAY_CHUNK_BYTES = 256 * 1024
-REPLAY_LOW_WATER = 64 * 1024
-DRAIN_TIMEOUT = 30  # seconds a replay waits for a client that reads nothing before closing it (CLOSE_STALLED)
-ENVELOPE_BYTES = 300  # a frame's JSON around its content and metadata, roughly
-
 
 def claims_from_token(token):
     """The claims of a valid agent token holding ``read``, else None."""
@@ -140,7 +125,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.revoke(CLOSE_RECHECK)
 
 
-class SessionConsumer(PresenceMixin, LiveConsumer):
+class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
     viewer = None
     last_seq = 0
     joined = False
@@ -310,36 +295,6 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
 
     # Sending
 
-    async def replay(self, after, upto, announce=True):
-        """Send every visible message with ``after < seq <= upto`` (then ``caught_up``), a chunk per drain."""
-        cursor = after
-        while cursor < upto and not self.revoked:
-            texts, cursor = await read_chunk(self.viewer, self.session_id, cursor, upto)
-            if not texts:
-                break
-            for text in texts:
-                await self.send_text(text)
-            if not await self.drained():
-                return
-        if announce:
-            await self.send_frame({"type": "caught_up", "last_seq": upto})
-
-    async def drained(self):
-        """Under Daphne, wait until the client has read all but REPLAY_LOW_WATER bytes; False if it is gone."""
-        unsent = self.scope.get(UNSENT_BYTES)
-        if unsent is None:
-            return not self.revoked  # another server: nothing to measure
-        loop = asyncio.get_running_loop()
-        deadline, pause = loop.time() + DRAIN_TIMEOUT, 0.005
-        while not self.revoked and (waiting := unsent()) is not None and waiting > REPLAY_LOW_WATER:
-            if loop.time() > deadline:
-                await self.send_error("STALLED", f"nothing was read for {DRAIN_TIMEOUT} s; reconnect with ?since")
-                await self.close(code=CLOSE_STALLED)
-                return False
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.1)
-        return not self.revoked and unsent() is not None
-
     async def send_frame(self, frame):
         await self.send_text(encode(frame))
 
@@ -353,28 +308,6 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
 
     async def send_error(self, code, message):
         await self.send_frame({"type": "error", "code": code, "error": message})
-
-
-def _read_chunk(viewer, session_id, after, upto):
-    """The next replay chunk after ``after``: its frames, encoded, and the seq it ends at."""
-    pending = visible_messages(viewer, session_id).filter(seq__gt=after, seq__lte=upto)
-    sizes = pending.annotate(
-        size=Length("content") + Length(Cast("metadata", output_field=TextField()))
-    ).values_list("seq", "size")[:REPLAY_CHUNK]
-    total, last = 0, None
-    for seq, size in sizes:
-        total += (size or 0) + ENVELOPE_BYTES
-        if last is not None and total > REPLAY_CHUNK_BYTES:
-            break
-        last = seq
-    if last is None:
-        return [], after
-    return [encode(message_event(message)) for message in pending.filter(seq__lte=last)], last
-
-
-# Off the thread the async ORM shares: many replays would otherwise queue every other query (a new
-# connection's sign-in) behind theirs, past Daphne's 5 s handshake timeout.
-read_chunk = DatabaseSyncToAsync(_read_chunk, thread_sensitive=False)
 
 
 class DashboardConsumer(LiveConsumer):
