@@ -142,8 +142,9 @@ async def test_demotion_while_connections_are_being_opened_leaves_none_with_staf
     marker = await post(admin, "marker")
     survivors = [w for w in watchers if w.closed is None]
     await asyncio.gather(*(w.wait_for_seq(marker) for w in survivors))
-    assert len(survivors) + len(as_staff) == len(watchers)
-    assert all("ADMINS-ONLY" not in contents(w) for w in survivors)
+    assert all(hello(w)["viewer"]["is_admin"] is False and "ADMINS-ONLY" not in contents(w) for w in survivors)
+    # The rest were caught between reading the account and their hello: closed before sending anything.
+    assert {w.closed for w in watchers if w not in survivors} == {CLOSE_RECHECK}
     await close_all(watchers)
 
 
