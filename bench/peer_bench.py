@@ -132,7 +132,8 @@ class Ours:
 
     def __init__(self, name, folder, **env):
         self.name = name
-        self.stack = Stack(folder, **env)
+        # Every viewer watches with one agent's token: lift the per-viewer connection cap.
+        self.stack = Stack(folder, SCS_MAX_CONNECTIONS_PER_VIEWER=0, **env)
         self.more = []
 
     def start(self):

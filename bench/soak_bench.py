@@ -294,7 +294,8 @@ def main(argv=None):
     results = {"open_files_limit": limit}
     with contextlib.ExitStack() as cleanup:
         folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="scs-soak-"))
-        stack = Stack(os.path.join(folder, "soak"), SCS_LOG_LEVEL="WARNING").start()
+        # Every viewer watches with one agent's token: lift the per-viewer connection cap.
+        stack = Stack(os.path.join(folder, "soak"), SCS_LOG_LEVEL="WARNING", SCS_MAX_CONNECTIONS_PER_VIEWER=0).start()
         cleanup.callback(stack.stop)
         if not args.json:
             print(f"soak: Daphne pid {stack.daphne.pid}, sidecar pid {stack.sidecar.pid}; {args.agents} agents at "

@@ -81,6 +81,22 @@ if SCS_TLS:
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+
+def _origins(name):
+    from realtime.origins import parse_origin  # no Django models: safe while settings load
+
+    try:
+        return [parse_origin(origin) for origin in env_list(name, [])]
+    except ValueError as exc:
+        raise EnvError(f"{name}: {exc}") from None
+
+
+# Browser origins a WebSocket may come from, matched exactly (scheme, host, port). Empty: this server's
+# own URLs, http://<each SCS_ALLOWED_HOSTS entry>:<SCS_WS_PORT>, plus SCS_CSRF_TRUSTED_ORIGINS.
+SCS_ALLOWED_ORIGINS = _origins("SCS_ALLOWED_ORIGINS")
+# Open session WebSockets per signed-in user or agent id, across Daphne processes (0: no cap).
+SCS_MAX_CONNECTIONS_PER_VIEWER = env_int("SCS_MAX_CONNECTIONS_PER_VIEWER", 20, minimum=0)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -221,7 +237,7 @@ SECURE_CSP = {
     "script-src": ["'self'"],
     "style-src": ["'self'"],
     "img-src": ["'self'", "data:"],
-    "connect-src": ["'self'", "ws:", "wss:"],
+    "connect-src": ["'self'"],  # CSP Level 3: 'self' covers ws:// and wss:// to this host and port
     "object-src": ["'none'"],
     "base-uri": ["'none'"],
     "frame-ancestors": ["'none'"],

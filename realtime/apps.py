@@ -9,7 +9,7 @@ class RealtimeConfig(AppConfig):
     def ready(self):
         from django.contrib.auth import get_user_model
         from django.contrib.auth.signals import user_logged_out
-        from django.db.models.signals import post_save
+        from django.db.models.signals import post_delete, post_save
 
         from realtime import (
             checks,  # noqa: F401  (registers the settings checks)
@@ -18,3 +18,5 @@ class RealtimeConfig(AppConfig):
 
         user_logged_out.connect(revocation.on_logged_out, dispatch_uid="realtime.revocation.logged_out")
         post_save.connect(revocation.on_user_saved, sender=get_user_model(), dispatch_uid="realtime.revocation.saved")
+        post_delete.connect(revocation.on_user_deleted, sender=get_user_model(),
+                            dispatch_uid="realtime.revocation.deleted")

@@ -22,6 +22,17 @@ def check_settings(app_configs, **kwargs):
                  "(or channels_redis for several Daphne processes).",
             id="realtime.E001",
         ))
+    from realtime.origins import parse_origin
+
+    for origin in conf.get("SCS_ALLOWED_ORIGINS") or []:
+        try:
+            parse_origin(origin)
+        except ValueError as exc:
+            problems.append(Error(
+                f"SCS_ALLOWED_ORIGINS: {exc}.",
+                hint='List full origins, e.g. SCS_ALLOWED_ORIGINS = ["https://www.example.com"].',
+                id="realtime.E002",
+            ))
     for name, consequence in SECRETS.items():
         if not conf.get(name):
             problems.append(Warning(

@@ -66,6 +66,14 @@ DEFAULTS = {
     # Under Daphne (realtime.daphne_limits): unsent bytes a WebSocket client may leave unread before it is
     # dropped, and the largest HTTP request body accepted.
     "SCS_WS_MAX_BUFFER": 4 * 1024 * 1024,
+    # Open session WebSockets one signed-in user (by username) or one agent id may hold at once, across
+    # Daphne processes; the next is refused with 4409. 0: no cap.
+    "SCS_MAX_CONNECTIONS_PER_VIEWER": 20,
+    # Origins (scheme://host[:port]) a browser WebSocket may come from, matched exactly. Empty: the server's
+    # own URLs, http://<each ALLOWED_HOSTS entry>:<SCS_WS_PORT>, plus CSRF_TRUSTED_ORIGINS.
+    "SCS_ALLOWED_ORIGINS": [],
+    # The port Daphne serves on (the default origins use it).
+    "SCS_WS_PORT": 8081,
     "SCS_HTTP_MAX_BODY": 8 * 1024 * 1024,
     # Agent memory: largest value (JSON-encoded bytes) and longest time to live (seconds).
     "SCS_MAX_MEMORY_VALUE_BYTES": 256 * 1024,

@@ -4,9 +4,12 @@ Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
 
 1. The viewer is a signed-in Django user, or an agent presenting its token as
    ``Authorization: Bearer`` on the handshake or as a first frame
-   ``{"type": "auth", "token": "…"}``. Anyone else is closed with 4401.
+   ``{"type": "auth", "token": "…"}``. Anyone else is closed with 4401. A viewer
+   with ``SCS_MAX_CONNECTIONS_PER_VIEWER`` connections open already gets an
+   ``error`` frame (``TOO_MANY_CONNECTIONS``) and is closed with 4409.
 2. The server sends ``hello`` (session, last seq, viewer), replays every message
-   after ``since`` the viewer may see, in order, then ``caught_up``.
+   after ``since`` the viewer may see, in order, then ``caught_up``. The replay
+   reads ahead only as far as the socket drains.
 3. Live ``new_message`` events follow. The consumer remembers the last seq it
    handled; a live event that jumps past it is preceded by the missing messages,
    read from the database. Nothing is sent twice or out of order.
@@ -15,6 +18,10 @@ Client frames: ``auth``, ``resume`` (``{"since": N}``), ``ping``, ``who`` (answe
 with a ``presence`` frame; see ``realtime.presence``). A client sending more than
 ``SCS_WS_FRAME_RATE`` frames a second (beyond a burst of ``SCS_WS_FRAME_BURST``)
 gets a ``RATE_LIMITED`` error and is closed with 4429.
+
+Rights follow the account (``realtime.access``, ``realtime.revocation``): a
+connection whose user or token changed is closed within a second. Close codes:
+``realtime.closecodes``.
 """
 
 import asyncio
@@ -26,39 +33,37 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import conf, tokens
+from realtime import access, conf, tokens
+from realtime.closecodes import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NOT_FOUND,
+    CLOSE_RATE_LIMITED,
+    CLOSE_RECHECK,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY,
+    CLOSE_UNAUTHORIZED,
+)
 from realtime.dashboard import DASHBOARD_GROUP, summary_frame
-from realtime.envelope import encode, message_event
+from realtime.envelope import encode
 from realtime.groups import session_group, user_group
 from realtime.models import Session, is_session_id
-from realtime.operations import visible_messages
 from realtime.presence import PresenceMixin
 from realtime.ratelimit import TokenBucket
+from realtime.replay import ReplayMixin
 from realtime.visibility import Viewer, can_see_message
 
 logger = logging.getLogger(__name__)
 
 AUTH_TIMEOUT = 10  # seconds an unauthenticated connection may wait to send its auth frame
 MAX_FRAME = 16_384  # characters in one client frame
-REPLAY_CHUNK = 500
 
-CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_NOT_FOUND = 4404
-CLOSE_TOO_BIG = 1009
-CLOSE_RATE_LIMITED = 4429
-CLOSE_RECHECK = 4001  # the account changed: reconnect
-
-
-def viewer_from_token(token):
-    """``(Viewer, expiry as a Unix time)`` for a valid agent token holding ``read``, else ``(None, None)``."""
+def claims_from_token(token):
+    """The claims of a valid agent token holding ``read``, else None."""
     try:
         claims = tokens.verify(token)
     except tokens.TokenError:
-        return None, None
-    if "read" not in claims.permissions:
-        return None, None
-    return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions), claims.expires_at
+        return None
+    return claims if "read" in claims.permissions else None
 
 
 def parse_since(value):
@@ -90,6 +95,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     user_group = None
+    revoked = False  # rights changed: nothing more is sent, the connection is closing
+
+    def revoke(self, code):
+        """Stop sending at once and close (called by realtime.access when the owner's rights changed)."""
+        if not self.revoked:
+            self.revoked = True
+            asyncio.ensure_future(self.close(code=code))
+
+    async def user_viewer(self):
+        """The signed-in user's viewer, built from a fresh read once ``realtime.access`` watches it; else None."""
+        user = await access.authenticate_user(self)
+        return Viewer.for_user(user) if user is not None else None
 
     async def follow_user(self):
         """Signed-in users: join ``user.<pk>`` so account changes reach this connection."""
@@ -104,10 +121,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def viewer_recheck(self, message):
         """The account signed out or changed: reconnect and be authenticated afresh (realtime.revocation)."""
-        await self.close(code=CLOSE_RECHECK)
+        access.forget(self)
+        self.revoke(CLOSE_RECHECK)
 
 
-class SessionConsumer(PresenceMixin, LiveConsumer):
+class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
     viewer = None
     last_seq = 0
     joined = False
@@ -127,8 +145,8 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         if self.since is None:
             await self.close(code=CLOSE_BAD_REQUEST)
             return
-        self.viewer = self.viewer_from_scope()
         await self.accept()
+        self.viewer = await self.viewer_from_scope()
         if self.viewer is None and b"authorization" in dict(self.scope.get("headers", [])):
             await self.close(code=CLOSE_UNAUTHORIZED)  # a presented token that does not verify is final
             return
@@ -139,22 +157,30 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
             return
         await self.start()
 
-    def viewer_from_scope(self):
+    async def viewer_from_scope(self):
         headers = dict(self.scope.get("headers", []))
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         if authorization:
             scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-            viewer, self.viewer_expires = viewer_from_token(token.strip())
-            return viewer
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated and user.is_active:
-            return Viewer.for_user(user)
-        return None
+            return await self.agent_viewer(token.strip()) if scheme.lower() == "bearer" else None
+        return await self.user_viewer()
+
+    async def agent_viewer(self, token):
+        """The viewer for a token still good now (checked once ``realtime.access`` watches it); else None."""
+        claims = claims_from_token(token)
+        if claims is None or not await access.authenticate_agent(self, claims):
+            return None
+        self.viewer_expires = claims.expires_at
+        return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions)
 
     async def start(self):
-        """Join the session's group, greet, replay what the viewer missed."""
+        """Take a connection slot, join the session's group, greet, replay what the viewer missed."""
+        if not await self.presence_claim():
+            cap = conf.get("SCS_MAX_CONNECTIONS_PER_VIEWER")
+            await self.send_error("TOO_MANY_CONNECTIONS",
+                                  f"{self.viewer.id} already has {cap} connections open; close one and retry")
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         if self.viewer_expires is not None:  # an agent watches no longer than its token is valid
             self.expiry_timer = asyncio.get_running_loop().call_later(
                 max(0.0, self.viewer_expires - time.time()),
@@ -176,12 +202,14 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         await self.presence_start()
 
     async def disconnect(self, code):
+        self.revoked = True  # a replay waiting for the socket to drain stops
+        access.forget(self)
         for timer in (self.auth_timer, self.expiry_timer):
             if timer is not None:
                 timer.cancel()
         await self.unfollow_user()
+        await self.presence_stop()
         if self.joined:
-            await self.presence_stop()
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
 
     # Client frames
@@ -228,7 +256,8 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         return False
 
     async def receive_auth(self, frame):
-        self.viewer, self.viewer_expires = viewer_from_token(frame.get("token"))
+        token = frame.get("token")
+        self.viewer = await self.agent_viewer(token) if isinstance(token, str) else None
         if self.viewer is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
@@ -241,6 +270,10 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
         since = parse_since(frame.get("since"))
         if since is None:
             await self.send_error("BAD_FRAME", "resume needs 'since', a non-negative integer seq")
+            return
+        if not await access.still_allowed(self):  # exact, not up to one check interval late
+            access.forget(self)
+            self.revoke(CLOSE_RECHECK if self.viewer.kind == "user" else CLOSE_UNAUTHORIZED)
             return
         await self.replay(since, self.last_seq)
 
@@ -262,28 +295,12 @@ class SessionConsumer(PresenceMixin, LiveConsumer):
 
     # Sending
 
-    async def replay(self, after, upto, announce=True):
-        """Send every visible message with ``after < seq <= upto`` (then ``caught_up``)."""
-        cursor = after
-        while cursor < upto:
-            chunk = [
-                message
-                async for message in visible_messages(self.viewer, self.session_id).filter(
-                    seq__gt=cursor, seq__lte=upto
-                )[:REPLAY_CHUNK]
-            ]
-            for message in chunk:
-                await self.send_frame(message_event(message))
-            if len(chunk) < REPLAY_CHUNK:
-                break
-            cursor = chunk[-1].seq
-        if announce:
-            await self.send_frame({"type": "caught_up", "last_seq": upto})
-
     async def send_frame(self, frame):
         await self.send_text(encode(frame))
 
     async def send_text(self, text):
+        if self.revoked:
+            return  # the owner's rights changed: nothing more goes out
         await self.send(text_data=text)
         # Let the server write it out before the next one: a long replay or batch then never piles
         # up unsent in memory for a client that reads (see SCS_WS_MAX_BUFFER).
@@ -302,17 +319,17 @@ class DashboardConsumer(LiveConsumer):
     viewer = None
 
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
+        self.viewer = await self.user_viewer()
+        if self.viewer is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        self.viewer = Viewer.for_user(user)
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         await self.follow_user()
         await self.accept()
         await self.send_frame({"type": "hello", "viewer": self.viewer.describe()})
 
     async def disconnect(self, code):
+        access.forget(self)
         if self.viewer is not None:
             await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
             await self.unfollow_user()
@@ -334,4 +351,5 @@ class DashboardConsumer(LiveConsumer):
             await self.send_frame(frame)
 
     async def send_frame(self, frame):
-        await self.send(text_data=encode(frame))
+        if not self.revoked:
+            await self.send(text_data=encode(frame))

@@ -5,6 +5,9 @@
   the client has not read, without limit. Before each frame we look at how many
   bytes are still waiting; past ``max_unsent`` the connection is aborted. The
   client reconnects and resumes by seq, so nothing is lost.
+- A replay that must not read ahead of its client: each WebSocket's scope gets
+  ``scope[UNSENT_BYTES]``, a function returning the connection's unsent bytes
+  now (None once it is closing or closed). Other servers leave it out.
 - A large request body: Daphne hands the whole body to the application at once,
   in memory, before any view can refuse it. Bodies past ``max_body`` are read
   and thrown away, and answered 413.
@@ -21,6 +24,8 @@ from realtime import conf
 
 logger = logging.getLogger("realtime.limits")
 
+UNSENT_BYTES = "scs.unsent_bytes"  # scope key: () -> unsent bytes of this WebSocket, or None once it is closing
+
 
 def unsent_bytes(transport):
     """Bytes written to a Twisted TCP transport that the kernel has not taken yet."""
@@ -34,7 +39,7 @@ def install(*, max_unsent=None, max_body=None):
         return False
     max_unsent = conf.get("SCS_WS_MAX_BUFFER") if max_unsent is None else max_unsent
     max_body = conf.get("SCS_HTTP_MAX_BODY") if max_body is None else max_body
-    from daphne import http_protocol, ws_protocol
+    from daphne import http_protocol, server, ws_protocol
 
     class BoundedWebSocketProtocol(ws_protocol.WebSocketProtocol):
         def serverSend(self, content, binary=False):
@@ -72,6 +77,21 @@ def install(*, max_unsent=None, max_body=None):
                 return None
             return super().process()
 
+    create_application = server.Server.create_application
+
+    def create_with_unsent_bytes(self, protocol, scope):
+        if isinstance(protocol, ws_protocol.WebSocketProtocol):
+            def unsent():
+                if protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED) or protocol.transport is None:
+                    return None
+                return unsent_bytes(protocol.transport)
+
+            scope = {**scope, UNSENT_BYTES: unsent}
+        return create_application(self, protocol, scope)
+
+    if not getattr(create_application, "measures_unsent", False):  # install() may be called twice
+        create_with_unsent_bytes.measures_unsent = True
+        server.Server.create_application = create_with_unsent_bytes
     ws_protocol.WebSocketFactory.protocol = BoundedWebSocketProtocol
     http_protocol.WebRequest = BoundedWebRequest  # HTTPFactory.buildProtocol looks it up per connection
     return True

@@ -7,8 +7,15 @@ once cost a handful of announcements rather than a million. Each process
 refreshes its own rows every ``HEARTBEAT`` seconds and removes rows nobody has
 refreshed for ``TTL`` seconds (a process that died without saying goodbye).
 
-Viewers receive ``{"type": "presence", "session_id", "viewers": [...], "total"}``
-whenever the list changes, and on request (``{"type": "who"}``).
+Viewers receive ``{"type": "presence", "session_id", "viewers": [...], "total",
+"people", "agents"}`` whenever the list changes, and on request (``{"type": "who"}``).
+Admins (staff users, agents holding ``admin``) get every watcher in ``viewers``;
+anyone else gets only themselves there, and the others as the counts ``people``
+and ``agents`` (distinct viewers of each kind, themselves included).
+
+The same rows cap connections per viewer (``SCS_MAX_CONNECTIONS_PER_VIEWER``,
+across processes): a connection claims its row first and keeps it only if at most
+cap rows of its viewer were claimed up to and including its own.
 """
 
 import asyncio
@@ -19,6 +26,7 @@ from datetime import timedelta
 from django.db.models import Count
 from django.utils import timezone
 
+from realtime import conf
 from realtime.groups import session_group
 from realtime.models import PresenceEntry
 
@@ -54,9 +62,30 @@ async def viewers(session_id):
     return listed[:LIST_LIMIT], total
 
 
+async def kind_counts(session_id):
+    """Distinct viewers of each kind: ``{"user": n, "agent": m}``."""
+    cutoff = timezone.now() - timedelta(seconds=TTL)
+    rows = (
+        PresenceEntry.objects.filter(session_id=session_id, last_seen__gte=cutoff)
+        .values("kind").annotate(n=Count("viewer_id", distinct=True)).order_by("kind")
+    )
+    return {row["kind"]: row["n"] async for row in rows}
+
+
 async def presence_frame(session_id):
     listed, total = await viewers(session_id)
-    return {"type": "presence", "session_id": session_id, "viewers": listed, "total": total}
+    counts = await kind_counts(session_id)
+    return {"type": "presence", "session_id": session_id, "viewers": listed, "total": total,
+            "people": counts.get("user", 0), "agents": counts.get("agent", 0)}
+
+
+def for_viewer(frame, viewer):
+    """The frame ``viewer`` may see: admins the whole list, anyone else only themselves and the counts."""
+    if viewer.is_admin:
+        return frame
+    me = next((v for v in frame["viewers"] if v["kind"] == viewer.kind and v["id"] == viewer.id), None)
+    return {**frame, "viewers": [me or {"kind": viewer.kind, "id": viewer.id, "agent_type": viewer.agent_type,
+                                        "connections": 1}]}
 
 
 def announce(channel_layer, session_id):
@@ -81,17 +110,32 @@ async def _announce_later(channel_layer, session_id):
         logger.exception("could not announce presence for %s", session_id)
 
 
-async def join(channel_layer, session_id, channel_name, viewer):
+async def claim(channel_layer, session_id, channel_name, viewer):
+    """Store this connection's row; False (and no row) when its viewer already has the most it may open.
+
+    Rows get increasing ids as they are written, so of a burst of simultaneous connects
+    exactly those within the cap count at most cap rows up to their own.
+    """
     global _heartbeat
-    await PresenceEntry.objects.aupdate_or_create(
+    now = timezone.now()
+    entry, _ = await PresenceEntry.objects.aupdate_or_create(
         channel_name=channel_name,
         defaults={"session_id": session_id, "kind": viewer.kind, "viewer_id": viewer.id,
-                  "agent_type": viewer.agent_type, "last_seen": timezone.now()},
+                  "agent_type": viewer.agent_type, "last_seen": now},
     )
     _local[channel_name] = session_id
     if not _running_here(_heartbeat):
         _heartbeat = asyncio.create_task(_refresh_forever(channel_layer))
-    announce(channel_layer, session_id)
+    cap = conf.get("SCS_MAX_CONNECTIONS_PER_VIEWER")
+    if cap:
+        ahead = await PresenceEntry.objects.filter(
+            kind=viewer.kind, viewer_id=viewer.id, pk__lte=entry.pk, last_seen__gte=now - timedelta(seconds=TTL)
+        ).acount()
+        if ahead > cap:
+            _local.pop(channel_name, None)
+            await PresenceEntry.objects.filter(pk=entry.pk).adelete()
+            return False
+    return True
 
 
 async def leave(channel_layer, session_id, channel_name):
@@ -122,20 +166,28 @@ async def _refresh_forever(channel_layer):
 class PresenceMixin:
     """Presence for a consumer with ``viewer``, ``session_id`` and ``send_frame``."""
 
+    presence_claimed = False
     presence_joined = False
 
+    async def presence_claim(self):
+        """Take this connection's row (and slot); False when the viewer has no slot left."""
+        self.presence_claimed = await claim(self.channel_layer, self.session_id, self.channel_name, self.viewer)
+        return self.presence_claimed
+
     async def presence_start(self):
-        await join(self.channel_layer, self.session_id, self.channel_name, self.viewer)
+        """Caught up: from now on receive presence updates, and announce this viewer to the others."""
         self.presence_joined = True
+        announce(self.channel_layer, self.session_id)
 
     async def presence_stop(self):
-        if self.presence_joined:
-            self.presence_joined = False
+        self.presence_joined = False
+        if self.presence_claimed:
+            self.presence_claimed = False
             await leave(self.channel_layer, self.session_id, self.channel_name)
 
     async def send_presence(self):
-        await self.send_frame(await presence_frame(self.session_id))
+        await self.send_frame(for_viewer(await presence_frame(self.session_id), self.viewer))
 
     async def presence_update(self, message):
         if self.presence_joined:
-            await self.send_frame(message["frame"])
+            await self.send_frame(for_viewer(message["frame"], self.viewer))

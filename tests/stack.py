@@ -47,6 +47,14 @@ def wait_for(url, timeout=20.0, process=None):
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
+def rss(pid):
+    """A process's resident memory in bytes (VmRSS in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 class Stack:
     """Daphne + the MCP sidecar as real processes sharing ``data_dir``.
 
@@ -115,6 +123,26 @@ class Stack:
         return subprocess.run(
             [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, check=check, capture_output=True, text=True
         )
+
+    def shell(self, code):
+        """Run Python in ``manage.py shell`` (another process, as an operator or a worker would); its stdout."""
+        return self.manage("shell", "-v", "0", "-c", code).stdout
+
+    def signed_in(self, username, *, staff=False):
+        """Create a user of the project's user model and a signed-in session for it; the session cookie value."""
+        out = self.shell(
+            "from importlib import import_module; from django.conf import settings; from django.contrib import auth\n"
+            f"u = auth.get_user_model()._default_manager.create_user({username!r}, password='pw-for-tests', "
+            f"is_staff={staff!r})\n"
+            "s = import_module(settings.SESSION_ENGINE).SessionStore()\n"
+            "s[auth.SESSION_KEY] = str(u.pk); s[auth.HASH_SESSION_KEY] = u.get_session_auth_hash()\n"
+            "s[auth.BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+            "s.create(); print(s.session_key)"
+        )
+        return out.split()[-1]
+
+    def daphne_rss(self):
+        return rss(self.daphne.pid)
 
     def _spawn(self, name, argv):
         # 0600 like everything else in the data folder, which the processes would otherwise fix and report.
@@ -250,12 +278,14 @@ class Agent:
 class Watcher:
     """A WebSocket viewer of one session, collecting frames in the background."""
 
-    def __init__(self, stack, session_id, token=None, since=None, origin=None, headers=None):
+    def __init__(self, stack, session_id, token=None, since=None, origin=None, headers=None, cookie=None):
         self.url = stack.ws_url(session_id, since)
         self.origin = stack.origin if origin is None else origin
         self.headers = dict(headers or {})
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
+        if cookie:
+            self.headers["Cookie"] = f"sessionid={cookie}"
         self.frames = []
         self.socket = None
         self._reader = None

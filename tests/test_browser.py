@@ -285,10 +285,13 @@ async def test_presence_shows_who_is_watching(site, browser):
         await boss.open_session(site, session_id)
         watching = ("expected => Array.from(document.querySelectorAll('#presence .chip > span:nth-child(2)'),"
                     " e => e.textContent).join() === expected")
-        for tab in (member, boss):
-            await tab.page.wait_for_function(watching, arg="boss,member")
-        await boss.page.close()
+        # Staff see everyone; a member sees themselves and how many others watch.
+        await boss.page.wait_for_function(watching, arg="boss,member")
         await member.page.wait_for_function(watching, arg="member")
+        others = "expected => (document.querySelector('#presence .chip.others')?.textContent ?? '') === expected"
+        await member.page.wait_for_function(others, arg="+ 1 person")
+        await boss.page.close()
+        await member.page.wait_for_function(others, arg="")
         assert await member.page.text_content("#presence .chip.me .you") == "you"
 
 

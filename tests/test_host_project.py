@@ -4,6 +4,7 @@ Real Daphne serves the host's ASGI app, a real sidecar runs with the host's
 settings, and real MCP and WebSocket clients talk to them on the host's routes.
 """
 
+import asyncio
 import subprocess
 import textwrap
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import websockets
 
+from realtime.closecodes import CLOSE_RECHECK
 from tests.stack import PYTHON, ROOT, Stack
 
 MEMBER, PASSWORD = "ada@example.com", "correct horse battery"
@@ -136,3 +138,28 @@ async def test_a_signed_in_member_watches_and_a_host_view_publishes(host):
             await watcher.wait_for_seq(1)
             assert watcher.messages[0]["data"]["sender"] == MEMBER
             assert watcher.messages[0]["data"]["content"] == "deploy starts"
+
+
+async def test_open_pages_follow_the_hosts_own_user_model(host):
+    # The host's Member model signs in by e-mail and has no username field: the check reads the fields it has.
+    async with await host.agent("host-writer-4") as agent:
+        session_id = await new_session(agent, purpose="rights")
+    cookie = host.signed_in("grace@example.com", staff=True)
+    async with host.watcher(session_id, cookie=cookie) as watcher:
+        await caught_up(watcher)
+        assert watcher.frames[0]["viewer"]["is_admin"] is True
+        await asyncio.to_thread(host_python, host, """
+            from django.contrib.auth import get_user_model
+            get_user_model().objects.filter(email="grace@example.com").update(is_staff=False)
+        """)
+        await watcher.wait_closed(timeout=1.0)
+        assert watcher.closed == CLOSE_RECHECK
+
+
+async def test_the_hosts_origin_is_matched_exactly(host):
+    async with await host.agent("host-writer-5") as agent:
+        session_id = await new_session(agent, purpose="origins")
+        with pytest.raises(websockets.InvalidStatus):
+            await host.watcher(session_id, token=agent.token, origin=f"http://127.0.0.1:{host.ws_port + 1}").connect()
+        async with host.watcher(session_id, token=agent.token) as watcher:
+            await caught_up(watcher)

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from project.asgi import application
-from realtime import conf, operations
+from realtime import conf, operations, tokens
 from realtime.envelope import message_event
 
 pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
@@ -164,11 +164,11 @@ async def test_the_count_is_read_again_after_events_another_process_delivered():
 
 async def test_presence_lists_who_is_watching_and_follows_leaving():
     session_id = await new_session()
-    alice = Socket(f"/ws/{session_id}/", await user_cookie("alice"))
+    alice = Socket(f"/ws/{session_id}/", await user_cookie("alice", staff=True))
     assert await alice.connect()
     assert (await alice.frame("presence"))["viewers"] == [
         {"kind": "user", "id": "alice", "agent_type": "", "connections": 1}]
-    bob = Socket(f"/ws/{session_id}/", await user_cookie("bob"))
+    bob = Socket(f"/ws/{session_id}/", await user_cookie("bob", staff=True))
     assert await bob.connect()
     both = ["alice", "bob"]
     assert [v["id"] for v in (await alice.frame("presence"))["viewers"]] == both
@@ -181,6 +181,33 @@ async def test_presence_lists_who_is_watching_and_follows_leaving():
     await bob.close()
     assert [v["id"] for v in (await alice.frame("presence"))["viewers"]] == ["alice"]
     await alice.close()
+
+
+async def test_presence_tells_other_viewers_only_counts_and_themselves():
+    session_id = await new_session()
+    boss = Socket(f"/ws/{session_id}/", await user_cookie("boss", staff=True))
+    member = Socket(f"/ws/{session_id}/", await user_cookie("member"))
+    agent = Socket(f"/ws/{session_id}/")
+    for socket in (boss, member, agent):
+        assert await socket.connect()
+    await agent.send({"type": "auth", "token": tokens.issue("scout", "gemini", ["read"])[0]})
+    await agent.frame("caught_up")
+    for socket in (boss, member, agent):
+        await socket.send({"type": "who"})
+    full = await boss.frame("presence")
+    while len(full["viewers"]) < 3:
+        full = await boss.frame("presence")
+    assert {(v["kind"], v["id"], v["agent_type"]) for v in full["viewers"]} == {
+        ("user", "boss", ""), ("user", "member", ""), ("agent", "scout", "gemini")}
+    for socket, me in ((member, ("user", "member", "")), (agent, ("agent", "scout", "gemini"))):
+        frame = await socket.frame("presence")
+        while frame["total"] < 3:
+            frame = await socket.frame("presence")
+        assert [(v["kind"], v["id"], v["agent_type"]) for v in frame["viewers"]] == [me]
+        assert (frame["people"], frame["agents"], frame["total"]) == (2, 1, 3)
+        assert "boss" not in json.dumps(frame)
+    for socket in (boss, member, agent):
+        await socket.close()
 
 
 async def test_presence_frames_come_after_hello_and_caught_up():

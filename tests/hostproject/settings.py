@@ -73,3 +73,6 @@ STATIC_URL = "/static/"
 # The app. Its secrets and SCS_BROADCAST_URL (".../agents") come from the environment.
 SCS_WS_PREFIX = "agents/"
 SCS_BASE_TEMPLATE = "hostproject/base.html"
+# The origins its pages are served from: browser WebSockets from anywhere else are refused.
+_PORT = os.environ.get("SCS_WS_PORT", "8000")
+SCS_ALLOWED_ORIGINS = [f"http://127.0.0.1:{_PORT}", f"http://localhost:{_PORT}"]

@@ -160,7 +160,13 @@
 
   // Presence: who else has this session open.
 
-  function showPresence(viewers) {
+  function plural(count, one, many) {
+    return count + " " + (count === 1 ? one : many);
+  }
+
+  // Staff see every watcher; anyone else sees themselves and how many others there are.
+  function showPresence(event) {
+    const viewers = event.viewers || [];
     const chips = viewers.map(function (viewer) {
       const isMe = me && viewer.kind === me.kind && viewer.id === me.id;
       const chip = el("li", "chip" + (isMe ? " me" : "") + (viewer.kind === "agent" ? " agent" : ""));
@@ -170,6 +176,15 @@
       if (viewer.connections > 1) chip.append(el("span", "times", "×" + viewer.connections));
       return chip;
     });
+    const listed = function (kind) { return viewers.filter(function (v) { return v.kind === kind; }).length; };
+    const people = Math.max(0, (Number(event.people) || 0) - listed("user"));
+    const agents = Math.max(0, (Number(event.agents) || 0) - listed("agent"));
+    if (people || agents) {
+      const others = [];
+      if (people) others.push(plural(people, "person", "people"));
+      if (agents) others.push(plural(agents, "agent", "agents"));
+      chips.push(el("li", "chip others", "+ " + others.join(", ")));
+    }
     presence.replaceChildren(...chips);
   }
 
@@ -199,13 +214,17 @@
         }
         everConnected = true;
       } else if (event.type === "presence") {
-        showPresence(event.viewers || []);
+        showPresence(event);
       }
     };
     socket.onclose = function (close) {
       presence.replaceChildren();
       if (close.code === 4401 || close.code === 4404) {
         setStatus("offline", close.code === 4401 ? "signed out — reload to sign in" : "session not found");
+        return;
+      }
+      if (close.code === 4409) {
+        setStatus("offline", "too many open connections — close another tab, then reload");
         return;
       }
       setStatus("reconnecting", "reconnecting…");

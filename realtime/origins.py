@@ -1,0 +1,57 @@
+"""Which browser origins may open a WebSocket: scheme, host and port must equal an allowed origin.
+
+``ExactOriginValidator`` wraps the WebSocket application, as Channels'
+``OriginValidator`` does (its matching rules, given full origins), but reads the
+allowed list when a connection arrives, not at import: ``SCS_ALLOWED_ORIGINS``, or
+by default the server's own URLs (``http://<each ALLOWED_HOSTS entry>:<SCS_WS_PORT>``)
+plus ``CSRF_TRUSTED_ORIGINS``. A refused handshake gets HTTP 403.
+"""
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from realtime import conf
+
+
+def parse_origin(value):
+    """``scheme://host[:port]`` normalised (lower case, no trailing slash); ValueError saying why not."""
+    text = str(value).strip().rstrip("/").lower()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{value!r} is not an origin (scheme://host[:port])") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
+        raise ValueError(f"{value!r} is not an origin: use scheme://host[:port], e.g. https://example.com")
+    if parts.username is not None or port == 0:
+        raise ValueError(f"{value!r} is not an origin (no user name; a port from 1 to 65535)")
+    if "*" in parts.hostname or parts.hostname.startswith("."):
+        raise ValueError(f"{value!r}: origins are matched exactly, without wildcards")
+    return text
+
+
+def allowed_origins():
+    """The origins allowed now (see the module docstring)."""
+    configured = conf.get("SCS_ALLOWED_ORIGINS")
+    if configured:
+        return [parse_origin(origin) for origin in configured]
+    port = conf.get("SCS_WS_PORT")
+    hosts = [host for host in settings.ALLOWED_HOSTS if host and "*" not in host and not host.startswith(".")]
+    if settings.DEBUG and not settings.ALLOWED_HOSTS:
+        hosts = ["localhost", "127.0.0.1", "[::1]"]  # what Django itself allows then
+    own = [f"http://{host}:{port}" for host in hosts]
+    return [*own, *(origin for origin in getattr(settings, "CSRF_TRUSTED_ORIGINS", []) if "*" not in origin)]
+
+
+class ExactOriginValidator:
+    """Channels' ``OriginValidator`` over ``allowed_origins()``, read per connection."""
+
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        # Imported here: settings.py uses parse_origin while Django is not set up yet.
+        from channels.security.websocket import OriginValidator
+
+        return await OriginValidator(self.application, allowed_origins())(scope, receive, send)
