@@ -33,7 +33,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_for(url, timeout=20.0, process=None):
+def wait_for(url, timeout=60.0, process=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -151,9 +151,14 @@ class Stack:
         return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def start(self):
-        self.manage("migrate", "-v0")
-        self.start_daphne()
-        self.start_sidecar()
+        """Migrate, then start both processes; if either cannot start, stop what did and raise."""
+        try:
+            self.manage("migrate", "-v0")
+            self.start_daphne()
+            self.start_sidecar()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_daphne(self):
