@@ -172,7 +172,7 @@ async def test_an_expired_key_admits_nobody_and_ends_its_tokens(stack):
             await frank.call("list_memory")
     assert not admitted(stack, {"X-API-Key": key})
     listed = stack.manage("agent_key", "list").stdout
-    assert "frank" in listed and key not in listed and key.split("_")[2] not in listed
+    assert "frank" in listed and key not in listed and key.split("_", 2)[2] not in listed
 
 
 async def test_a_refreshed_token_is_refused_at_its_next_use(stack):
