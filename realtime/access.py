@@ -17,8 +17,8 @@ from a fresh database read (``authenticate_user`` / ``authenticate_agent``), so 
 change committed after that read is caught by the next check.
 
 Cost per process: nothing while no connection is open; otherwise, every
-``INTERVAL``, one primary-key query per ``CHUNK`` open user connections and two
-indexed queries (retired tokens, active credentials) per ``CHUNK`` agent
+``INTERVAL``, one primary-key query per ``CHUNK`` open user connections and three
+indexed queries (``credentials.refused``) per ``CHUNK`` agent
 connections, with only distinct keys asked for. 1,000 open user connections
 cost 4 small queries a second; one check of them took 47 ms on SQLite (a busy
 2-core machine), so under 10% of one core.
@@ -36,7 +36,6 @@ from django.contrib.auth import get_user_model
 
 from realtime import credentials
 from realtime.closecodes import CLOSE_RECHECK, CLOSE_UNAUTHORIZED
-from realtime.models import RevokedToken
 
 logger = logging.getLogger(__name__)
 
@@ -129,19 +128,6 @@ def _user_rows(pks):
     return rows
 
 
-def _refused_agents(claims):
-    """The ``claims`` that ``credentials.token_refusal`` would refuse, found in bulk."""
-    jtis = list({c.token_id for c in claims if c.token_id})
-    keys = list({c.credential for c in claims if c.credential})
-    retired, active = set(), set()
-    for start in range(0, len(jtis), CHUNK):
-        retired.update(RevokedToken.objects.filter(jti__in=jtis[start : start + CHUNK]).values_list("jti", flat=True))
-    for start in range(0, len(keys), CHUNK):
-        active.update(credentials.active().filter(key_id__in=keys[start : start + CHUNK]).values_list(
-            "key_id", flat=True))
-    return {c for c in claims if c.token_id in retired or (c.credential and c.credential not in active)}
-
-
 async def check():
     """Close every connection of this process whose owner's rights changed since it was built."""
     entries = list(_open.items())
@@ -153,7 +139,7 @@ async def check():
             if rows.get(entry.key) != entry.snapshot:
                 _revoke(consumer, CLOSE_RECHECK)
     if agents:
-        refused = await database_sync_to_async(_refused_agents)({entry.key for _, entry in agents})
+        refused = await database_sync_to_async(credentials.refused)({entry.key for _, entry in agents})
         for consumer, entry in agents:
             if entry.key in refused or entry.key.expires_at <= time.time():
                 _revoke(consumer, CLOSE_UNAUTHORIZED)
