@@ -58,17 +58,12 @@ import httpx
 
 from bench import cpu_seconds, summary_ms, table
 from bench.e2e import TimedWatcher
+from bench.search_bench import WORDS
 from bench.soak_bench import raise_open_files_limit
 from tests.stack import Stack
 
 PARTS = ("search", "read", "replay")
 GOAL_P99_RATIO = 2.0
-WORDS = (
-    "deploy migration schema index latency cache redis postgres channel socket bridge broadcast "
-    "review refactor token expiry session memory visibility agent claude gemini thread reply "
-    "benchmark fuzzy search query result ranking preview metadata audit admin private public "
-    "websocket daphne sidecar queue batch retry backoff consumer replay sequence gap filling"
-).split()
 QUERY_CHARS = 1000
 CONNECT_CONCURRENCY = 20  # handshakes in flight at once
 # The server reset the connection before its handshake answer arrived: Daphne's 5 s opening-handshake
