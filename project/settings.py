@@ -92,7 +92,7 @@ def _origins(name):
 
 
 # Browser origins a WebSocket may come from, matched exactly (scheme, host, port). Empty: this server's
-# own URLs, http://<each SCS_ALLOWED_HOSTS entry>:<SCS_WS_PORT>, plus SCS_CSRF_TRUSTED_ORIGINS.
+# own URLs, http://<each SCS_ALLOWED_HOSTS entry>:<the port it listens on>, plus SCS_CSRF_TRUSTED_ORIGINS.
 SCS_ALLOWED_ORIGINS = _origins("SCS_ALLOWED_ORIGINS")
 # Open session WebSockets per signed-in user or agent id, across Daphne processes (0: no cap).
 SCS_MAX_CONNECTIONS_PER_VIEWER = env_int("SCS_MAX_CONNECTIONS_PER_VIEWER", 20, minimum=0)

@@ -70,9 +70,9 @@ DEFAULTS = {
     # Daphne processes; the next is refused with 4409. 0: no cap.
     "SCS_MAX_CONNECTIONS_PER_VIEWER": 20,
     # Origins (scheme://host[:port]) a browser WebSocket may come from, matched exactly. Empty: the server's
-    # own URLs, http://<each ALLOWED_HOSTS entry>:<SCS_WS_PORT>, plus CSRF_TRUSTED_ORIGINS.
+    # own URLs, http://<each ALLOWED_HOSTS entry>:<the port the connection came in on>, plus CSRF_TRUSTED_ORIGINS.
     "SCS_ALLOWED_ORIGINS": [],
-    # The port Daphne serves on (the default origins use it).
+    # The port Daphne serves on: the default origins' port where the server does not say which it listens on.
     "SCS_WS_PORT": 8081,
     "SCS_HTTP_MAX_BODY": 8 * 1024 * 1024,
     # Agent memory: largest value (JSON-encoded bytes) and longest time to live (seconds).

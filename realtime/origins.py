@@ -3,8 +3,10 @@
 ``ExactOriginValidator`` wraps the WebSocket application, as Channels'
 ``OriginValidator`` does (its matching rules, given full origins), but reads the
 allowed list when a connection arrives, not at import: ``SCS_ALLOWED_ORIGINS``, or
-by default the server's own URLs (``http://<each ALLOWED_HOSTS entry>:<SCS_WS_PORT>``)
-plus ``CSRF_TRUSTED_ORIGINS``. A refused handshake gets HTTP 403.
+by default the server's own URLs (``http://<each ALLOWED_HOSTS entry>:<the port
+this process serves the connection on>``, so each of several Daphne processes
+allows its own pages) plus ``CSRF_TRUSTED_ORIGINS``. A refused handshake gets
+HTTP 403.
 """
 
 from urllib.parse import urlsplit
@@ -31,12 +33,13 @@ def parse_origin(value):
     return text
 
 
-def allowed_origins():
-    """The origins allowed now (see the module docstring)."""
+def allowed_origins(scope=None):
+    """The origins allowed now for a connection with this ASGI ``scope`` (see the module docstring)."""
     configured = conf.get("SCS_ALLOWED_ORIGINS")
     if configured:
         return [parse_origin(origin) for origin in configured]
-    port = conf.get("SCS_WS_PORT")
+    server = (scope or {}).get("server")  # (host, port) of the listening socket, where the server says
+    port = server[1] if server and server[1] else conf.get("SCS_WS_PORT")
     hosts = [host for host in settings.ALLOWED_HOSTS if host and "*" not in host and not host.startswith(".")]
     if settings.DEBUG and not settings.ALLOWED_HOSTS:
         hosts = ["localhost", "127.0.0.1", "[::1]"]  # what Django itself allows then
@@ -54,4 +57,4 @@ class ExactOriginValidator:
         # Imported here: settings.py uses parse_origin while Django is not set up yet.
         from channels.security.websocket import OriginValidator
 
-        return await OriginValidator(self.application, allowed_origins())(scope, receive, send)
+        return await OriginValidator(self.application, allowed_origins(scope))(scope, receive, send)
