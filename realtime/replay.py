@@ -29,7 +29,8 @@ def _read_chunk(viewer, session_id, after, upto):
         size=Length("content") + Length(Cast("metadata", output_field=TextField()))
     ).values_list("seq", "size")[:REPLAY_CHUNK]
     total, last = 0, None
-    for seq, size in sizes:
+    # Streamed: measuring a row reads all of its text, so stop at the first row past the chunk.
+    for seq, size in sizes.iterator(chunk_size=16):
         total += (size or 0) + ENVELOPE_BYTES
         if last is not None and total > REPLAY_CHUNK_BYTES:
             break

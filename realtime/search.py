@@ -142,8 +142,14 @@ def _fetch(queryset, search_metadata):
     length = Length(fields[0])
     for field in fields[1:]:
         length = length + Length(Cast(field, TextField()))
-    sized = list(queryset.annotate(text_size=length).values_list("seq", "text_size")
-                 [: max_scan + 1])
+    sized, total = [], 0
+    rows = queryset.annotate(text_size=length).values_list("seq", "text_size")[: max_scan + 1]
+    # Streamed and left one row past the limits: measuring a row reads all of its text.
+    for seq, size in rows.iterator(chunk_size=reads.SIZE_CHUNK):
+        sized.append((seq, size))
+        total += size
+        if len(sized) > max_scan or (len(sized) > 1 and total > max_chars):
+            break
     taken = reads.cut([size for _, size in sized], max_scan, max_chars)
     complete = taken == len(sized)
     if not taken:
