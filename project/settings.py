@@ -49,10 +49,10 @@ SCS_WS_FRAME_RATE = env_int("SCS_WS_FRAME_RATE", 10, minimum=1)
 SCS_WS_FRAME_BURST = env_int("SCS_WS_FRAME_BURST", 40, minimum=1)
 SCS_WS_MAX_BUFFER = env_int("SCS_WS_MAX_BUFFER", 4 * 1024 * 1024, minimum=1024 * 1024)  # > one largest frame
 # Failed sign-ins allowed per username and per client address within the window (seconds).
-SCS_SIGNIN_MAX_FAILURES = env_int("SCS_SIGNIN_MAX_FAILURES", 10, minimum=1)
-SCS_SIGNIN_WINDOW = env_int("SCS_SIGNIN_WINDOW", 300, minimum=1)
+SCS_SIGNIN_MAX_FAILURES = env_int("SCS_SIGNIN_MAX_FAILURES", SCS_DEFAULTS["SCS_SIGNIN_MAX_FAILURES"], minimum=1)
+SCS_SIGNIN_WINDOW = env_int("SCS_SIGNIN_WINDOW", SCS_DEFAULTS["SCS_SIGNIN_WINDOW"], minimum=1)
 # Behind a proxy on this host every client is 127.0.0.1: list the proxy so its X-Real-IP names the client.
-SCS_TRUSTED_PROXIES = env_networks("SCS_TRUSTED_PROXIES", [])
+SCS_TRUSTED_PROXIES = env_networks("SCS_TRUSTED_PROXIES", SCS_DEFAULTS["SCS_TRUSTED_PROXIES"])
 # Largest HTTP request body Daphne accepts (the broadcast view's own limit is SCS_BROADCAST_MAX_BODY).
 SCS_HTTP_MAX_BODY = env_int("SCS_HTTP_MAX_BODY", 8 * 1024 * 1024, minimum=65_536)
 # Bounds on one MCP call and on what one agent keeps (defaults and their reasons in realtime/conf.py).
@@ -95,7 +95,9 @@ def _origins(name):
 # own URLs, http://<each SCS_ALLOWED_HOSTS entry>:<the port it listens on>, plus SCS_CSRF_TRUSTED_ORIGINS.
 SCS_ALLOWED_ORIGINS = _origins("SCS_ALLOWED_ORIGINS")
 # Open session WebSockets per signed-in user or agent id, across Daphne processes (0: no cap).
-SCS_MAX_CONNECTIONS_PER_VIEWER = env_int("SCS_MAX_CONNECTIONS_PER_VIEWER", 20, minimum=0)
+SCS_MAX_CONNECTIONS_PER_VIEWER = env_int(
+    "SCS_MAX_CONNECTIONS_PER_VIEWER", SCS_DEFAULTS["SCS_MAX_CONNECTIONS_PER_VIEWER"], minimum=0
+)
 
 INSTALLED_APPS = [
     "daphne",

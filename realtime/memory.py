@@ -56,17 +56,20 @@ def purge_expired(now=None, agent_id=None):
         return expired.delete()[0]
 
 
-def entry_record(entry):
+def entry_fields(entry):
+    """An entry's key, scope and times: what every memory answer says of it."""
     return {
         "key": entry.key,
-        "value": entry.value,
-        "metadata": entry.metadata,
         "scope": "session" if entry.session_id else "global",
         "session_id": entry.session_id,
         "created_at": isoformat(entry.created_at),
         "updated_at": isoformat(entry.updated_at),
         "expires_at": isoformat(entry.expires_at) if entry.expires_at else None,
     }
+
+
+def entry_record(entry):
+    return {**entry_fields(entry), "value": entry.value, "metadata": entry.metadata}
 
 
 def check_room(agent_id, key, session_id):
@@ -170,18 +173,7 @@ def list_memory(agent_id, *, session_id=None, prefix=None, limit=50, now=None):
     # Values are not loaded: their size is measured by the database (as stored, in characters).
     entries = entries.defer("value", "metadata").annotate(value_size=Length(Cast("value", TextField())))
     page, has_more = reads.page(entries.order_by("-updated_at", "key"), limit, size_of=("key",))
-    records = []
-    for entry in page:
-        records.append({
-            "key": entry.key,
-            "scope": "session" if entry.session_id else "global",
-            "session_id": entry.session_id,
-            "created_at": isoformat(entry.created_at),
-            "updated_at": isoformat(entry.updated_at),
-            "expires_at": isoformat(entry.expires_at) if entry.expires_at else None,
-            "value_size": entry.value_size,
-        })
-    return records, has_more
+    return [{**entry_fields(entry), "value_size": entry.value_size} for entry in page], has_more
 
 
 def agent_memory(agent_id, *, limit=200, now=None):
