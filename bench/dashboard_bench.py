@@ -80,8 +80,8 @@ def render_figures(rounds):
 
 
 def live_figures(session_id, rounds):
-    from realtime import dashboard
     from realtime.envelope import message_event
+    from realtime.live import dashboard
     from realtime.models import Message
     from realtime.visibility import Viewer
 

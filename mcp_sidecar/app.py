@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse
 from mcp_sidecar.bridge import Bridge
 from mcp_sidecar.metrics import tool_metrics
 from realtime import conf
-from realtime.broadcast import holds_secret
 from realtime.errors import OperationError
+from realtime.shared_secret import holds_secret
 from realtime.signals import message_stored
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from realtime import daphne_limits  # noqa: E402
-from realtime.origins import ExactOriginValidator  # noqa: E402
+from realtime.live import daphne_limits  # noqa: E402
+from realtime.live.origins import ExactOriginValidator  # noqa: E402
 from realtime.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 # A viewer that stops reading is dropped (it resumes by seq); an oversized body is refused unread.
@@ -21,7 +21,7 @@ daphne_limits.install()
 
 application = ProtocolTypeRouter(
     {
-        # The broadcast door is a Channels consumer ahead of Django: see realtime.broadcast.
+        # The broadcast door is a Channels consumer ahead of Django: see realtime.live.broadcast.
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
         "websocket": ExactOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -83,7 +83,7 @@ if SCS_TLS:
 
 
 def _origins(name):
-    from realtime.origins import parse_origin  # no Django models: safe while settings load
+    from realtime.live.origins import parse_origin  # no Django models: safe while settings load
 
     try:
         return [parse_origin(origin) for origin in env_list(name, [])]
@@ -176,10 +176,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 def _channel_layer():
     url = env_str("CHANNEL_LAYER_URL", "")
     if not url:
-        # The default capacity (100) silently drops events for a slow viewer; see realtime.layers
+        # The default capacity (100) silently drops events for a slow viewer; see realtime.live.layers
         # for why not the stock class. Group membership lasts as long as the connection.
         return {
-            "BACKEND": "realtime.layers.InMemoryChannelLayer",
+            "BACKEND": "realtime.live.layers.InMemoryChannelLayer",
             "CONFIG": {"capacity": 5000, "expiry": 60, "group_expiry": 10 * 365 * 86400},
         }
     if not url.startswith(("redis://", "rediss://", "unix://")):

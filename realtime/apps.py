@@ -11,10 +11,8 @@ class RealtimeConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_delete, post_save
 
-        from realtime import (
-            checks,  # noqa: F401  (registers the settings checks)
-            revocation,
-        )
+        from realtime import checks  # noqa: F401  (registers the settings checks)
+        from realtime.live import revocation
 
         user_logged_out.connect(revocation.on_logged_out, dispatch_uid="realtime.revocation.logged_out")
         post_save.connect(revocation.on_user_saved, sender=get_user_model(), dispatch_uid="realtime.revocation.saved")

@@ -22,7 +22,7 @@ def check_settings(app_configs, **kwargs):
                  "(or channels_redis for several Daphne processes).",
             id="realtime.E001",
         ))
-    from realtime.origins import parse_origin
+    from realtime.live.origins import parse_origin
 
     for origin in conf.get("SCS_ALLOWED_ORIGINS") or []:
         try:

@@ -63,7 +63,7 @@ DEFAULTS = {
     # Frames per second one WebSocket client may send (token bucket), and the burst it may save up.
     "SCS_WS_FRAME_RATE": 10,
     "SCS_WS_FRAME_BURST": 40,
-    # Under Daphne (realtime.daphne_limits): unsent bytes a WebSocket client may leave unread before it is
+    # Under Daphne (realtime.live.daphne_limits): unsent bytes a WebSocket client may leave unread before it is
     # dropped, and the largest HTTP request body accepted.
     "SCS_WS_MAX_BUFFER": 4 * 1024 * 1024,
     # Open session WebSockets one signed-in user (by username) or one agent id may hold at once, across

@@ -164,7 +164,7 @@ def token_refusal(claims):
 def refused(claims, chunk=500):
     """The subset of ``claims`` that ``token_refusal`` refuses, by the same three rules, in a few bulk queries.
 
-    For a process checking all its open connections at once (``realtime.access``).
+    For a process checking all its open connections at once (``realtime.live.access``).
     """
     jtis = list({c.token_id for c in claims if c.token_id})
     keys = list({c.credential for c in claims if c.credential})

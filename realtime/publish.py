@@ -33,9 +33,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
-from realtime import conf, delivery, operations
+from realtime import conf, operations
 from realtime.envelope import message_event
-from realtime.layers import is_process_local
+from realtime.live import delivery
+from realtime.live.layers import is_process_local
 from realtime.models import Visibility
 
 logger = logging.getLogger(__name__)

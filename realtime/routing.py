@@ -9,8 +9,8 @@ import re
 from django.urls import re_path
 
 from realtime import conf
-from realtime.broadcast import BroadcastConsumer
-from realtime.consumers import DashboardConsumer, SessionConsumer
+from realtime.live.broadcast import BroadcastConsumer
+from realtime.live.consumers import DashboardConsumer, SessionConsumer
 
 _root = "^" + re.escape(conf.ws_prefix())
 

@@ -1,4 +1,4 @@
-"""Open browser connections follow their user's account (realtime.revocation)."""
+"""Open browser connections follow their user's account (realtime.live.revocation)."""
 
 import asyncio
 import json
@@ -11,7 +11,7 @@ from django.test import AsyncClient
 
 from project.asgi import application
 from realtime import operations
-from realtime.consumers import CLOSE_RECHECK
+from realtime.live.consumers import CLOSE_RECHECK
 from tests.test_consumer import ORIGIN, Viewer, fresh_layer  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]

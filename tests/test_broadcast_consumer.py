@@ -7,7 +7,7 @@ from channels.layers import channel_layers, get_channel_layer
 from channels.testing import HttpCommunicator
 
 from project.asgi import application
-from realtime.groups import session_group
+from realtime.live.groups import session_group
 from realtime.models import Session
 from tests.test_broadcast_view import SECRET, event
 

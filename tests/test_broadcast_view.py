@@ -7,7 +7,7 @@ import pytest
 from channels.layers import channel_layers, get_channel_layer
 from django.test import AsyncClient
 
-from realtime.consumers import session_group
+from realtime.live.consumers import session_group
 from realtime.models import Session
 
 pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
@@ -206,7 +206,7 @@ async def test_body_over_djangos_upload_limit_is_413_not_500(session_id, group, 
 
 
 async def test_too_many_events_is_413(session_id, group):
-    from realtime.broadcast import MAX_EVENTS
+    from realtime.live.broadcast import MAX_EVENTS
 
     events = [event(session_id, seq, content="") for seq in range(1, MAX_EVENTS + 2)]
     assert_json_error(await post(session_id, {"events": events}), 413, "TOO_LARGE")

@@ -10,9 +10,10 @@ from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from project.asgi import application
-from realtime import consumers, operations, tokens
-from realtime.consumers import session_group
+from realtime import operations, tokens
 from realtime.envelope import message_event
+from realtime.live import consumers
+from realtime.live.consumers import session_group
 from realtime.models import Message
 
 pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]

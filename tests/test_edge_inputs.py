@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from mcp_sidecar.bridge import Bridge
 from mcp_sidecar.metrics import MAX_TOOLS, ToolMetrics
 from realtime import memory, operations, search, tokens
-from realtime.consumers import parse_since
 from realtime.errors import OperationError
+from realtime.live.consumers import parse_since
 from tests.test_consumer import Viewer, fresh_layer, token  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websockets
 
-from realtime.closecodes import CLOSE_RECHECK
+from realtime.live.closecodes import CLOSE_RECHECK
 from tests.stack import PYTHON, ROOT, Stack
 
 MEMBER, PASSWORD = "ada@example.com", "correct horse battery"

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from realtime.layers import InMemoryChannelLayer, is_process_local
+from realtime.live.layers import InMemoryChannelLayer, is_process_local
 
 
 async def test_group_send_reaches_every_member_once_and_isolates_the_sender():
@@ -53,7 +53,7 @@ async def test_the_sweep_drops_expired_messages_but_keeps_a_slow_member_in_its_g
 
 
 def test_is_process_local_recognises_in_memory_layers():
-    assert is_process_local({"BACKEND": "realtime.layers.InMemoryChannelLayer"})
+    assert is_process_local({"BACKEND": "realtime.live.layers.InMemoryChannelLayer"})
     assert is_process_local({"BACKEND": "channels.layers.InMemoryChannelLayer"})
     assert not is_process_local({"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"})
     assert not is_process_local({"BACKEND": "no.such.Layer"})

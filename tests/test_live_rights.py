@@ -3,7 +3,7 @@
 Account and credential changes are made the way an operator or a worker makes
 them: in another process (``manage.py shell``), often by a queryset ``.update()``
 that sends no signal, with the default in-memory channel layer, which does not
-reach Daphne. ``realtime.access`` must still close the connections within 1 s.
+reach Daphne. ``realtime.live.access`` must still close the connections within 1 s.
 Also here: the per-viewer connection cap and the exact origin check.
 """
 
@@ -14,7 +14,7 @@ import time
 import pytest
 import websockets
 
-from realtime.closecodes import CLOSE_RECHECK, CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED
+from realtime.live.closecodes import CLOSE_RECHECK, CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED
 from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -91,7 +91,7 @@ async def unauthenticated(stack, session_id, cookie):
 
 
 async def test_deleting_a_staff_user_elsewhere_closes_her_sockets_and_a_resume_replays_nothing(stack, admin):
-    # Fails without realtime.access: the delete happens in another process, out of the layer's reach.
+    # Fails without realtime.live.access: the delete happens in another process, out of the layer's reach.
     cookie = stack.signed_in("hedda", staff=True)
     await post(admin, "SECRET-BEFORE", "admin_only")
     watcher = await stack.watcher(admin.session_id, since=0, cookie=cookie).connect()

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from realtime.closecodes import CLOSE_TOO_MANY
+from realtime.live.closecodes import CLOSE_TOO_MANY
 from tests.test_live_rights import *  # noqa: F403
 from tests.test_live_rights import CAP, CREDENTIAL, close_all, open_all
 

@@ -2,7 +2,7 @@
 
 from django.test import override_settings
 
-from realtime.origins import allowed_origins
+from realtime.live.origins import allowed_origins
 
 
 @override_settings(ALLOWED_HOSTS=["127.0.0.1", "localhost"], CSRF_TRUSTED_ORIGINS=["https://scs.example.com"],

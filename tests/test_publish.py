@@ -12,10 +12,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from realtime import publish
-from realtime.consumers import session_group
-from realtime.dashboard import DASHBOARD_GROUP
 from realtime.envelope import validate_event
 from realtime.errors import OperationError
+from realtime.live.consumers import session_group
+from realtime.live.dashboard import DASHBOARD_GROUP
 from tests.stack import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)

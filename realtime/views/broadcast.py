@@ -1,4 +1,4 @@
-"""``POST /broadcast/<session_id>`` as a plain Django view (see ``realtime.broadcast``)."""
+"""``POST /broadcast/<session_id>`` as a plain Django view (see ``realtime.live.broadcast``)."""
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from realtime import conf
-from realtime.broadcast import accept, through_proxy
+from realtime.live.broadcast import accept, through_proxy
 
 
 @csrf_exempt

@@ -11,8 +11,8 @@ from channels.layers import get_channel_layer
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from realtime.broadcast import holds_secret
 from realtime.models import Session
+from realtime.shared_secret import holds_secret
 
 
 @require_GET

@@ -57,7 +57,7 @@ def dashboard_sessions(viewer, sessions):
     A session is listed when the viewer may see one of its messages (its activity is
     the newest of those), or when it has none yet (its activity is its creation):
     one holding only messages the viewer may not see is not listed, as it never
-    appears live (``realtime.dashboard``).
+    appears live (``realtime.live.dashboard``).
     """
     rule = visible_q(viewer)
     if not rule:  # the viewer sees every message: the session's own activity, from its index

@@ -9,8 +9,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from realtime import daphne_limits  # noqa: E402
-from realtime.origins import ExactOriginValidator  # noqa: E402
+from realtime.live import daphne_limits  # noqa: E402
+from realtime.live.origins import ExactOriginValidator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 daphne_limits.install()  # bounded unsent bytes per WebSocket and request body size under Daphne

@@ -27,7 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from realtime import conf
 from realtime.client_config import config_for, mcp_url
-from realtime.layers import is_process_local
+from realtime.live.layers import is_process_local
 
 RESTART_LIMIT = 5  # crashes within RESTART_WINDOW seconds before giving up
 RESTART_WINDOW = 60

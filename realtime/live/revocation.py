@@ -7,7 +7,7 @@ reconnects at once and is authenticated afresh, so it keeps exactly the rights
 the account has now, or is refused.
 
 This is the instant path, for changes made where the channel layer reaches.
-``realtime.access`` catches every other change (queryset updates, other processes
+``realtime.live.access`` catches every other change (queryset updates, other processes
 on the in-memory layer) within a second.
 """
 
@@ -15,7 +15,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from realtime.groups import user_group
+from realtime.live.groups import user_group
 
 
 def recheck(user_pk):

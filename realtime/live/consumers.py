@@ -15,13 +15,13 @@ Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
    read from the database. Nothing is sent twice or out of order.
 
 Client frames: ``auth``, ``resume`` (``{"since": N}``), ``ping``, ``who`` (answered
-with a ``presence`` frame; see ``realtime.presence``). A client sending more than
+with a ``presence`` frame; see ``realtime.live.presence``). A client sending more than
 ``SCS_WS_FRAME_RATE`` frames a second (beyond a burst of ``SCS_WS_FRAME_BURST``)
 gets a ``RATE_LIMITED`` error and is closed with 4429.
 
-Rights follow the account (``realtime.access``, ``realtime.revocation``): a
+Rights follow the account (``realtime.live.access``, ``realtime.live.revocation``): a
 connection whose user or token changed is closed within a second. Close codes:
-``realtime.closecodes``.
+``realtime.live.closecodes``.
 """
 
 import asyncio
@@ -33,8 +33,10 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import access, conf, tokens
-from realtime.closecodes import (
+from realtime import conf, tokens
+from realtime.envelope import encode
+from realtime.live import access
+from realtime.live.closecodes import (
     CLOSE_BAD_REQUEST,
     CLOSE_NOT_FOUND,
     CLOSE_RATE_LIMITED,
@@ -43,13 +45,12 @@ from realtime.closecodes import (
     CLOSE_TOO_MANY,
     CLOSE_UNAUTHORIZED,
 )
-from realtime.dashboard import DASHBOARD_GROUP, summary_frame
-from realtime.envelope import encode
-from realtime.groups import session_group, user_group
+from realtime.live.dashboard import DASHBOARD_GROUP, summary_frame
+from realtime.live.groups import session_group, user_group
+from realtime.live.presence import PresenceMixin
+from realtime.live.replay import ReplayMixin
 from realtime.models import Session, is_session_id
-from realtime.presence import PresenceMixin
 from realtime.ratelimit import TokenBucket
-from realtime.replay import ReplayMixin
 from realtime.visibility import Viewer, can_see_message
 
 logger = logging.getLogger(__name__)
@@ -98,13 +99,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
     revoked = False  # rights changed: nothing more is sent, the connection is closing
 
     def revoke(self, code):
-        """Stop sending at once and close (called by realtime.access when the owner's rights changed)."""
+        """Stop sending at once and close (called by realtime.live.access when the owner's rights changed)."""
         if not self.revoked:
             self.revoked = True
             asyncio.ensure_future(self.close(code=code))
 
     async def user_viewer(self):
-        """The signed-in user's viewer, built from a fresh read once ``realtime.access`` watches it; else None."""
+        """The signed-in user's viewer, built from a fresh read once ``realtime.live.access`` watches it; else None."""
         user = await access.authenticate_user(self)
         return Viewer.for_user(user) if user is not None else None
 
@@ -120,7 +121,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def viewer_recheck(self, message):
-        """The account signed out or changed: reconnect and be authenticated afresh (realtime.revocation)."""
+        """The account signed out or changed: reconnect and be authenticated afresh (realtime.live.revocation)."""
         access.forget(self)
         self.revoke(CLOSE_RECHECK)
 
@@ -166,7 +167,7 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
         return await self.user_viewer()
 
     async def agent_viewer(self, token):
-        """The viewer for a token still good now (checked once ``realtime.access`` watches it); else None."""
+        """The viewer for a token still good now (checked once ``realtime.live.access`` watches it); else None."""
         claims = claims_from_token(token)
         if claims is None or not await access.authenticate_agent(self, claims):
             return None
@@ -313,7 +314,7 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
 class DashboardConsumer(LiveConsumer):
     """``/ws/dashboard/``: a ``session_summary`` frame whenever a session gets messages.
 
-    Signed-in users only; each frame is filtered for its viewer (``realtime.dashboard``).
+    Signed-in users only; each frame is filtered for its viewer (``realtime.live.dashboard``).
     """
 
     viewer = None

@@ -8,7 +8,7 @@ process reads those back and closes the connections whose rights changed: users
 with ``CLOSE_RECHECK`` (the page reconnects with its current rights, or is
 refused), agents with ``CLOSE_UNAUTHORIZED``. This catches what no signal
 announces: a queryset ``.update()``, ``manage.py shell`` or ``changepassword``, a
-worker, another process on the in-memory channel layer. ``realtime.revocation``
+worker, another process on the in-memory channel layer. ``realtime.live.revocation``
 stays the instant path for changes made through ``save()``, ``delete()`` and
 sign-out in a process that shares the channel layer.
 
@@ -35,7 +35,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 
 from realtime import credentials
-from realtime.closecodes import CLOSE_RECHECK, CLOSE_UNAUTHORIZED
+from realtime.live.closecodes import CLOSE_RECHECK, CLOSE_UNAUTHORIZED
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ than the rest of the delivery. ``realtime.views.broadcast`` serves the same door
 as a plain Django view, for projects that route all HTTP through Django.
 """
 
-import hmac
 import ipaddress
 import json
 import logging
@@ -22,9 +21,11 @@ from dataclasses import dataclass
 
 from channels.generic.http import AsyncHttpConsumer
 
-from realtime import conf, delivery
+from realtime import conf
 from realtime.envelope import encode, validate_event
+from realtime.live import delivery
 from realtime.models import is_session_id
+from realtime.shared_secret import bearer, holds_secret
 
 logger = logging.getLogger(__name__)
 
@@ -59,22 +60,6 @@ def check_client(address, proxied=False):
         logger.warning("broadcast refused: client address %s is not in SCS_BROADCAST_ALLOWED_IPS", address or "?")
         return refuse(403, "FORBIDDEN_CLIENT", "this address may not broadcast (see SCS_BROADCAST_ALLOWED_IPS)")
     return None
-
-
-def bearer(authorization):
-    """The credential of an ``Authorization: Bearer …`` header value, else ""."""
-    scheme, _, presented = (authorization or "").partition(" ")
-    return presented.strip() if scheme.lower() == "bearer" else ""
-
-
-def holds_secret(authorization):
-    """True when the ``Authorization`` header carries ``SCS_BROADCAST_SECRET`` (compared in constant time).
-
-    Operators present the same secret for the details of ``/health``; agents never hold it.
-    """
-    expected = conf.get("SCS_BROADCAST_SECRET")
-    presented = bearer(authorization)
-    return bool(expected and presented) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def check_secret(authorization, address=""):

@@ -27,7 +27,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from realtime import conf
-from realtime.groups import session_group
+from realtime.live.groups import session_group
 from realtime.models import PresenceEntry
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from channels.db import DatabaseSyncToAsync
 from django.db.models import TextField
 from django.db.models.functions import Cast, Length
 
-from realtime.closecodes import CLOSE_STALLED
-from realtime.daphne_limits import UNSENT_BYTES
 from realtime.envelope import encode, message_event
+from realtime.live.closecodes import CLOSE_STALLED
+from realtime.live.daphne_limits import UNSENT_BYTES
 from realtime.operations import visible_messages
 
 # Replay reads the database a chunk at a time: at most REPLAY_CHUNK messages and about REPLAY_CHUNK_BYTES

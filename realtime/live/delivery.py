@@ -9,9 +9,9 @@ import collections
 
 from channels.layers import get_channel_layer
 
-from realtime import dashboard
 from realtime.envelope import encode
-from realtime.groups import session_group
+from realtime.live import dashboard
+from realtime.live.groups import session_group
 from realtime.models import Session
 
 KNOWN_SESSIONS = 10_000
