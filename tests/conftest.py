@@ -1,6 +1,15 @@
 import pytest
+from channels.layers import channel_layers
 
 from tests.stack import Stack, free_port
+
+
+@pytest.fixture
+def fresh_channel_layer():
+    """A fresh in-memory channel layer bound to this test's event loop (use it with ``usefixtures``)."""
+    channel_layers.backends = {}
+    yield
+    channel_layers.backends = {}
 
 
 @pytest.fixture(scope="module")
