@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from mcp_sidecar.bridge import Bridge
 from mcp_sidecar.metrics import tool_metrics
 from realtime import conf
-from realtime.errors import OperationError
+from realtime.errors import ErrorCode, OperationError
 from realtime.shared_secret import holds_secret
 from realtime.signals import message_stored
 
@@ -64,7 +64,7 @@ class StructuredErrors(Middleware):
             return result
         except ValidationError as exc:
             error = OperationError(
-                "INVALID_ARGUMENT", _validation_message(exc),
+                ErrorCode.INVALID_ARGUMENT, _validation_message(exc),
                 "Check the argument types and limits in the tool's input schema.",
             )
             return ToolResult(structured_content=error.as_dict())

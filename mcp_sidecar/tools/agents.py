@@ -10,7 +10,7 @@ from pydantic import Field
 from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import admission, check_owner, throttle
 from realtime import audit, conf, credentials, tokens
-from realtime.errors import OperationError
+from realtime.errors import ErrorCode, OperationError
 
 AgentId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$",
                                description="Your stable agent id, e.g. 'claude-reviewer-1'.")]
@@ -91,25 +91,26 @@ def refresh_token(
     except tokens.TokenError as exc:
         hint = (
             "Call authenticate_agent for a new token."
-            if exc.code == "TOKEN_EXPIRED"
+            if exc.code == ErrorCode.TOKEN_EXPIRED
             else "Pass the token exactly as this server issued it, or call authenticate_agent."
         )
         raise refused(exc.code, exc.message, hint) from None
     if not old.token_id:
-        raise refused("TOKEN_INVALID", "the token has no id and cannot be refreshed", "Call authenticate_agent.")
+        raise refused(ErrorCode.TOKEN_INVALID, "the token has no id and cannot be refreshed",
+                      "Call authenticate_agent.")
     check_owner(old, admitted)
     if credentials.token_refusal(old):
-        raise refused("TOKEN_REVOKED", "this token was revoked or already refreshed, or its key was revoked",
+        raise refused(ErrorCode.TOKEN_REVOKED, "this token was revoked or already refreshed, or its key was revoked",
                       "Call authenticate_agent for a new token (with a valid key).")
     remaining = old.auth_time + conf.get("SCS_TOKEN_MAX_AGE") - int(time.time())
     if remaining <= 0:
-        raise refused("REAUTHENTICATION_REQUIRED",
+        raise refused(ErrorCode.REAUTHENTICATION_REQUIRED,
                       "this agent authenticated longer ago than the server allows tokens to be refreshed",
                       "Call authenticate_agent again.")
     granted = credentials.regrant(old)
     with transaction.atomic():
         if not credentials.retire(old, "refreshed"):  # a concurrent refresh of the same token won
-            raise refused("TOKEN_REVOKED", "this token was already refreshed",
+            raise refused(ErrorCode.TOKEN_REVOKED, "this token was already refreshed",
                           "Use the token the other refresh returned, or call authenticate_agent.")
         token, claims = tokens.issue(old.agent_id, old.agent_type, granted,
                                      min(conf.get("SCS_TOKEN_TTL"), remaining),

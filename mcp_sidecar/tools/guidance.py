@@ -10,6 +10,7 @@ from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import admission, authorize, current_claims
 from mcp_sidecar.params import AuthToken
 from realtime import conf
+from realtime.errors import ErrorCode
 
 # Tool name → the permission it needs. authenticate_agent and refresh_token need none.
 TOOL_PERMISSIONS = {
@@ -74,32 +75,7 @@ GUIDANCE = {
         ],
     },
     "troubleshooting": {
-        "error_codes": {
-            "AUTH_REQUIRED": "Pass auth_token (or Authorization: Bearer).",
-            "TOKEN_EXPIRED": "Call refresh_token(current_token); past the grace window, authenticate_agent.",
-            "TOKEN_INVALID": "The token was not issued by this server or was altered; authenticate_agent again.",
-            "PERMISSION_DENIED": "Your agent type (or your key) does not hold the needed permission.",
-            "API_KEY_REQUIRED": "Send your agent key (or the shared key) as X-API-Key; it may be revoked or expired.",
-            "TOKEN_REVOKED": "The token was refreshed away or revoked, or its key was revoked or expired; "
-                             "authenticate_agent again (with a valid key).",
-            "IDENTITY_MISMATCH": "Your key belongs to another agent id or agent type than the one you asked for "
-                                 "or the token you passed; use the agent_id and agent_type the key was issued for.",
-            "AGENT_KEY_REQUIRED": "That agent id has its own key; the shared key cannot act for it.",
-            "REAUTHENTICATION_REQUIRED": "refresh_token refused: call authenticate_agent again.",
-            "RATE_LIMITED": "Too many calls from your agent id; wait retry_after seconds.",
-            "INVALID_ARGUMENT": "An argument breaks the tool's input schema (type, range, pattern or length).",
-            "INVALID_SESSION_ID": "Session ids look like session_ + 16 hex characters.",
-            "SESSION_NOT_FOUND": "Check the session id, or create_session.",
-            "PARENT_NOT_FOUND": "parent_message_id must be a message of the same session.",
-            "INVALID_DATETIME": "Use ISO 8601, e.g. 2026-05-01T14:00:00Z.",
-            "INVALID_TIME_RANGE": "start_time must not be after end_time.",
-            "MEMORY_NOT_FOUND": "Same key and same session_id as when stored; it may have expired.",
-            "MEMORY_KEY_EXISTS": "set_memory(overwrite=false) found a value; pass overwrite=true to replace it.",
-            "MEMORY_FULL": "You hold the most memory entries allowed; overwrite or let some expire.",
-            "SESSION_QUOTA_EXCEEDED": "You created the most sessions allowed this hour; reuse one you created.",
-            "OFFSET_TOO_LARGE": "Page get_messages with since_seq (next_since_seq) instead of a large offset.",
-            "QUERY_TOO_LONG": "Search for a few distinctive words (at most 1,000 characters).",
-        },
+        "error_codes": {code.value: code.advice for code in ErrorCode},
     },
 }
 
