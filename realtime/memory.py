@@ -16,9 +16,9 @@ from django.db.models.functions import Cast, Length
 from django.utils import timezone
 
 from realtime import conf, operations, reads
-from realtime.envelope import isoformat
 from realtime.errors import ErrorCode, OperationError
 from realtime.models import MemoryEntry
+from realtime.timestamps import isoformat
 
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+=-]{0,254}$"
 KEY_RE = re.compile(KEY_PATTERN)
@@ -64,7 +64,7 @@ def entry_fields(entry):
         "session_id": entry.session_id,
         "created_at": isoformat(entry.created_at),
         "updated_at": isoformat(entry.updated_at),
-        "expires_at": isoformat(entry.expires_at) if entry.expires_at else None,
+        "expires_at": isoformat(entry.expires_at),
     }
 
 

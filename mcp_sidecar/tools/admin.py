@@ -1,7 +1,5 @@
 """Admin tools: performance figures of this sidecar and its database."""
 
-from datetime import UTC, datetime
-
 from django.db import connection
 from django.utils import timezone
 
@@ -9,6 +7,7 @@ from mcp_sidecar.app import agent_tool, bridge
 from mcp_sidecar.auth import caller
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.params import AuthToken
+from realtime import timestamps
 from realtime.models import AuditEvent, MemoryEntry, Message, Session
 
 
@@ -43,7 +42,7 @@ def get_performance_metrics(auth_token: AuthToken = None) -> dict:
     metrics = tool_metrics.snapshot()
     return {
         "success": True,
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "timestamp": timestamps.now(),
         "uptime_seconds": metrics["uptime_seconds"],
         "tools": metrics["tools"],
         "bridge": bridge.stats(),

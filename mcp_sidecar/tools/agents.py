@@ -1,7 +1,6 @@
 """Authentication tools."""
 
 import time
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from django.db import transaction
@@ -9,8 +8,9 @@ from pydantic import Field
 
 from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import admission, check_owner, throttle
-from realtime import audit, conf, credentials, tokens
+from realtime import audit, conf, credentials, timestamps, tokens
 from realtime.errors import ErrorCode, OperationError
+from realtime.timestamps import isoformat
 
 AgentId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$",
                                description="Your stable agent id, e.g. 'claude-reviewer-1'.")]
@@ -27,7 +27,7 @@ def token_result(token, claims):
         "agent_id": claims.agent_id,
         "agent_type": claims.agent_type,
         "permissions": list(claims.permissions),
-        "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat().replace("+00:00", "Z"),
+        "expires_at": isoformat(claims.expires_at),
     }
 
 
@@ -119,5 +119,5 @@ def refresh_token(
                  permissions=list(claims.permissions))
     result = token_result(token, claims)
     result["expires_in"] = max(0, claims.expires_at - int(time.time()))
-    result["issued_at"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    result["issued_at"] = timestamps.now()
     return result

@@ -1,7 +1,6 @@
 """get_usage_guidance: what this agent may do with its permissions, and how to use the tools well."""
 
 import time
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -9,8 +8,9 @@ from pydantic import Field
 from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import admission, authorize, current_claims
 from mcp_sidecar.params import AuthToken
-from realtime import conf
+from realtime import conf, timestamps
 from realtime.errors import ErrorCode
+from realtime.timestamps import isoformat
 
 # Tool name → the permission it needs. authenticate_agent and refresh_token need none.
 TOOL_PERMISSIONS = {
@@ -110,15 +110,14 @@ def get_usage_guidance(
             "agent_id": agent.id,
             "agent_type": agent.agent_type,
             "permissions": list(agent.permissions),
-            "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat().replace("+00:00", "Z"),
+            "expires_at": isoformat(claims.expires_at),
             "can_refresh": claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE") > time.time(),
-            "must_authenticate_by": datetime.fromtimestamp(
-                claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE"), UTC).isoformat().replace("+00:00", "Z"),
+            "must_authenticate_by": isoformat(claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE")),
             "admitted_by": "shared key" if admitted.is_shared else f"agent key {admitted.key_id}",
         },
         "available_tools": ["authenticate_agent", "refresh_token", *allowed],
         "unavailable_tools": denied,
         "visible_levels": visible,
         "guidance": GUIDANCE[guidance_type],
-        "generated_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "generated_at": timestamps.now(),
     }

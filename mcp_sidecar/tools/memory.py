@@ -9,7 +9,7 @@ from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import caller
 from mcp_sidecar.params import AuthToken, Metadata
 from realtime import conf, memory
-from realtime.envelope import isoformat
+from realtime.timestamps import isoformat
 
 Key = Annotated[str, Field(min_length=1, max_length=255, pattern=memory.KEY_PATTERN, description=(
     "The memory key: 1-255 of letters, digits and _ . : / @ + = - (no spaces), e.g. 'task:42/state'."))]
@@ -45,7 +45,7 @@ def set_memory(
         "scope": "session" if entry.session_id else "global",
         "session_scoped": entry.session_id is not None,
         "session_id": entry.session_id,
-        "expires_at": isoformat(entry.expires_at) if entry.expires_at else None,
+        "expires_at": isoformat(entry.expires_at),
         "stored_at": isoformat(entry.updated_at or timezone.now()),
     }
 

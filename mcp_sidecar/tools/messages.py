@@ -8,7 +8,8 @@ from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import caller
 from mcp_sidecar.params import AuthToken, Metadata, SessionId, VisibilityLevel
 from realtime import conf, operations
-from realtime.envelope import isoformat, message_record
+from realtime.envelope import message_record
+from realtime.timestamps import isoformat
 
 
 @agent_tool

@@ -8,7 +8,8 @@ from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import caller
 from mcp_sidecar.params import AuthToken, Metadata, SessionId
 from realtime import conf, operations, reads
-from realtime.envelope import isoformat, message_record
+from realtime.envelope import message_record
+from realtime.timestamps import isoformat
 
 RECENT = 50
 
