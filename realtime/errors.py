@@ -8,8 +8,9 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
-    """A code agents can branch on. A member equals its name as a string, so the wire format is that string."""
+    """A stable error code; get_usage_guidance(guidance_type="troubleshooting") says what to do about each."""
 
+    # A member equals its name as a string (ErrorCode.X == "X"), so on the wire it is that string.
     def __new__(cls, code, advice):
         member = str.__new__(cls, code)
         member._value_ = code

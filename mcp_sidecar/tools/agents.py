@@ -1,13 +1,14 @@
 """Authentication tools."""
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from django.db import transaction
 from pydantic import Field
 
 from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import admission, check_owner, throttle
+from mcp_sidecar.results import Timestamp
 from realtime import audit, conf, credentials, timestamps, tokens
 from realtime.errors import ErrorCode, OperationError
 from realtime.timestamps import isoformat
@@ -19,7 +20,22 @@ AgentType = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z
 Permission = Literal["read", "write", "admin"]
 
 
-def token_result(token, claims):
+class TokenGranted(TypedDict):
+    success: Literal[True]
+    token: str
+    token_type: Literal["Bearer"]
+    agent_id: str
+    agent_type: str
+    permissions: list[Permission]
+    expires_at: Timestamp
+
+
+class TokenRefreshed(TokenGranted):
+    expires_in: int
+    issued_at: Timestamp
+
+
+def token_result(token, claims) -> TokenGranted:
     return {
         "success": True,
         "token": token,
@@ -36,12 +52,12 @@ def admission_bucket(admitted):
     return f"agent:{admitted.agent_id}" if not admitted.is_shared else "shared-key"
 
 
-@agent_tool
+@agent_tool(permission=None)
 def authenticate_agent(
     agent_id: AgentId,
     agent_type: AgentType,
     requested_permissions: Annotated[list[Permission], Field(max_length=3)] = ["read", "write"],  # noqa: B006
-) -> dict:
+) -> TokenGranted:
     """Get a token for this agent. Pass it as auth_token to every other tool.
 
     With an agent key (X-API-Key: scs_...), use the agent_id and agent_type the key
@@ -70,12 +86,12 @@ def refused(code, message, hint):
     return OperationError(code, message, hint)
 
 
-@agent_tool
+@agent_tool(permission=None)
 def refresh_token(
     current_token: Annotated[str, Field(min_length=1, max_length=4096, description=(
         "The token to replace, as authenticate_agent or refresh_token returned it. "
         "It may have expired, but only within the server's grace window."))],
-) -> dict:
+) -> TokenRefreshed:
     """Get a fresh token for the same agent, agent type and permissions; the old token stops working.
 
     Call this when a tool answers TOKEN_EXPIRED. A token that expired within the

@@ -1,32 +1,19 @@
 """get_usage_guidance: what this agent may do with its permissions, and how to use the tools well."""
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import Field
 
-from mcp_sidecar.app import agent_tool
-from mcp_sidecar.auth import admission, authorize, current_claims
+from mcp_sidecar.app import TOOL_PERMISSIONS, agent_tool
+from mcp_sidecar.auth import admission
 from mcp_sidecar.params import AuthToken
+from mcp_sidecar.results import Timestamp
 from realtime import conf, timestamps
 from realtime.errors import ErrorCode
 from realtime.timestamps import isoformat
-
-# Tool name → the permission it needs. authenticate_agent and refresh_token need none.
-TOOL_PERMISSIONS = {
-    "create_session": "write",
-    "get_session": "read",
-    "add_message": "write",
-    "get_messages": "read",
-    "search_context": "read",
-    "search_by_sender": "read",
-    "search_by_timerange": "read",
-    "set_memory": "write",
-    "get_memory": "read",
-    "list_memory": "read",
-    "get_usage_guidance": "read",
-    "get_performance_metrics": "admin",
-}
+from realtime.tokens import AgentClaims
+from realtime.visibility import Viewer
 
 GUIDANCE = {
     "operations": {
@@ -80,25 +67,49 @@ GUIDANCE = {
 }
 
 
+class AgentInfo(TypedDict):
+    agent_id: str
+    agent_type: str
+    permissions: list[Literal["read", "write", "admin"]]
+    expires_at: Timestamp
+    can_refresh: bool
+    must_authenticate_by: Timestamp
+    admitted_by: str
+
+
+class Guidance(TypedDict):
+    success: Literal[True]
+    guidance_type: Literal["operations", "coordination", "security", "troubleshooting"]
+    access_level: Literal["ADMIN", "AGENT", "READ_ONLY"]
+    agent_info: AgentInfo
+    available_tools: list[str]
+    unavailable_tools: list[str]
+    visible_levels: list[str]
+    guidance: dict[str, Any]
+    generated_at: Timestamp
+
+
 def access_level(permissions):
     return "ADMIN" if "admin" in permissions else "AGENT" if "write" in permissions else "READ_ONLY"
 
 
-@agent_tool
+@agent_tool(permission="read")
 def get_usage_guidance(
+    agent: Viewer,
+    claims: AgentClaims,
     guidance_type: Annotated[Literal["operations", "coordination", "security", "troubleshooting"], Field(
         description="Which guidance: operations, coordination, security or troubleshooting.")] = "operations",
     auth_token: AuthToken = None,
-) -> dict:
+) -> Guidance:
     """How to use this server well, and exactly which tools your token's permissions allow.
 
     Start here if you are new: it lists the tools you may call, the limits, and what each error code means.
     """
-    claims = current_claims(auth_token)
-    agent = authorize(claims, "read")
     admitted = admission()
-    allowed = [name for name, needed in TOOL_PERMISSIONS.items() if needed in agent.permissions]
-    denied = [name for name in TOOL_PERMISSIONS if name not in allowed]
+    # Straight from each tool's declaration: the tools that take no token first.
+    tools = sorted(TOOL_PERMISSIONS, key=lambda name: TOOL_PERMISSIONS[name] is not None)
+    allowed = [name for name in tools if TOOL_PERMISSIONS[name] in (None, *agent.permissions)]
+    denied = [name for name in tools if name not in allowed]
     visible = ["public", "private (your own)", "agent_only (your agent type)"]
     if agent.is_admin:
         visible = ["public", "private (everyone's)", "agent_only (every type)", "admin_only"]
@@ -115,7 +126,7 @@ def get_usage_guidance(
             "must_authenticate_by": isoformat(claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE")),
             "admitted_by": "shared key" if admitted.is_shared else f"agent key {admitted.key_id}",
         },
-        "available_tools": ["authenticate_agent", "refresh_token", *allowed],
+        "available_tools": allowed,
         "unavailable_tools": denied,
         "visible_levels": visible,
         "guidance": GUIDANCE[guidance_type],
