@@ -114,13 +114,19 @@ TOOL_PERMISSIONS = {}
 INJECTED = ("agent", "claims")  # what a tool body may ask for: the calling agent (a Viewer), its token's claims
 
 
+def needs(permission):
+    """The sentence ending a tool's description, from its declaration."""
+    return "Needs no token." if permission is None else f"Needs the {permission} permission."
+
+
 def agent_tool(*, permission):
     """Register a tool that needs ``permission`` (one of realtime.tokens.PERMISSIONS, or None for no token).
 
     Before the body runs, the token (``auth_token`` or ``Authorization: Bearer``) is verified and must
     hold ``permission``; the body gets the caller as its ``agent`` parameter (and ``claims`` if it names
-    one), which clients do not see. The body's return annotation is the success half of the tool's
-    outputSchema (``mcp_sidecar.results``); an OperationError becomes the ToolFailure half.
+    one), which clients do not see; the tool's description ends with what it needs. The body's return
+    annotation is the success half of the tool's outputSchema (``mcp_sidecar.results``); an
+    OperationError becomes the ToolFailure half.
     """
     if permission is not None and permission not in PERMISSIONS:
         raise ValueError(f"permission must be one of {PERMISSIONS} or None, not {permission!r}")
@@ -148,8 +154,9 @@ def agent_tool(*, permission):
             parameters=[p for p in signature.parameters.values() if p.name not in injected], return_annotation=dict)
         checked.__annotations__ = {name: hint for name, hint in hints.items() if name not in injected} | {
             "return": dict}
-        for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        for attribute in ("__module__", "__name__", "__qualname__"):
             setattr(checked, attribute, getattr(fn, attribute))
+        checked.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{needs(permission)}"
         TOOL_PERMISSIONS[fn.__name__] = permission
         return mcp.tool(orm_call(checked, lambda exc: exc.as_dict()), output_schema=output_schema(success_type),
                         meta={"permission": permission or "none"})

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mcp_sidecar import tools  # noqa: F401  (registers every tool)
-from mcp_sidecar.app import TOOL_PERMISSIONS, agent_tool, mcp
+from mcp_sidecar.app import TOOL_PERMISSIONS, agent_tool, mcp, needs
 from realtime.tokens import PERMISSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +23,7 @@ def test_every_listed_tool_declares_its_permission_and_publishes_it():
     assert {None, *PERMISSIONS} == set(TOOL_PERMISSIONS.values())
     for name, tool in listed.items():
         assert tool.meta["permission"] == (TOOL_PERMISSIONS[name] or "none"), name
+        assert tool.description.endswith(needs(TOOL_PERMISSIONS[name])), name
         schema = tool.output_schema
         assert schema["type"] == "object" and len(schema["anyOf"]) == 2, name
         if TOOL_PERMISSIONS[name] is not None:

@@ -52,7 +52,7 @@ class PerformanceMetrics(TypedDict):
 
 @agent_tool(permission="admin")
 def get_performance_metrics(auth_token: AuthToken = None) -> PerformanceMetrics:
-    """Request counts and latencies per tool, broadcast bridge counters, database figures. Needs admin.
+    """Request counts and latencies per tool, broadcast bridge counters, database figures.
 
     Latencies (p50_ms, p99_ms) cover the latest 1000 calls of each tool in this sidecar process.
     """

@@ -62,7 +62,7 @@ def set_memory(
         "Replace an existing value under this key. With false, an existing key is MEMORY_KEY_EXISTS."))] = True,
     auth_token: AuthToken = None,
 ) -> MemoryStored:
-    """Remember a value under a key in your private memory. Needs the write permission.
+    """Remember a value under a key in your private memory.
 
     Only you can read it back (get_memory, list_memory); no other agent can see it.
     """

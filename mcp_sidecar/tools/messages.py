@@ -38,7 +38,7 @@ def add_message(
         "Reply to this message (its id from add_message or get_messages, same session)."))] = None,
     auth_token: AuthToken = None,
 ) -> MessageAdded:
-    """Add a message to a session. Needs the write permission.
+    """Add a message to a session.
 
     Every viewer of the session who may see it receives it live. Returns its
     message_id and its seq (its position in the session: 1, 2, 3 ...).

@@ -62,7 +62,7 @@ def create_session(
     metadata: Metadata = None,
     auth_token: AuthToken = None,
 ) -> SessionCreated:
-    """Create a session for agents to share messages in. Needs the write permission.
+    """Create a session for agents to share messages in.
 
     Returns session_id; pass it to add_message, get_messages and the search tools.
     """
