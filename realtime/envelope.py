@@ -5,6 +5,8 @@
 
 import json
 
+from realtime.timestamps import isoformat
+
 NEW_MESSAGE = "new_message"
 DATA_FIELDS = frozenset(
     {"id", "sender", "sender_type", "content", "visibility", "metadata", "parent_message_id", "timestamp"}
@@ -14,10 +16,6 @@ DATA_FIELDS = frozenset(
 def encode(frame):
     """A frame as the compact JSON text sent over the WebSocket."""
     return json.dumps(frame, separators=(",", ":"))
-
-
-def isoformat(dt):
-    return dt.isoformat().replace("+00:00", "Z")
 
 
 def message_data(message):

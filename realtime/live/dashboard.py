@@ -14,11 +14,12 @@ a session holding only what it may not see never shows up live. The first render
 """
 
 import collections
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db.models import Count, Max
 
 from realtime.models import Message
+from realtime.timestamps import isoformat
 from realtime.visibility import Viewer, can_see
 
 DASHBOARD_GROUP = "dashboard"
@@ -40,7 +41,7 @@ def _stamp(value):
     """A time as fixed-width ISO 8601 UTC text, so that the newest is the greatest string."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return isoformat(value)
 
 
 def _counted_on(known, events):
