@@ -1,4 +1,4 @@
-"""The broadcast secret as a bearer credential: Daphne's broadcast door and the operators' ``/health`` details."""
+"""Bearer credentials: the `Authorization: Bearer …` header, and the broadcast secret held by Daphne's door and operators."""
 
 import hmac
 

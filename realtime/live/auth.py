@@ -20,6 +20,8 @@ from channels.middleware import BaseMiddleware
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime import tokens
+from realtime.errors import ErrorCode
+from realtime.shared_secret import bearer
 
 AGENT = "agent"
 AGENT_ERROR = "agent_error"
@@ -29,17 +31,14 @@ def read_claims(token):
     """The claims of a valid token holding ``read``; raises ``tokens.TokenError`` otherwise."""
     claims = tokens.verify(token)
     if "read" not in claims.permissions:
-        raise tokens.TokenError("PERMISSION_DENIED", "the token does not hold the read permission")
+        raise tokens.TokenError(ErrorCode.PERMISSION_DENIED, "the token does not hold the read permission")
     return claims
 
 
 def bearer_token(scope):
     """The handshake's bearer token; "" for another scheme; None when there is no Authorization header."""
     value = dict(scope.get("headers", ())).get(b"authorization")
-    if value is None:
-        return None
-    scheme, _, token = value.decode("latin-1").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    return None if value is None else bearer(value.decode("latin-1"))
 
 
 class TokenAuthMiddleware(BaseMiddleware):
