@@ -1,4 +1,5 @@
-"""Bearer credentials: the `Authorization: Bearer …` header, and the broadcast secret held by Daphne's door and operators."""
+"""Bearer credentials: the ``Authorization: Bearer …`` header parser, and the broadcast secret
+that Daphne's broadcast door and the operators' ``/health`` details require."""
 
 import hmac
 
