@@ -23,11 +23,14 @@ import collections
 import json
 import logging
 import os
+import re
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from asgiref.sync import sync_to_async
+from asgiref.testing import ApplicationCommunicator
 from channels.layers import channel_layers
-from channels.testing import WebsocketCommunicator
+from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.test import AsyncRequestFactory
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -44,7 +47,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SCALE = float(os.environ.get("SCS_FUZZ_SCALE", "1"))
 MCP_EXAMPLES_PER_TOOL = int(60 * SCALE)  # × 14 tools = 840, seven in ten valid
-BROADCAST_EXAMPLES = int(5000 * SCALE)
+DOOR_EXAMPLES = int(3000 * SCALE)  # the Channels door, in two halves
+VIEW_EXAMPLES = int(2000 * SCALE)  # the Django fallback view
 FRAME_EXAMPLES = int(3000 * SCALE)
 SECRET = "broadcast-secret-for-fuzzing"
 ORIGIN = b"http://127.0.0.1:8081"
@@ -290,45 +294,228 @@ def test_mcp_tool_calls(tool_world, tool_caller, outcomes, tool, data):
         assert added == (0, 0, 0) and len(published) == sent, (call, added)  # a refusal writes nothing
 
 
-# Broadcast view bodies
+# Broadcast bodies: the Channels door Daphne routes first, and the Django fallback view
+
+
+LEVELS = ("public", "private", "agent_only", "admin_only")
+ENVELOPE_KEYS = {"type", "session_id", "seq", "data"}
+DATA_KEYS = {"id", "sender", "sender_type", "content", "visibility", "metadata", "parent_message_id", "timestamp"}
+BIGINT = 2**63 - 1  # seqs and ids are database bigints
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+SESSION_ID_FORM = re.compile(r"session_[0-9a-f]{16}")
+MAX_BODY = 4 * 1024 * 1024  # the README's limit for broadcast bodies
+MAX_EVENTS = 1000
+
+
+def is_id(value):
+    return type(value) is int and 1 <= value <= BIGINT
+
+
+def is_time(value):
+    if not isinstance(value, str) or not ISO_TIME.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:  # e.g. month 13
+        return False
+    return True
+
+
+def envelope_is_valid(event, session_id):
+    """The README's event envelope, read on its own (not through realtime.envelope)."""
+    if not isinstance(event, dict) or set(event) != ENVELOPE_KEYS:
+        return False
+    data = event["data"]
+    return (event["type"] == "new_message" and event["session_id"] == session_id and is_id(event["seq"])
+            and isinstance(data, dict) and set(data) == DATA_KEYS and is_id(data["id"])
+            and all(isinstance(data[name], str) for name in ("sender", "sender_type", "content"))
+            and isinstance(data["visibility"], str) and data["visibility"] in LEVELS
+            and isinstance(data["metadata"], dict)
+            and (data["parent_message_id"] is None or is_id(data["parent_message_id"]))
+            and is_time(data["timestamp"]))
+
+
+def body_is_valid(body, session_id):
+    """One envelope, or ``{"events": [...]}`` holding 1 to 1,000 of them, all for ``session_id``."""
+    if len(body) > MAX_BODY:
+        return False
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    if isinstance(parsed, dict) and set(parsed) == {"events"}:
+        events = parsed["events"]
+        return isinstance(events, list) and 1 <= len(events) <= MAX_EVENTS and all(
+            envelope_is_valid(event, session_id) for event in events)
+    return envelope_is_valid(parsed, session_id)
+
+
+def expected_statuses(method, authorization, session_id, body):
+    """The answers the README allows for this request (202 only for a valid body to an existing session)."""
+    if method != "POST":
+        return {405}
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return {401}
+    if credential.strip() != SECRET:
+        return {403}
+    if not SESSION_ID_FORM.fullmatch(session_id):
+        return {400}
+    if not body_is_valid(body, session_id):
+        return {400, 413}
+    return {202} if session_id == SESSION_ID else {404}
+
+
+def timestamps():
+    moments = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1),
+                           timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))
+    return moments.map(lambda moment: moment.isoformat().replace("+00:00", "Z"))
+
+
+def envelopes(session_id):
+    data = st.fixed_dictionaries({
+        "id": st.integers(1, BIGINT), "sender": TEXT, "sender_type": st.text(max_size=20), "content": TEXT,
+        "visibility": st.sampled_from(LEVELS), "metadata": st.dictionaries(st.text(max_size=5), JSON, max_size=3),
+        "parent_message_id": st.none() | st.integers(1, BIGINT), "timestamp": timestamps(),
+    })
+    return st.fixed_dictionaries({"type": st.just("new_message"), "session_id": st.just(session_id),
+                                  "seq": st.integers(1, BIGINT), "data": data})
+
+
+# Values just outside the contract, field by field (besides any JSON value).
+NEAR_MISSES = {
+    "type": ["New_message", "message", ""],
+    "session_id": ["session_00000000000000ff", "session_00000000000F0220", SESSION_ID + " "],
+    "seq": [0, -1, BIGINT + 1, 2**70, 1.0, True, "1"],
+    "id": [0, -1, BIGINT + 1, 1.5, True, "42"],
+    "visibility": ["PUBLIC", "secret", "", "public "],
+    "parent_message_id": [0, -1, BIGINT + 1, "1", 2.0, False],
+    "timestamp": ["", "yesterday", "2026-11-26", "2026-11-26T09:00:00", "2026-11-26 09:00:00Z", "20261126T090000Z",
+                  "2026-13-01T00:00:00Z", "2026-11-26T09:00Z", "2026-11-26T09:00:00.1234567Z", "2026-11-26T25:00:00Z"],
+    "metadata": [[], "x", None],
+    "sender": [None, 1, ["a"]],
+    "content": [None, 0, {"text": "x"}],
+}
+
+
+@st.composite
+def one_change(draw, event):
+    """``event`` with exactly one field dropped, added, or given another value (perhaps still a valid one)."""
+    event = {**event, "data": dict(event["data"])}
+    target = draw(st.sampled_from([event, event["data"]]), label="level")
+    change = draw(st.sampled_from(["drop", "add", "replace"]), label="change")
+    if change == "add":
+        target[draw(st.text(max_size=10), label="new key")] = draw(JSON, label="new value")
+        return event
+    name = draw(st.sampled_from(sorted(target)), label="field")
+    if change == "drop":
+        del target[name]
+    else:
+        target[name] = draw(st.sampled_from(NEAR_MISSES.get(name, [None])) | JSON, label="value")
+    return event
+
+
+@st.composite
+def broadcast_bodies(draw, session_id):
+    """Bytes to POST for ``session_id``: mostly envelopes (valid, or changed in one field), else anything."""
+    def one_event():
+        valid = draw(envelopes(session_id), label="envelope")
+        return valid if draw(st.integers(0, 9), label="keep") < 7 else draw(one_change(valid), label="changed")
+
+    form = draw(st.integers(0, 19), label="form")
+    if form < 10:
+        return json.dumps(one_event()).encode()
+    if form < 14:
+        return json.dumps({"events": [one_event() for _ in range(draw(st.integers(1, 4), label="events"))]}).encode()
+    if form == 14:
+        batch = draw(st.sampled_from([{"events": []}, {"events": {}}, {"events": None}]), label="batch")
+        if draw(st.booleans(), label="and more"):
+            batch = {"events": [one_event()], "x": 1}
+        return json.dumps(batch).encode()
+    if form == 15:
+        return json.dumps(draw(JSON, label="json")).encode()
+    if form == 16:
+        return draw(st.binary(max_size=300), label="bytes")
+    if form == 17:
+        return json.dumps(one_event()).encode() + b" " * (MAX_BODY + 1)  # valid JSON, over the limit
+    return draw(st.sampled_from([b"", b"{", b"[]", b"\xff\xfe", b"null", b'"x"', b"1e999999", b"[" * 100_000]),
+                label="odd")
+
+
+URL_SESSION_IDS = st.integers(0, 9).flatmap(  # mostly the session the test created
+    lambda n: st.just(SESSION_ID) if n < 7 else st.just("session_00000000000000ff") if n == 7 else TEXT)
+AUTHORIZATIONS = st.sampled_from([f"Bearer {SECRET}"] * 12 + [f"bearer {SECRET}", "", f"Bearer {SECRET}x", "Basic abc",
+                                                              SECRET, "Bearer "])
+METHODS = st.sampled_from(["POST"] * 19 + ["GET", "PUT"])
+
+
+@st.composite
+def broadcast_requests(draw):
+    session_id = draw(URL_SESSION_IDS, label="url session id")
+    return (draw(METHODS, label="method"), draw(AUTHORIZATIONS, label="authorization"), session_id,
+            draw(broadcast_bodies(session_id), label="body"))
+
+
+class DoorCommunicator(HttpCommunicator):
+    """An HTTP request to the ASGI application with the addresses Daphne puts in the scope."""
+
+    def __init__(self, method, path, body, headers):
+        self.scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                      "scheme": "http", "path": path, "raw_path": path.encode("utf-8", "replace"),
+                      "query_string": b"", "root_path": "", "headers": headers,
+                      "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8081)}
+        self.body = body
+        self.sent_request = False
+        ApplicationCommunicator.__init__(self, application, self.scope)
+
+
+def routed_to_door(session_id):
+    """True when project.asgi sends /broadcast/<session_id> to the Channels consumer (else Django answers)."""
+    return 1 <= len(session_id) <= 64 and "/" not in session_id
+
+
+@pytest.fixture
+def accepted(request):
+    """Counts answers over all examples; at the end, enough requests must have been accepted."""
+    counted = collections.Counter()
+    yield counted
+    assert counted[202] >= 0.1 * sum(counted.values()), counted
+
+
+@pytest.mark.parametrize("half", [1, 2])
+@fuzz_settings(DOOR_EXAMPLES // 2)
+@given(call=broadcast_requests())
+async def test_broadcast_door(rows_unchanged, accepted, half, call):
+    method, authorization, session_id, body = call
+    headers = [(b"content-type", b"application/json")]
+    if authorization:
+        headers.append((b"authorization", authorization.encode()))
+    answer = await DoorCommunicator(method, f"/broadcast/{session_id}", body, headers).get_response(timeout=10)
+    status, text = answer["status"], answer["body"].decode("utf-8", "replace")
+    event(f"door: {status}")
+    accepted[status] += 1
+    assert_no_traceback(text)
+    if routed_to_door(session_id):
+        assert status in expected_statuses(method, authorization, session_id, body), (status, text, call)
+        assert json.loads(text)["success"] is (status == 202), text
+    else:  # Django's routes: never accepted, never a server error
+        assert status in (400, 401, 403, 404, 405), (status, call)
+
 
 factory = AsyncRequestFactory()
 
 
-SESSION_IDS = st.sampled_from([SESSION_ID, "session_00000000000000ff"]) | TEXT
-ODD_BODIES = [b"", b"{", b"[]", b'{"events": []}', b"\xff\xfe", b"null", b'"x"', b"1e999999"]
-HUGE_BODY = b"0" * 5_000_000
-EVENT = st.fixed_dictionaries(
-    {"type": st.just("new_message") | JSON, "session_id": SESSION_IDS | JSON,
-     "seq": st.integers(min_value=-3, max_value=2**70) | JSON,
-     "data": st.fixed_dictionaries(
-         {"id": st.integers(1, 10**6) | JSON, "sender": TEXT, "sender_type": TEXT, "content": TEXT,
-          "visibility": st.sampled_from(["public", "private", "admin_only"]) | JSON,
-          "metadata": st.dictionaries(st.text(max_size=5), JSON, max_size=3) | JSON,
-          "parent_message_id": st.none() | JSON, "timestamp": TEXT}) | JSON},
-    optional={"extra": JSON},
-)
-BODIES = (
-    (EVENT | st.fixed_dictionaries({"events": st.lists(EVENT, max_size=4) | JSON})).map(
-        lambda value: json.dumps(value).encode())
-    | JSON.map(lambda value: json.dumps(value).encode())
-    | st.binary(max_size=300)
-    # Odd bodies, and now and then one over the size limit.
-    | st.integers(0, 24).map(lambda n: HUGE_BODY if n == 0 else ODD_BODIES[n % len(ODD_BODIES)])
-)
-AUTHORIZATIONS = st.sampled_from([f"Bearer {SECRET}"] * 4 + ["", f"Bearer {SECRET}x", "Basic abc", SECRET])
-
-
-@pytest.mark.parametrize("half", [1, 2])
-@fuzz_settings(BROADCAST_EXAMPLES // 2)
-@given(url_session_id=SESSION_IDS, body=BODIES, authorization=AUTHORIZATIONS,
-       method=st.sampled_from(["POST"] * 9 + ["GET", "PUT"]),
-       content_type=st.sampled_from(["application/json", "text/plain", ""]))
-async def test_broadcast_bodies(rows_unchanged, half, url_session_id, body, authorization, method, content_type):
-    request = factory.generic(method, f"/broadcast/{url_session_id}", data=body, content_type=content_type,
+@fuzz_settings(VIEW_EXAMPLES)
+@given(call=broadcast_requests())
+async def test_broadcast_fallback_view(rows_unchanged, accepted, call):
+    method, authorization, session_id, body = call
+    request = factory.generic(method, "/broadcast/x", data=body, content_type="application/json",
                               headers={"Authorization": authorization} if authorization else {})
-    response = await broadcast(request, url_session_id)
-    assert response.status_code in (202, 400, 401, 403, 404, 405, 413), response.status_code
+    response = await broadcast(request, session_id)
+    event(f"view: {response.status_code}")
+    accepted[response.status_code] += 1
+    assert response.status_code in expected_statuses(method, authorization, session_id, body), (
+        response.status_code, response.content[:300], call)
     if method == "POST":
         assert json.loads(response.content)["success"] is (response.status_code == 202)
     assert_no_traceback(response.content.decode("utf-8", "replace"))
