@@ -46,9 +46,9 @@ from tests import tool_calls
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCALE = float(os.environ.get("SCS_FUZZ_SCALE", "1"))
-MCP_EXAMPLES_PER_TOOL = int(60 * SCALE)  # × 14 tools = 840, seven in ten valid
-DOOR_EXAMPLES = int(3000 * SCALE)  # the Channels door, in two halves
-VIEW_EXAMPLES = int(2000 * SCALE)  # the Django fallback view
+MCP_EXAMPLES_PER_TOOL = int(75 * SCALE)  # × 14 tools = 1,050 calls, seven in ten valid
+DOOR_EXAMPLES = int(2000 * SCALE)  # the Channels door, in two halves
+VIEW_EXAMPLES = int(1000 * SCALE)  # the Django fallback view
 FRAME_EXAMPLES = int(3000 * SCALE)
 SECRET = "broadcast-secret-for-fuzzing"
 ORIGIN = b"http://127.0.0.1:8081"
@@ -422,21 +422,21 @@ def broadcast_bodies(draw, session_id):
         valid = draw(envelopes(session_id), label="envelope")
         return valid if draw(st.integers(0, 9), label="keep") < 7 else draw(one_change(valid), label="changed")
 
-    form = draw(st.integers(0, 19), label="form")
-    if form < 10:
+    form = draw(st.integers(0, 39), label="form")
+    if form < 20:
         return json.dumps(one_event()).encode()
-    if form < 14:
+    if form < 28:
         return json.dumps({"events": [one_event() for _ in range(draw(st.integers(1, 4), label="events"))]}).encode()
-    if form == 14:
+    if form < 30:
         batch = draw(st.sampled_from([{"events": []}, {"events": {}}, {"events": None}]), label="batch")
         if draw(st.booleans(), label="and more"):
             batch = {"events": [one_event()], "x": 1}
         return json.dumps(batch).encode()
-    if form == 15:
+    if form < 32:
         return json.dumps(draw(JSON, label="json")).encode()
-    if form == 16:
+    if form < 34:
         return draw(st.binary(max_size=300), label="bytes")
-    if form == 17:
+    if form == 34:
         return json.dumps(one_event()).encode() + b" " * (MAX_BODY + 1)  # valid JSON, over the limit
     return draw(st.sampled_from([b"", b"{", b"[]", b"\xff\xfe", b"null", b'"x"', b"1e999999", b"[" * 100_000]),
                 label="odd")
