@@ -5,7 +5,7 @@
   exactly one field (``tests/tool_calls.py``). A valid call succeeds with the
   documented answer and its effect is visible (the message reads back, the
   memory is set); a broken one gets ``success: false`` with the expected
-  ``code`` and a ``hint`` and writes nothing. At least half of each tool's
+  ``code`` and a ``hint`` and writes nothing. At least three in ten of each tool's
   calls must succeed, so the success path cannot silently stop running; run
   with ``--hypothesis-show-statistics`` to see the outcome mix.
 - bodies (and session ids and credentials) sent to the broadcast door, through
@@ -129,7 +129,7 @@ TOOL_NAMES = [
 ]
 # What a successful call adds: (sessions, messages, memory entries).
 ADDS = {"create_session": {(1, 0, 0)}, "add_message": {(0, 1, 0)}, "set_memory": {(0, 0, 0), (0, 0, 1)}}
-MIN_SUCCESS_SHARE = 0.5  # of each tool's calls, so that the success path cannot silently stop running
+MIN_SUCCESS_SHARE = 0.3  # of each tool's calls (seven in ten are valid): the success path cannot silently stop
 
 
 @pytest.fixture
