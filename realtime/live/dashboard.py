@@ -84,7 +84,8 @@ async def tally(session_id, events):
         _tallies.move_to_end(session_id)
         return known  # a batch sent again: the tally already counts it
     counted = None
-    if known is not None and [event["seq"] for event in events] == list(range(known_seq + 1, newest + 1)):
+    seqs = [event["seq"] for event in events]  # lengths first: a far jump must not build a list as long as the gap
+    if known is not None and newest - known_seq == len(seqs) and seqs == list(range(known_seq + 1, newest + 1)):
         counted = _counted_on(known, events)
     if counted is None:
         counted = await _read_tally(session_id, newest)
