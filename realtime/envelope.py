@@ -8,7 +8,6 @@ import re
 from datetime import datetime
 
 from realtime.models import Visibility
-
 from realtime.timestamps import isoformat
 
 NEW_MESSAGE = "new_message"
