@@ -305,12 +305,16 @@ class Watcher:
     async def _read(self):
         try:
             async for text in self.socket:
-                self.frames.append(json.loads(text))
+                self.received(json.loads(text))
                 self._changed.set()
         except websockets.ConnectionClosed:
             pass
         self.closed = self.socket.close_code
         self._changed.set()
+
+    def received(self, frame):
+        """Keep one frame from the server (a subclass may note more, e.g. when it came)."""
+        self.frames.append(frame)
 
     async def send(self, frame):
         await self.socket.send(json.dumps(frame) if not isinstance(frame, str) else frame)
@@ -322,6 +326,11 @@ class Watcher:
     @property
     def seqs(self):
         return [f["seq"] for f in self.messages]
+
+    @property
+    def caught_up(self):
+        """Whether the replay is over (a ``caught_up`` frame came)."""
+        return any(f.get("type") == "caught_up" for f in self.frames)
 
     async def wait(self, predicate, timeout=10.0):
         """Wait until ``predicate(self)`` is true; raise TimeoutError with what was seen."""
@@ -337,6 +346,9 @@ class Watcher:
 
     async def wait_for_seq(self, seq, timeout=10.0):
         return await self.wait(lambda w: w.seqs and w.seqs[-1] >= seq, timeout)
+
+    async def wait_caught_up(self, timeout=10.0):
+        return await self.wait(lambda w: w.caught_up, timeout)
 
     async def wait_closed(self, timeout=10.0):
         return await self.wait(lambda w: w.closed is not None, timeout)

@@ -14,20 +14,11 @@ import httpx
 import pytest
 
 from mcp_sidecar.bridge import MAX_BODY_BYTES, Bridge
+from tests.helpers import new_session
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 CALL_BOUND = 2.0  # seconds: well under the bridge's 5 s HTTP timeout, with room for a loaded machine
-
-
-async def new_session(agent):
-    result = await agent.call("create_session", purpose="degradation")
-    assert result["success"], result
-    return result["session_id"]
-
-
-async def caught_up(watcher):
-    return await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
 
 
 async def add(agent, session_id, content):
@@ -86,7 +77,7 @@ async def test_daphne_stopped_then_restarted(daphne_back):
     async with await stack.agent("writer") as agent:
         session_id = await new_session(agent)
         async with stack.watcher(session_id, token=agent.token) as before:
-            await caught_up(before)
+            await before.wait_caught_up()
             for n in range(1, 4):
                 assert await add(agent, session_id, f"before {n}") == n
             await before.wait_for_seq(3)
@@ -100,7 +91,7 @@ async def test_daphne_stopped_then_restarted(daphne_back):
 
         await asyncio.to_thread(stack.start_daphne)
         async with stack.watcher(session_id, token=agent.token, since=before.seqs[-1]) as after:
-            await caught_up(after)
+            await after.wait_caught_up()
             assert await add(agent, session_id, "after return") == 24
             await after.wait_for_seq(24)
             done = await counters.until(lambda s, d: drained(s) and d["sent"] >= 24)
@@ -120,7 +111,7 @@ async def test_daphne_hung_then_resumed(daphne_back):
     async with await stack.agent("writer") as agent:
         session_id = await new_session(agent)
         async with stack.watcher(session_id, token=agent.token) as live:
-            await caught_up(live)
+            await live.wait_caught_up()
             for n in range(1, 4):
                 await add(agent, session_id, f"before {n}")
             await live.wait_for_seq(3)
@@ -165,7 +156,7 @@ async def test_large_backlog_after_a_hang_reaches_the_connected_viewer(daphne_ba
     async with await stack.agent("bulk-writer") as agent:
         session_id = await new_session(agent)
         async with stack.watcher(session_id, token=agent.token) as live:
-            await caught_up(live)
+            await live.wait_caught_up()
             assert await add(agent, session_id, "before") == 1
             await live.wait_for_seq(1)
             stack.pause_daphne()

@@ -11,9 +11,9 @@ from mcp_sidecar.metrics import MAX_TOOLS, ToolMetrics
 from realtime import memory, operations, search, tokens
 from realtime.errors import OperationError
 from realtime.live.consumers import parse_since
-from tests.test_consumer import Viewer, fresh_layer, token  # noqa: F401  (fixture)
+from tests.helpers import Viewer, agent_token
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
 
 
 @pytest.mark.parametrize("value", ["²", "١٢", "1²", "", "-1", "1.5", True, 2**63])
@@ -28,7 +28,7 @@ def test_since_accepts_plain_seqs():
 @pytest.mark.asyncio(loop_scope="function")
 async def test_a_superscript_since_is_refused_at_the_handshake():
     session = await asyncio.to_thread(operations.create_session, "edges", "tester")
-    viewer = Viewer(session.id, bearer=token(), query="?since=%C2%B2")
+    viewer = Viewer(session.id, bearer=agent_token(), query="?since=%C2%B2")
     connected, _ = await viewer.connect()
     assert connected is False
 

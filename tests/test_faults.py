@@ -20,6 +20,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.helpers import new_session
 from tests.stack import ROOT, Stack, free_port
 
 STREAM_MESSAGES = int(os.environ.get("SCS_FAULT_MESSAGES", "1000"))
@@ -45,16 +46,6 @@ def stack(faults_stack):
     return faults_stack
 
 
-async def new_session(agent):
-    result = await agent.call("create_session", purpose="faults")
-    assert result["success"], result
-    return result["session_id"]
-
-
-async def caught_up(watcher):
-    return await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
-
-
 async def progress(condition, within=30.0, what="condition"):
     """Wait (bounded) until ``condition()`` is true."""
     deadline = time.monotonic() + within
@@ -73,7 +64,7 @@ async def test_daphne_killed_mid_stream_viewers_resume_with_everything(stack):
         first = [stack.watcher(session_id, token=agents[n].token) for n in range(3)]
         for watcher in first:
             await watcher.connect()
-            await caught_up(watcher)
+            await watcher.wait_caught_up()
         stored = []
 
         async def write(agent, count):
@@ -117,7 +108,7 @@ async def test_sidecar_killed_during_writes_loses_no_confirmed_message(stack):
     session_id = await new_session(agents[0])
     live = stack.watcher(session_id, token=agents[0].token)
     await live.connect()
-    await caught_up(live)
+    await live.wait_caught_up()
     confirmed = {}  # seq -> content, for every add_message that returned success
     unanswered = []
 
@@ -193,7 +184,7 @@ async def test_a_viewer_that_does_not_read_holds_back_no_one(stack):
         session_id = await new_session(agent)
         slow = await slow_socket(stack, session_id, agent.token)
         async with stack.watcher(session_id, token=agent.token) as fast:
-            await caught_up(fast)
+            await fast.wait_caught_up()
             for n in range(1, count + 1):
                 result = await agent.call("add_message", session_id=session_id, content=f"{n} {padding}")
                 assert result["success"] and result["seq"] == n, result

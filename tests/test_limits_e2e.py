@@ -50,7 +50,7 @@ async def test_a_viewer_that_stops_reading_is_dropped_and_the_others_get_everyth
         stalled = open_non_reading_viewer(limited, session_id, agent.token)
         try:
             async with limited.watcher(session_id, token=agent.token) as reader:
-                await reader.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+                await reader.wait_caught_up()
                 for n in range(count):
                     result = await agent.call("add_message", session_id=session_id, content=f"{n:04d}" + "x" * size)
                     assert result["success"], result
@@ -86,7 +86,7 @@ async def test_a_frame_flood_on_the_real_server_is_closed_4429(limited):
     async with await limited.agent("flooder") as agent:
         session_id = (await agent.call("create_session", purpose="flood"))["session_id"]
         async with limited.watcher(session_id, token=agent.token) as flooder:
-            await flooder.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+            await flooder.wait_caught_up()
             for _ in range(200):
                 await flooder.send({"type": "ping"})
             await flooder.wait_closed()
@@ -123,6 +123,6 @@ async def test_a_long_replay_to_a_reading_viewer_is_not_cut_by_the_limit(limited
         for n in range(count):
             assert (await agent.call("add_message", session_id=session_id, content=f"{n} " + "r" * 80_000))["success"]
         async with limited.watcher(session_id, token=agent.token, since=0) as reader:
-            await reader.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames), timeout=60)
+            await reader.wait_caught_up(timeout=60)
             assert reader.seqs == list(range(1, count + 1))
             assert reader.closed is None

@@ -4,37 +4,20 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from project.asgi import application
 from realtime import conf, operations, tokens
 from realtime.envelope import message_event
+from tests.helpers import ORIGIN, user_cookie
 
-pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
-
-ORIGIN = (b"origin", b"http://127.0.0.1:8081")
-
-
-@pytest.fixture(autouse=True)
-def fresh_layer():
-    channel_layers.backends = {}
-    yield
-    channel_layers.backends = {}
-
-
-async def user_cookie(username, staff=False):
-    user = await sync_to_async(get_user_model().objects.create_user)(username, password="pw", is_staff=staff)
-    client = AsyncClient()
-    await client.aforce_login(user)
-    return client.cookies["sessionid"].value
-
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("fresh_channel_layer")]
 
 class Socket:
     def __init__(self, path, cookie=None):
-        headers = [ORIGIN]
+        headers = [(b"origin", ORIGIN)]
         if cookie:
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
         self.comm = WebsocketCommunicator(application, path, headers=headers)

@@ -9,17 +9,9 @@ import jwt
 import pytest
 import websockets
 
+from tests.helpers import new_session
+
 pytestmark = pytest.mark.asyncio(loop_scope="function")
-
-
-async def new_session(agent):
-    result = await agent.call("create_session", purpose="security")
-    assert result["success"], result
-    return result["session_id"]
-
-
-async def caught_up(watcher):
-    return await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
 
 
 def signed(secret, **overrides):
@@ -77,7 +69,7 @@ async def test_private_message_reaches_its_sender_and_no_other_agent(stack):
         views = {name: stack.watcher(session_id, token=agent.token) for name, agent in agents.items()}
         for view in views.values():
             await view.connect()
-            await caught_up(view)
+            await view.wait_caught_up()
         await alice.call("add_message", session_id=session_id, content="alice's secret plan", visibility="private")
         await alice.call("add_message", session_id=session_id, content="for claude agents", visibility="agent_only")
         await alice.call("add_message", session_id=session_id, content="for everyone")
@@ -90,7 +82,7 @@ async def test_private_message_reaches_its_sender_and_no_other_agent(stack):
             assert "secret plan" not in json.dumps(views[name].frames)
         # Nor on the resume path, nor through get_messages.
         async with stack.watcher(session_id, token=agents["gina"].token, since=0) as later:
-            await caught_up(later)
+            await later.wait_caught_up()
         assert later.seqs == [3]
         result = await agents["bob"].call("get_messages", session_id=session_id)
         assert [m["seq"] for m in result["messages"]] == [2, 3]
@@ -105,7 +97,7 @@ async def test_broadcast_with_a_wrong_secret_delivers_nothing(stack):
     async with await stack.agent("owner") as agent:
         session_id = await new_session(agent)
         async with stack.watcher(session_id, token=agent.token) as watcher:
-            await caught_up(watcher)
+            await watcher.wait_caught_up()
             forged = {"type": "new_message", "session_id": session_id, "seq": 1, "data": {
                 "id": 1, "sender": "owner", "sender_type": "claude", "content": "injected", "visibility": "public",
                 "metadata": {}, "parent_message_id": None, "timestamp": "2026-01-01T00:00:00Z"}}

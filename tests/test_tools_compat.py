@@ -12,6 +12,7 @@ from django.test import override_settings
 from fastmcp.exceptions import ClientError, McpError
 
 from realtime import tokens
+from tests.helpers import new_session
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -50,12 +51,6 @@ async def agents(stack, **types):
     finally:
         for agent in opened.values():
             await agent.close()
-
-
-async def new_session(agent, purpose="compat"):
-    result = await agent.call("create_session", purpose=purpose)
-    assert result["success"], result
-    return result["session_id"]
 
 
 def stack_token(stack, agent_id, agent_type, permissions, ttl):
