@@ -48,13 +48,13 @@ async def eventually(condition, within=30.0, what="the condition", interval=0.02
 
 
 def sign_in(base_url, username, password, path="/accounts/login/"):
-    """Sign in through a login form over HTTP; the ``sessionid`` cookie value it set."""
+    """Sign in through a login form over HTTP; the cookies it set (``sessionid``, the new ``csrftoken``)."""
     with httpx.Client(base_url=base_url, timeout=10) as client:
         client.get(path)
         answer = client.post(path, data={
             "username": username, "password": password, "csrfmiddlewaretoken": client.cookies["csrftoken"]})
         assert answer.status_code == 302, (answer.status_code, answer.text[:500])
-        return client.cookies["sessionid"]
+        return dict(client.cookies)
 
 
 def signed_token(secret, *, algorithm="HS256", expires_in=3600, **claims):

@@ -6,12 +6,12 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime import operations, tokens
+from realtime import operations
 from realtime.envelope import message_event
 from realtime.live import consumers
 from realtime.live.consumers import session_group
 from realtime.models import Message
-from tests.helpers import Viewer, agent_token, user_cookie
+from tests.helpers import Viewer, agent_token, signed_token, user_cookie
 
 pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("fresh_channel_layer")]
@@ -73,9 +73,8 @@ BAD_TOKENS = {
     "garbage": lambda: "not-a-jwt",
     "empty": lambda: "",
     "not a string": lambda: 42,
-    "forged": lambda: tokens.jwt.encode({"sub": "alice", "iss": tokens.ISSUER, "iat": 0, "exp": 2**40,
-                                        "agent_type": "claude", "permissions": ["read"]}, "x" * 32,
-                                       algorithm="HS256"),
+    "forged": lambda: signed_token("x" * 32, sub="alice", agent_type="claude", permissions=["read"], iat=0,
+                                   exp=2**40),
     "expired": lambda: agent_token(ttl=-10),
     "no read permission": lambda: agent_token(permissions=("write",)),
 }

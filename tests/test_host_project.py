@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from realtime.live.closecodes import CLOSE_RECHECK
-from tests.helpers import new_session
+from tests.helpers import new_session, sign_in
 from tests.stack import PYTHON, ROOT, Stack
 
 MEMBER, PASSWORD = "ada@example.com", "correct horse battery"
@@ -45,15 +45,6 @@ def host(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
-
-
-async def sign_in(client):
-    """Sign ``client`` in through the host's own login page; it then holds the member's session cookie."""
-    await client.get("/members/sign-in/")
-    answer = await client.post("/members/sign-in/", data={
-        "username": MEMBER, "password": PASSWORD, "csrfmiddlewaretoken": client.cookies["csrftoken"],
-    })
-    assert answer.status_code == 302, answer.text
 
 
 def test_the_hosts_login_protects_the_pages(host):
@@ -108,8 +99,8 @@ async def test_host_code_in_another_process_publishes_like_an_agent(host):
 async def test_a_signed_in_member_watches_and_a_host_view_publishes(host):
     async with await host.agent("host-writer-3") as agent:
         session_id = await new_session(agent, purpose="member view")
-    async with httpx.AsyncClient(base_url=host.http_url, timeout=10) as client:
-        await sign_in(client)
+    cookies = await asyncio.to_thread(sign_in, host.http_url, MEMBER, PASSWORD, path="/members/sign-in/")
+    async with httpx.AsyncClient(base_url=host.http_url, cookies=cookies, timeout=10) as client:
         dashboard = await client.get("/agents/")
         assert dashboard.status_code == 200
         assert 'id="host-nav"' in dashboard.text and MEMBER in dashboard.text  # the host's base template
@@ -119,8 +110,7 @@ async def test_a_signed_in_member_watches_and_a_host_view_publishes(host):
         assert page.status_code == 200
         assert f'data-ws-path="/agents/ws/{session_id}/"' in page.text
         assert f'data-older-url="/agents/sessions/{session_id}/messages"' in page.text
-        cookie = f"sessionid={client.cookies['sessionid']}"
-        async with host.watcher(session_id, headers={"Cookie": cookie}) as watcher:
+        async with host.watcher(session_id, cookie=cookies["sessionid"]) as watcher:
             await watcher.wait_caught_up()
             assert watcher.frames[0]["viewer"] == {"kind": "user", "id": MEMBER, "agent_type": "", "is_admin": False}
             answer = await client.post(f"/announce/{session_id}/",

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.helpers import sign_in
 from tests.stack import Stack
 
 PASSWORD = "a-long-password-for-tests"
@@ -61,15 +62,6 @@ def assert_clean(world, reader, text, where):
     assert world.hidden_sender not in text, f"{reader} learned of the hidden sender through {where}"
 
 
-def sign_in(stack, username):
-    with httpx.Client(base_url=stack.http_url, timeout=10) as client:
-        client.get("/accounts/login/")
-        answer = client.post("/accounts/login/", data={
-            "username": username, "password": PASSWORD, "csrfmiddlewaretoken": client.cookies["csrftoken"]})
-        assert answer.status_code == 302
-        return client.cookies["sessionid"]
-
-
 async def collect(url, origin, headers, until, frames):
     """Append every frame to ``frames`` until ``until(frame)``."""
     async with websockets.connect(url, origin=origin, additional_headers=headers) as socket:
@@ -91,7 +83,7 @@ async def build(stack):
     hidden = await stack.agent(hidden_sender, "claude")
     stack.manage("shell", "-c", "from django.contrib.auth import get_user_model as m; "
                  f"m().objects.create_user('leak-viewer', password='{PASSWORD}')")
-    cookie = sign_in(stack, "leak-viewer")
+    cookie = sign_in(stack.http_url, "leak-viewer", PASSWORD)["sessionid"]
     agents = {"owner": owner, "admin": admin, "peer": peer, "gemini": gemini}
     world = Leaks(stack, "", 0, markers, hidden_sender, {k: a.token for k, a in agents.items()}, cookie)
     try:

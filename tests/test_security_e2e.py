@@ -2,23 +2,14 @@
 
 import asyncio
 import json
-import time
 
 import httpx
-import jwt
 import pytest
 import websockets
 
-from tests.helpers import new_session
+from tests.helpers import new_session, signed_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
-
-
-def signed(secret, **overrides):
-    now = int(time.time())
-    claims = {"iss": "shared-context-server", "sub": "mallory", "agent_type": "admin",
-              "permissions": ["read", "write", "admin"], "iat": now, "exp": now + 3600, "jti": "x", **overrides}
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 # WebSocket
@@ -39,7 +30,7 @@ async def test_websocket_with_a_bad_token_is_refused(stack):
     async with await stack.agent("owner") as agent:
         session_id = await new_session(agent)
         await agent.call("add_message", session_id=session_id, content="already stored")
-    for token in (signed("not-the-server-secret-at-all-000"), signed(stack.jwt_secret, exp=int(time.time()) - 5),
+    for token in (signed_token("not-the-server-secret-at-all-000"), signed_token(stack.jwt_secret, expires_in=-5),
                   "garbage"):
         async with stack.watcher(session_id, token=token) as header:
             await header.wait_closed()
@@ -143,13 +134,12 @@ async def test_sidecar_health_needs_no_key(stack):
 
 
 TOKENS = {
-    "forged": (lambda stack: signed("not-the-server-secret-at-all-000"), "TOKEN_INVALID"),
-    "wrong issuer": (lambda stack: signed(stack.jwt_secret, iss="someone-else"), "TOKEN_INVALID"),
-    "alg none": (lambda stack: jwt.encode({"sub": "mallory", "iss": "shared-context-server", "iat": 0,
-                                           "exp": 2**40, "agent_type": "admin", "permissions": ["admin"]},
-                                          None, algorithm="none"), "TOKEN_INVALID"),
+    "forged": (lambda stack: signed_token("not-the-server-secret-at-all-000"), "TOKEN_INVALID"),
+    "wrong issuer": (lambda stack: signed_token(stack.jwt_secret, iss="someone-else"), "TOKEN_INVALID"),
+    "alg none": (lambda stack: signed_token(None, algorithm="none", iat=0, exp=2**40, permissions=["admin"]),
+                 "TOKEN_INVALID"),
     "garbage": (lambda stack: "not.a.token", "TOKEN_INVALID"),
-    "expired": (lambda stack: signed(stack.jwt_secret, exp=int(time.time()) - 5), "TOKEN_EXPIRED"),
+    "expired": (lambda stack: signed_token(stack.jwt_secret, expires_in=-5), "TOKEN_EXPIRED"),
 }
 
 

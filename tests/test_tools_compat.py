@@ -12,7 +12,7 @@ from django.test import override_settings
 from fastmcp.exceptions import ClientError, McpError
 
 from realtime import tokens
-from tests.helpers import new_session
+from tests.helpers import new_session, signed_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -326,12 +326,11 @@ async def test_forged_tokens_are_refused_everywhere(stack):
     header, payload, signature = genuine.split(".")
     claims = jwt.decode(genuine, options={"verify_signature": False})
     forged = {
-        "wrong secret": jwt.encode({**claims, "permissions": ["read", "write", "admin"]}, "not-the-secret" * 3,
-                                   algorithm="HS256"),
+        "wrong secret": signed_token("not-the-secret" * 3, **{**claims, "permissions": ["read", "write", "admin"]}),
         "altered claims": ".".join([header, jwt.utils.base64url_encode(json.dumps(
             {**claims, "permissions": ["read", "write", "admin"]}).encode()).decode(), signature]),
-        "alg none": jwt.encode({**claims}, None, algorithm="none"),
-        "expired, wrong secret": jwt.encode({**claims, "exp": claims["exp"] - 7200}, "x" * 40, algorithm="HS256"),
+        "alg none": signed_token(None, algorithm="none", **claims),
+        "expired, wrong secret": signed_token("x" * 40, **{**claims, "exp": claims["exp"] - 7200}),
         "garbage": "not.a.token",
     }
     async with stack.mcp_client() as client:
