@@ -6,6 +6,10 @@ import json
 import httpx
 import pytest
 import websockets
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
 
 from tests.helpers import new_session, signed_token
 
@@ -119,13 +123,21 @@ async def test_mcp_without_the_api_key_is_401_json(stack, headers):
 
 
 async def test_mcp_client_without_the_api_key_cannot_connect(stack):
-    from fastmcp import Client
-    from fastmcp.client.transports import StreamableHttpTransport
+    statuses = []
 
-    client = Client(StreamableHttpTransport(stack.mcp_url))
-    with pytest.raises(Exception):  # noqa: B017 - the client reports the 401 in its own way
+    async def note(response):
+        statuses.append(response.status_code)
+
+    def noting_client(headers=None, timeout=None, auth=None, **_):
+        http = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+        http.event_hooks["response"].append(note)
+        return http
+
+    client = Client(StreamableHttpTransport(stack.mcp_url, httpx_client_factory=noting_client))
+    with pytest.raises(MCPError, match="error response"):
         async with client:
             await client.list_tools()
+    assert statuses and set(statuses) == {401}  # refused at the door, the only answer the client got
 
 
 async def test_sidecar_health_needs_no_key(stack):
