@@ -155,10 +155,8 @@ class Ours:
         return self.stack.mcp_client()
 
     def ws(self, session_id, token, port=None):
-        url = self.stack.ws_url(session_id)
-        if port is not None:
-            url = url.replace(f":{self.stack.ws_port}/", f":{port}/", 1)
-        return url, {"Authorization": f"Bearer {token}"}, self.stack.origin
+        view = self.stack.via(ws_port=port)  # each Daphne accepts its own origin
+        return view.ws_url(session_id), {"Authorization": f"Bearer {token}"}, view.origin
 
 
 # The same client for both
