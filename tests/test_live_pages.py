@@ -58,7 +58,7 @@ async def broadcast(session_id, *messages):
     assert response.status_code == 202, response.content
 
 
-async def new_session(purpose="dashboard feed"):
+async def stored_session(purpose="dashboard feed"):
     return (await sync_to_async(operations.create_session)(purpose, "planner")).id
 
 
@@ -69,7 +69,7 @@ async def test_dashboard_socket_needs_a_signed_in_user():
 
 
 async def test_dashboard_receives_summaries_without_content_or_hidden_senders():
-    session_id = await new_session("Migrate <payments>")
+    session_id = await stored_session("Migrate <payments>")
     member = Socket("/ws/dashboard/", await user_cookie("member"))
     boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
     for socket in (member, boss):
@@ -97,8 +97,8 @@ def stamp(message):
 
 
 async def test_a_viewer_gets_no_frame_for_what_it_may_not_see_and_counts_only_what_it_may():
-    hidden_only = await new_session("Incident review")
-    mixed = await new_session("Release plan")
+    hidden_only = await stored_session("Incident review")
+    mixed = await stored_session("Release plan")
     member = Socket("/ws/dashboard/", await user_cookie("member"))
     boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
     for socket in (member, boss):
@@ -125,7 +125,7 @@ async def test_a_viewer_gets_no_frame_for_what_it_may_not_see_and_counts_only_wh
     assert (await boss.frame("session_summary"))["message_count"] == 5
     later = await store(mixed, "hidden last", visibility="admin_only")
     await broadcast(mixed, later)
-    marker = await new_session("marker")
+    marker = await stored_session("marker")
     await broadcast(marker, await store(marker, "marker"))
     assert (await member.frame("session_summary"))["session_id"] == marker
     for socket in (member, boss):
@@ -133,7 +133,7 @@ async def test_a_viewer_gets_no_frame_for_what_it_may_not_see_and_counts_only_wh
 
 
 async def test_the_count_is_read_again_after_events_another_process_delivered():
-    session_id = await new_session()
+    session_id = await stored_session()
     boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
     assert await boss.connect()
     await boss.frame("hello")
@@ -146,7 +146,7 @@ async def test_the_count_is_read_again_after_events_another_process_delivered():
 
 
 async def test_presence_lists_who_is_watching_and_follows_leaving():
-    session_id = await new_session()
+    session_id = await stored_session()
     alice = Socket(f"/ws/{session_id}/", await user_cookie("alice", staff=True))
     assert await alice.connect()
     assert (await alice.frame("presence"))["viewers"] == [
@@ -167,7 +167,7 @@ async def test_presence_lists_who_is_watching_and_follows_leaving():
 
 
 async def test_presence_tells_other_viewers_only_counts_and_themselves():
-    session_id = await new_session()
+    session_id = await stored_session()
     boss = Socket(f"/ws/{session_id}/", await user_cookie("boss", staff=True))
     member = Socket(f"/ws/{session_id}/", await user_cookie("member"))
     agent = Socket(f"/ws/{session_id}/")
@@ -194,7 +194,7 @@ async def test_presence_tells_other_viewers_only_counts_and_themselves():
 
 
 async def test_presence_frames_come_after_hello_and_caught_up():
-    session_id = await new_session()
+    session_id = await stored_session()
     await store(session_id, "before")
     viewer = Socket(f"/ws/{session_id}/?since=0", await user_cookie("carol"))
     assert await viewer.connect()
