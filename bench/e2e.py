@@ -28,9 +28,8 @@ import json
 import tempfile
 import time
 
-import websockets
-
 from bench import cpu_seconds, summary_ms, table
+from tests.helpers import new_session
 from tests.stack import Stack, Watcher
 
 TARGETS = {
@@ -49,24 +48,11 @@ class TimedWatcher(Watcher):
         self.arrivals = {}  # seq -> perf_counter() of its first arrival
         self.order = []  # seqs in arrival order, duplicates included
 
-    async def _read(self):
-        try:
-            async for text in self.socket:
-                now = time.perf_counter()
-                frame = json.loads(text)
-                self.frames.append(frame)
-                if frame.get("type") == "new_message":
-                    self.arrivals.setdefault(frame["seq"], now)
-                    self.order.append(frame["seq"])
-                self._changed.set()
-        except websockets.ConnectionClosed:
-            pass
-        self.closed = self.socket.close_code
-        self._changed.set()
-
-    async def ready(self):
-        await self.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
-        return self
+    def received(self, frame):
+        super().received(frame)
+        if frame.get("type") == "new_message":
+            self.arrivals.setdefault(frame["seq"], time.perf_counter())
+            self.order.append(frame["seq"])
 
     async def wait_for_all(self, seqs, within):
         wanted = set(seqs)
@@ -123,17 +109,10 @@ async def add(agent, session_id, content):
     return started, took, result["seq"]
 
 
-async def new_session(agent, purpose):
-    result = await agent.call("create_session", purpose=purpose)
-    if not result.get("success"):
-        raise RuntimeError(f"create_session failed: {result}")
-    return result["session_id"]
-
-
 async def warm_up(stack, agent, calls=30):
     session_id = await new_session(agent, "bench warm-up")
     async with TimedWatcher(stack, session_id, token=agent.token) as watcher:
-        await watcher.ready()
+        await watcher.wait_caught_up()
         for n in range(calls):
             await agent.raw("bench_noop")
             await add(agent, session_id, f"warm-up {n}")
@@ -149,7 +128,7 @@ async def sequential(stack, agent, count):
     session_id = await new_session(agent, "bench sequential")
     floor, call, e2e, seqs = [], [], [], []
     async with TimedWatcher(stack, session_id, token=agent.token) as watcher:
-        await watcher.ready()
+        await watcher.wait_caught_up()
         first = time.perf_counter()
         for n in range(count):
             floor.append((await timed(agent.raw("bench_noop")))[1])
@@ -183,7 +162,7 @@ async def concurrent(stack, agents, per_agent):
 
     meter = CpuMeter(stack)
     async with TimedWatcher(stack, session_id, token=agents[0].token) as watcher:
-        await watcher.ready()
+        await watcher.wait_caught_up()
         meter.start()
         first = time.perf_counter()
         await asyncio.gather(*(write(agent) for agent in agents))
@@ -208,7 +187,7 @@ async def up_versus_hung(stack, agent, rounds, calls):
     latencies = {"up": [], "hung": []}
     seqs = []
     async with TimedWatcher(stack, session_id, token=agent.token) as watcher:
-        await watcher.ready()
+        await watcher.wait_caught_up()
         for n in range(rounds):
             for state in ("up", "hung"):
                 if state == "hung":

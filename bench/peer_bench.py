@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from bench import cpu_seconds, redis_pid, summary_ms, table
-from tests.stack import Stack, free_port, wait_for
+from tests.helpers import new_session
+from tests.stack import Stack, end, free_port, wait_for
 
 PEER_VERSION = "1.1.10"
 PEER_PINS = [
@@ -134,51 +134,29 @@ class Ours:
         self.name = name
         # Every viewer watches with one agent's token: lift the per-viewer connection cap.
         self.stack = Stack(folder, SCS_MAX_CONNECTIONS_PER_VIEWER=0, **env)
-        self.more = []
 
     def start(self):
         self.stack.start()
         return self
 
     def add_daphne(self):
-        view = Stack.__new__(Stack)
-        view.__dict__.update(self.stack.__dict__)
-        view.ws_port = free_port()
-        view.start_daphne()
-        self.more.append(view)
-        return view.ws_port
+        return self.stack.add_daphne()
 
     def stop(self):
-        for view in self.more:
-            end(view.daphne)
         self.stack.stop()
 
     def pids(self):
         pids = {"daphne": self.stack.daphne.pid, "sidecar": self.stack.sidecar.pid}
-        for n, view in enumerate(self.more, start=2):
-            pids[f"daphne{n}"] = view.daphne.pid
+        for n, process in enumerate(self.stack.more, start=2):
+            pids[f"daphne{n}"] = process.pid
         return pids
 
     def mcp_client(self):
         return self.stack.mcp_client()
 
     def ws(self, session_id, token, port=None):
-        url = self.stack.ws_url(session_id)
-        if port is not None:
-            url = url.replace(f":{self.stack.ws_port}/", f":{port}/", 1)
-        return url, {"Authorization": f"Bearer {token}"}, self.stack.origin
-
-
-def end(process):
-    if process is None or process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        view = self.stack.via(ws_port=port)  # each Daphne accepts its own origin
+        return view.ws_url(session_id), {"Authorization": f"Bearer {token}"}, view.origin
 
 
 # The same client for both
@@ -209,9 +187,7 @@ class Agent:
         return await self.raw(tool, auth_token=self.token, **arguments)
 
     async def new_session(self):
-        result = await self.call("create_session", purpose="benchmark")
-        assert result and result.get("success"), result
-        return result["session_id"]
+        return await new_session(self, "benchmark")
 
 
 class Viewer:

@@ -5,7 +5,6 @@ sets both); each stack gets a database of its own, copied from one migrated once
 test run, and dropped when it stops.
 """
 
-import copy
 import os
 import secrets
 import subprocess
@@ -13,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.stack import PYTHON, ROOT, Stack, free_port
+from tests.stack import PYTHON, ROOT, Stack
 
 REDIS_ENV = "SCS_TEST_REDIS_URL"
 DATABASE_ENV = "SCS_TEST_DATABASE_URL"
@@ -73,33 +72,13 @@ class ScaledStack(Stack):
         self.database = ThrowawayDatabase(database_url, template)
         super().__init__(data_dir, CHANNEL_LAYER_URL=redis_url, DATABASE_URL=self.database.url,
                          CHANNEL_LAYER_PREFIX=f"scs-test-{secrets.token_hex(4)}", **env)
-        self.more = []  # processes started by add_daphne / add_sidecar
+        self.template = template
 
-    def via(self, ws_port=None, mcp_port=None):
-        """This stack seen through another Daphne (watchers) or sidecar (agents)."""
-        view = copy.copy(self)
-        view.ws_port = ws_port or self.ws_port
-        view.mcp_port = mcp_port or self.mcp_port
-        return view
-
-    def add_daphne(self, port=None):
-        """Start another Daphne process on ``port`` (a free one by default); returns the port."""
-        view = self.via(ws_port=port or free_port())
-        view.start_daphne()
-        self.more.append(view.daphne)
-        return view.ws_port
-
-    def add_sidecar(self, port=None, **env):
-        """Start another sidecar on ``port`` (a free one by default), ``env`` overriding; returns the port."""
-        view = self.via(mcp_port=port or free_port())
-        view.env = {**self.env, **{k: str(v) for k, v in env.items()}}
-        view.start_sidecar()
-        self.more.append(view.sidecar)
-        return view.mcp_port
+    def migrate(self):
+        if self.template is None:  # a copy of the template is migrated already
+            super().migrate()
 
     def stop(self):
-        for process in self.more:
-            self._end(process)
         try:
             super().stop()
         finally:

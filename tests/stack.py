@@ -6,15 +6,19 @@ is a real WebSocket client that collects what a viewer receives.
 """
 
 import asyncio
+import atexit
 import contextlib
+import copy
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +37,23 @@ def free_port():
         return sock.getsockname()[1]
 
 
+_MIGRATED = {}  # settings module -> a SQLite database with every migration applied, made once per process
+
+SECRETS = ("SCS_API_KEY", "SCS_JWT_SECRET", "SCS_BROADCAST_SECRET", "DJANGO_SECRET_KEY")
+
+
+def migrated_sqlite(env):
+    """A migrated SQLite database file for ``env``'s settings module, migrated once and then copied."""
+    module = env["DJANGO_SETTINGS_MODULE"]
+    if module not in _MIGRATED:
+        folder = Path(tempfile.mkdtemp(prefix="scs-migrated-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, capture_output=True,
+                       env={**env, "SCS_DATA_DIR": str(folder)})
+        _MIGRATED[module] = folder / "db.sqlite3"
+    return _MIGRATED[module]
+
+
 def wait_for(url, timeout=60.0, process=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,6 +66,20 @@ def wait_for(url, timeout=60.0, process=None):
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def end(process, sig=signal.SIGTERM):
+    """Stop a child process (resumed first if paused) with ``sig``; kill it if it is still there after 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGCONT)
+        process.send_signal(sig)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def rss(pid):
@@ -92,6 +127,7 @@ class Stack:
         }
         self.daphne = None
         self.sidecar = None
+        self.more = []  # processes started by add_daphne / add_sidecar
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the processes make it
 
     # URLs
@@ -151,46 +187,81 @@ class Stack:
         return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def start(self):
-        """Migrate, then start both processes; if either cannot start, stop what did and raise."""
+        """Migrate, then start both processes at once; if either cannot start, stop what did and raise."""
         try:
-            self.manage("migrate", "-v0")
-            self.start_daphne()
-            self.start_sidecar()
+            self.migrate()
+            self.start_daphne(wait=False)
+            self.start_sidecar(wait=False)
+            self.wait_daphne()
+            self.wait_sidecar()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def start_daphne(self):
+    def migrate(self):
+        """``manage.py migrate``; a new SQLite data folder with its secrets set gets a copy of one migrated once.
+
+        (A folder whose secrets the processes generate is migrated for real: migrate makes them first,
+        before the two processes start together.)
+        """
+        database = self.data_dir / "db.sqlite3"
+        fresh = not database.exists() and "DATABASE_URL" not in self.env
+        if fresh and self.env["DJANGO_SETTINGS_MODULE"] == "project.settings" and all(
+                self.env.get(name) for name in SECRETS):
+            shutil.copyfile(migrated_sqlite(self.env), database)
+            database.chmod(0o600)
+        else:
+            self.manage("migrate", "-v0")
+
+    def start_daphne(self, wait=True):
         self.daphne = self._spawn(
             "daphne",
             [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.ws_port), "--access-log", os.devnull,
              self.asgi_app],
         )
+        if wait:
+            self.wait_daphne()
+
+    def wait_daphne(self):
         wait_for(f"{self.app_url}/health", process=self.daphne)
 
-    def start_sidecar(self):
+    def start_sidecar(self, wait=True):
         self.sidecar = self._spawn("sidecar", [PYTHON, "-m", "mcp_sidecar", "--port", str(self.mcp_port)])
+        if wait:
+            self.wait_sidecar()
+
+    def wait_sidecar(self):
         wait_for(f"http://127.0.0.1:{self.mcp_port}/health", process=self.sidecar)
 
-    @staticmethod
-    def _end(process, sig=signal.SIGTERM):
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGCONT)
-            process.send_signal(sig)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    def via(self, ws_port=None, mcp_port=None):
+        """This stack seen through another Daphne (watchers) or sidecar (agents)."""
+        view = copy.copy(self)
+        view.ws_port = ws_port or self.ws_port
+        view.mcp_port = mcp_port or self.mcp_port
+        return view
+
+    def add_daphne(self, port=None):
+        """Start another Daphne process on ``port`` (a free one by default); returns the port."""
+        view = self.via(ws_port=port or free_port())
+        view.start_daphne()
+        self.more.append(view.daphne)
+        return view.ws_port
+
+    def add_sidecar(self, port=None, **env):
+        """Start another sidecar on ``port`` (a free one by default), ``env`` overriding; returns the port."""
+        view = self.via(mcp_port=port or free_port())
+        view.env = {**self.env, **{k: str(v) for k, v in env.items()}}
+        view.start_sidecar()
+        self.more.append(view.sidecar)
+        return view.mcp_port
+
 
     def stop_daphne(self):
-        self._end(self.daphne)
+        end(self.daphne)
 
     def kill_daphne(self):
-        self._end(self.daphne, signal.SIGKILL)
+        end(self.daphne, signal.SIGKILL)
 
     def pause_daphne(self):
         self.daphne.send_signal(signal.SIGSTOP)
@@ -199,11 +270,13 @@ class Stack:
         self.daphne.send_signal(signal.SIGCONT)
 
     def kill_sidecar(self):
-        self._end(self.sidecar, signal.SIGKILL)
+        end(self.sidecar, signal.SIGKILL)
 
     def stop(self):
-        self._end(self.sidecar)
-        self._end(self.daphne)
+        for process in self.more:
+            end(process)
+        end(self.sidecar)
+        end(self.daphne)
 
     def operator_headers(self):
         """What an operator presents for the details of either ``/health``."""
@@ -305,12 +378,16 @@ class Watcher:
     async def _read(self):
         try:
             async for text in self.socket:
-                self.frames.append(json.loads(text))
+                self.received(json.loads(text))
                 self._changed.set()
         except websockets.ConnectionClosed:
             pass
         self.closed = self.socket.close_code
         self._changed.set()
+
+    def received(self, frame):
+        """Keep one frame from the server (a subclass may note more, e.g. when it came)."""
+        self.frames.append(frame)
 
     async def send(self, frame):
         await self.socket.send(json.dumps(frame) if not isinstance(frame, str) else frame)
@@ -322,6 +399,11 @@ class Watcher:
     @property
     def seqs(self):
         return [f["seq"] for f in self.messages]
+
+    @property
+    def caught_up(self):
+        """Whether the replay is over (a ``caught_up`` frame came)."""
+        return any(f.get("type") == "caught_up" for f in self.frames)
 
     async def wait(self, predicate, timeout=10.0):
         """Wait until ``predicate(self)`` is true; raise TimeoutError with what was seen."""
@@ -337,6 +419,9 @@ class Watcher:
 
     async def wait_for_seq(self, seq, timeout=10.0):
         return await self.wait(lambda w: w.seqs and w.seqs[-1] >= seq, timeout)
+
+    async def wait_caught_up(self, timeout=10.0):
+        return await self.wait(lambda w: w.caught_up, timeout)
 
     async def wait_closed(self, timeout=10.0):
         return await self.wait(lambda w: w.closed is not None, timeout)

@@ -6,23 +6,15 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from project.asgi import application
 from realtime import operations
 from realtime.live.consumers import CLOSE_RECHECK
-from tests.test_consumer import ORIGIN, Viewer, fresh_layer  # noqa: F401  (fixture)
+from tests.helpers import ORIGIN, Viewer, signed_in_user
 
-pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
-
-
-async def signed_in(username, staff=True):
-    user = await sync_to_async(get_user_model().objects.create_user)(username, password="pw-for-tests",
-                                                                     is_staff=staff)
-    client = AsyncClient()
-    await client.aforce_login(user)
-    return user, client
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("fresh_channel_layer")]
 
 
 async def watching(client):
@@ -33,27 +25,20 @@ async def watching(client):
     return session, viewer, hello
 
 
-async def closed_with(viewer):
-    frame = await viewer.next()
-    while "closed" not in frame:
-        frame = await viewer.next()
-    return frame["closed"]
-
-
 async def test_removing_staff_makes_open_pages_reconnect_with_the_new_rights():
-    user, client = await signed_in("olivia")
+    user, client = await signed_in_user("olivia", staff=True)
     session, viewer, hello = await watching(client)
     assert hello["viewer"]["is_admin"] is True
     user.is_staff = False
     await sync_to_async(user.save)()
-    assert await closed_with(viewer) == CLOSE_RECHECK
+    assert await viewer.until_closed() == CLOSE_RECHECK
     again = Viewer(session.id, cookie=client.cookies["sessionid"].value)
     assert (await again.connect())[0]
     assert (await again.until("caught_up"))[0]["viewer"]["is_admin"] is False
 
 
 async def test_a_deactivated_user_is_disconnected_and_not_let_back_in():
-    user, client = await signed_in("pavel")
+    user, client = await signed_in_user("pavel", staff=True)
     session, viewer, _ = await watching(client)
     dashboard = WebsocketCommunicator(application, "/ws/dashboard/", headers=[
         (b"origin", ORIGIN), (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())])
@@ -61,7 +46,7 @@ async def test_a_deactivated_user_is_disconnected_and_not_let_back_in():
     assert json.loads((await dashboard.receive_output(timeout=3))["text"])["type"] == "hello"
     user.is_active = False
     await sync_to_async(user.save)()
-    assert await closed_with(viewer) == CLOSE_RECHECK
+    assert await viewer.until_closed() == CLOSE_RECHECK
     assert (await dashboard.receive_output(timeout=3)) == {"type": "websocket.close", "code": CLOSE_RECHECK}
     again = WebsocketCommunicator(application, "/ws/dashboard/", headers=[
         (b"origin", ORIGIN), (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())])
@@ -69,15 +54,15 @@ async def test_a_deactivated_user_is_disconnected_and_not_let_back_in():
 
 
 async def test_signing_out_closes_the_users_connections():
-    _, client = await signed_in("quinn")
+    _, client = await signed_in_user("quinn", staff=True)
     _, viewer, _ = await watching(client)
     response = await client.post("/accounts/logout/")
     assert response.status_code in (200, 302)
-    assert await closed_with(viewer) == CLOSE_RECHECK
+    assert await viewer.until_closed() == CLOSE_RECHECK
 
 
 async def test_signing_in_elsewhere_leaves_open_pages_alone():
-    user, client = await signed_in("rosa")
+    user, client = await signed_in_user("rosa", staff=True)
     _, viewer, _ = await watching(client)
     other = AsyncClient()
     assert await other.alogin(username="rosa", password="pw-for-tests")  # stamps last_login only

@@ -18,7 +18,8 @@ from fastmcp.client.transports import StreamableHttpTransport
 from mcp.shared.exceptions import MCPError
 
 from mcp_sidecar.ratelimit import ToolLimits
-from realtime.tokens import ALGORITHM, ISSUER
+from realtime.tokens import ALGORITHM
+from tests.helpers import signed_token
 from tests.stack import PYTHON, ROOT
 
 DAY = 24 * 3600
@@ -30,11 +31,8 @@ async def call_with(client, tool, **arguments):
 
 def sign(stack, agent_id, agent_type, permissions, *, auth_time, expires_in=3600, credential=""):
     """A genuine token (signed with the stack's secret) whose first authentication was at ``auth_time``."""
-    now = int(time.time())
-    payload = {"iss": ISSUER, "sub": agent_id, "agent_type": agent_type, "permissions": permissions, "iat": now,
-               "exp": now + expires_in, "jti": f"{agent_id}-{now}-{auth_time}", "cred": credential,
-               "auth_time": auth_time}
-    return jwt.encode(payload, stack.jwt_secret, algorithm=ALGORITHM)
+    return signed_token(stack.jwt_secret, algorithm=ALGORITHM, expires_in=expires_in, sub=agent_id,
+                        agent_type=agent_type, permissions=permissions, cred=credential, auth_time=auth_time)
 
 
 def claims_of(token):

@@ -9,7 +9,6 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -20,17 +19,14 @@ from project.env import EnvError, env_networks
 from realtime import memory, operations, tokens
 from realtime.models import AuditEvent, MemoryEntry, Message, Session
 from realtime.ratelimit import TokenBucket
+from tests.helpers import ORIGIN
 
 SECRET = "broadcast-secret-for-attack-tests"
-ORIGIN = b"http://127.0.0.1:8081"
 
 
 @pytest.fixture(autouse=True)
-def fresh_layer(settings):
+def broadcast_secret(settings, fresh_channel_layer):
     settings.SCS_BROADCAST_SECRET = SECRET
-    channel_layers.backends = {}
-    yield
-    channel_layers.backends = {}
 
 
 def envelope(session_id, seq=1):

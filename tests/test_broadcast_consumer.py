@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from channels.layers import channel_layers, get_channel_layer
+from channels.layers import get_channel_layer
 from channels.testing import HttpCommunicator
 
 from project.asgi import application
@@ -11,15 +11,14 @@ from realtime.live.groups import session_group
 from realtime.models import Session
 from tests.test_broadcast_view import SECRET, event
 
-pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("fresh_channel_layer")]
 
 
 @pytest.fixture(autouse=True)
 def broadcast_settings(settings):
     settings.SCS_BROADCAST_SECRET = SECRET
-    channel_layers.backends = {}
-    yield settings
-    channel_layers.backends = {}
+    return settings
 
 
 async def call(path, body=b"", method="POST", secret=SECRET, client="127.0.0.1", headers=()):

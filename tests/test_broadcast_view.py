@@ -4,13 +4,14 @@ import asyncio
 import json
 
 import pytest
-from channels.layers import channel_layers, get_channel_layer
+from channels.layers import get_channel_layer
 from django.test import AsyncClient
 
 from realtime.live.consumers import session_group
 from realtime.models import Session
 
-pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("fresh_channel_layer")]
 
 SECRET = "broadcast-secret-for-tests"
 
@@ -18,9 +19,7 @@ SECRET = "broadcast-secret-for-tests"
 @pytest.fixture(autouse=True)
 def broadcast_settings(settings):
     settings.SCS_BROADCAST_SECRET = SECRET
-    channel_layers.backends = {}  # a fresh in-memory layer bound to this test's event loop
-    yield settings
-    channel_layers.backends = {}
+    return settings
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest_asyncio
 from django.contrib.admin.utils import quote
 
 from tests.browser import launch_options, require_chromium
+from tests.helpers import new_session
 from tests.stack import Stack
 
 # One event loop (and one Chromium) for the module.
@@ -122,12 +123,6 @@ async def sign_in(browser, stack, username, viewport=None):
         SIGNED_IN[key] = await context.storage_state()
     assert await tab.page.text_content(".who") == username + (" staff" if username == "boss" else "")
     return tab
-
-
-async def new_session(agent, purpose):
-    result = await agent.call("create_session", purpose=purpose)
-    assert result["success"], result
-    return result["session_id"]
 
 
 async def say(agent, session_id, content, **kwargs):

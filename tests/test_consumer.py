@@ -4,102 +4,17 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers, get_channel_layer
-from channels.testing import WebsocketCommunicator
-from django.contrib.auth import get_user_model
-from django.test import AsyncClient
+from channels.layers import get_channel_layer
 
-from project.asgi import application
-from realtime import operations, tokens
+from realtime import operations
 from realtime.envelope import encode, message_event
 from realtime.live import consumers
 from realtime.live.consumers import session_group
 from realtime.models import Message
+from tests.helpers import Viewer, agent_token, signed_token, user_cookie
 
-pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
-
-ORIGIN = b"http://127.0.0.1:8081"
-
-
-@pytest.fixture(autouse=True)
-def fresh_layer():
-    channel_layers.backends = {}  # a fresh in-memory layer bound to this test's event loop
-    yield
-    channel_layers.backends = {}
-
-
-def token(agent_id="alice", agent_type="claude", permissions=("read", "write"), **kwargs):
-    return tokens.issue(agent_id, agent_type, list(permissions), **kwargs)[0]
-
-
-class Viewer:
-    """One WebSocket connection, with helpers that skip presence frames."""
-
-    def __init__(self, session_id, *, bearer=None, cookie=None, origin=ORIGIN, query=""):
-        headers = [(b"origin", origin)] if origin else []
-        if bearer is not None:
-            headers.append((b"authorization", f"Bearer {bearer}".encode()))
-        if cookie is not None:
-            headers.append((b"cookie", f"sessionid={cookie}".encode()))
-        self.comm = WebsocketCommunicator(application, f"/ws/{session_id}/{query}", headers=headers)
-        self.frames = []
-
-    async def connect(self):
-        return await self.comm.connect(timeout=3)
-
-    async def send(self, frame):
-        await self.comm.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
-
-    async def next(self):
-        """The next frame that is not a presence update; ``{"closed": code}`` when the server closed."""
-        while True:
-            output = await self.comm.receive_output(timeout=3)
-            if output["type"] == "websocket.close":
-                return {"closed": output.get("code", 1000)}
-            frame = json.loads(output["text"])
-            if frame["type"] != "presence":
-                self.frames.append(frame)
-                return frame
-
-    async def until(self, kind):
-        """Frames up to and including the next one of type ``kind``."""
-        seen = []
-        while not seen or seen[-1].get("type") != kind:
-            seen.append(await self.next())
-            assert "closed" not in seen[-1], seen
-        return seen
-
-    async def upto_pong(self):
-        """Every frame sent before the answer to a ping: what this connection's own frames caused."""
-        await self.send({"type": "ping"})
-        return (await self.until("pong"))[:-1]
-
-    async def until_seq(self, seq):
-        """Frames up to and including the first message numbered ``seq`` or later."""
-        seen = []
-        while not seen or seen[-1].get("type") != "new_message" or seen[-1]["seq"] < seq:
-            seen.append(await self.next())
-            assert "closed" not in seen[-1], seen
-        return seen
-
-    async def upto_marker(self, session_id):
-        """Every frame sent before a public marker message delivered now through the channel layer.
-
-        The layer delivers one channel's events in order, so this proves what did (not) arrive.
-        """
-        marker = await store(session_id, "marker")
-        await deliver(session_id, marker)
-        frames = await self.until_seq(marker.seq)
-        assert frames[-1]["data"]["content"] == "marker"
-        return frames[:-1]
-
-    async def ready(self):
-        """Connected and authenticated: the frames from hello to caught_up."""
-        return await self.until("caught_up")
-
-    async def close(self):
-        await self.comm.disconnect()
-
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("fresh_channel_layer")]
 
 @pytest.fixture
 async def session_id():
@@ -120,16 +35,20 @@ async def deliver(session_id, *messages):
     )
 
 
+async def upto_marker(viewer, session_id):
+    """Every frame ``viewer`` got before a public marker message delivered now through the channel layer.
+
+    The layer delivers one channel's events in order, so this proves what did (not) arrive.
+    """
+    marker = await store(session_id, "marker")
+    await deliver(session_id, marker)
+    frames = await viewer.until_seq(marker.seq)
+    assert frames[-1]["data"]["content"] == "marker"
+    return frames[:-1]
+
+
 def seqs(frames):
     return [f["seq"] for f in frames if f.get("type") == "new_message"]
-
-
-async def user_cookie(username, staff=False):
-    user = await sync_to_async(get_user_model().objects.create_user)(username, password="pw-for-tests",
-                                                                     is_staff=staff)
-    client = AsyncClient()
-    await client.aforce_login(user)
-    return client.cookies["sessionid"].value
 
 
 # Authentication
@@ -154,11 +73,10 @@ BAD_TOKENS = {
     "garbage": lambda: "not-a-jwt",
     "empty": lambda: "",
     "not a string": lambda: 42,
-    "forged": lambda: tokens.jwt.encode({"sub": "alice", "iss": tokens.ISSUER, "iat": 0, "exp": 2**40,
-                                        "agent_type": "claude", "permissions": ["read"]}, "x" * 32,
-                                       algorithm="HS256"),
-    "expired": lambda: token(ttl=-10),
-    "no read permission": lambda: token(permissions=("write",)),
+    "forged": lambda: signed_token("x" * 32, sub="alice", agent_type="claude", permissions=["read"], iat=0,
+                                   exp=2**40),
+    "expired": lambda: agent_token(ttl=-10),
+    "no read permission": lambda: agent_token(permissions=("write",)),
 }
 
 
@@ -182,7 +100,7 @@ async def test_bad_bearer_header_is_closed_4401_at_once(session_id, kind):
 async def test_auth_frame_authenticates(session_id):
     viewer = Viewer(session_id)
     assert (await viewer.connect())[0]
-    await viewer.send({"type": "auth", "token": token("bob")})
+    await viewer.send({"type": "auth", "token": agent_token("bob")})
     hello, caught_up = await viewer.ready()
     assert hello["type"] == "hello" and hello["session_id"] == session_id and hello["last_seq"] == 0
     assert hello["viewer"] == {"kind": "agent", "id": "bob", "agent_type": "claude", "is_admin": False}
@@ -190,7 +108,7 @@ async def test_auth_frame_authenticates(session_id):
 
 
 async def test_bearer_header_authenticates(session_id):
-    viewer = Viewer(session_id, bearer=token("carl", "gemini"))
+    viewer = Viewer(session_id, bearer=agent_token("carl", "gemini"))
     assert (await viewer.connect())[0]
     hello, _ = await viewer.ready()
     assert hello["viewer"]["id"] == "carl" and hello["viewer"]["agent_type"] == "gemini"
@@ -211,47 +129,47 @@ async def test_unknown_session_cookie_is_not_a_user(session_id):
 
 
 async def test_auth_frame_after_authentication_is_an_error_not_a_switch(session_id):
-    viewer = Viewer(session_id, bearer=token("alice"))
+    viewer = Viewer(session_id, bearer=agent_token("alice"))
     await viewer.connect()
     await viewer.ready()
-    await viewer.send({"type": "auth", "token": token("root", "admin", ("read", "admin"))})
+    await viewer.send({"type": "auth", "token": agent_token("root", "admin", ("read", "admin"))})
     error = await viewer.next()
     assert error["type"] == "error" and error["code"] == "ALREADY_AUTHENTICATED"
     await deliver(session_id, await store(session_id, "for admins", sender="root", sender_type="admin",
                                           visibility="admin_only"))
-    assert await viewer.upto_marker(session_id) == []
+    assert await upto_marker(viewer, session_id) == []
 
 
 # Refusals before the handshake completes
 
 
 async def test_foreign_origin_is_refused(session_id):
-    viewer = Viewer(session_id, bearer=token(), origin=b"http://evil.example")
+    viewer = Viewer(session_id, bearer=agent_token(), origin=b"http://evil.example")
     accepted, _ = await viewer.connect()
     assert not accepted
 
 
 async def test_missing_origin_is_refused(session_id):
-    viewer = Viewer(session_id, bearer=token(), origin=None)
+    viewer = Viewer(session_id, bearer=agent_token(), origin=None)
     accepted, _ = await viewer.connect()
     assert not accepted
 
 
 @pytest.mark.parametrize("bad_id", ["nope", "session_123", "session_0123456789ABCDEF", "session_" + "a" * 20])
 async def test_invalid_session_id_is_refused(bad_id):
-    viewer = Viewer(bad_id, bearer=token())
+    viewer = Viewer(bad_id, bearer=agent_token())
     assert await viewer.connect() == (False, consumers.CLOSE_NOT_FOUND)
 
 
 async def test_unknown_session_is_closed_4404_after_auth():
-    viewer = Viewer("session_00000000deadbeef", bearer=token())
+    viewer = Viewer("session_00000000deadbeef", bearer=agent_token())
     assert (await viewer.connect())[0]
     assert await viewer.next() == {"closed": consumers.CLOSE_NOT_FOUND}
 
 
 @pytest.mark.parametrize("since", ["abc", "-1", "1.5", "9" * 30, "1%00", "0x10"])
 async def test_bad_since_is_refused(session_id, since):
-    viewer = Viewer(session_id, bearer=token(), query=f"?since={since}")
+    viewer = Viewer(session_id, bearer=agent_token(), query=f"?since={since}")
     assert await viewer.connect() == (False, consumers.CLOSE_BAD_REQUEST)
 
 
@@ -261,7 +179,7 @@ async def test_bad_since_is_refused(session_id, since):
 async def test_hello_replays_visible_messages_after_since_then_caught_up(session_id):
     for n, visibility in enumerate(["public", "public", "private", "public", "agent_only"], start=1):
         await store(session_id, f"m{n}", visibility=visibility)
-    viewer = Viewer(session_id, bearer=token("gina", "gemini"), query="?since=1")
+    viewer = Viewer(session_id, bearer=agent_token("gina", "gemini"), query="?since=1")
     await viewer.connect()
     frames = await viewer.ready()
     assert frames[0]["type"] == "hello" and frames[0]["last_seq"] == 5
@@ -273,7 +191,7 @@ async def test_hello_replays_visible_messages_after_since_then_caught_up(session
 async def test_resume_frame_replays_from_the_given_seq(session_id):
     for n in range(1, 4):
         await store(session_id, f"m{n}")
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     assert seqs(await viewer.ready()) == [1, 2, 3]
     await viewer.send({"type": "resume", "since": 1})
@@ -281,7 +199,7 @@ async def test_resume_frame_replays_from_the_given_seq(session_id):
 
 
 async def test_live_events_are_sent_in_order(session_id):
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     await viewer.ready()
     first, second = await store(session_id, "one"), await store(session_id, "two")
@@ -293,7 +211,7 @@ async def test_live_events_are_sent_in_order(session_id):
 
 
 async def test_a_dropped_live_event_is_filled_from_the_database(session_id):
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     await viewer.ready()
     stored = [await store(session_id, f"m{n}") for n in range(1, 6)]
@@ -301,7 +219,7 @@ async def test_a_dropped_live_event_is_filled_from_the_database(session_id):
     assert seqs(await viewer.until_seq(3)) == [1, 2, 3]
     await deliver(session_id, stored[4], stored[3])  # 5 before 4 in one batch: 4 is filled, then skipped
     assert seqs(await viewer.until_seq(5)) == [4, 5]
-    assert await viewer.upto_marker(session_id) == []
+    assert await upto_marker(viewer, session_id) == []
     assert [f["data"]["content"] for f in viewer.frames if f["type"] == "new_message"] == [
         *(f"m{n}" for n in range(1, 6)), "marker"
     ]
@@ -310,7 +228,7 @@ async def test_a_dropped_live_event_is_filled_from_the_database(session_id):
 async def test_duplicate_and_old_events_are_not_sent_again(session_id):
     for n in range(1, 3):
         await store(session_id, f"m{n}")
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     assert seqs(await viewer.ready()) == [1, 2]
     third = await store(session_id, "m3")
@@ -318,14 +236,14 @@ async def test_duplicate_and_old_events_are_not_sent_again(session_id):
     await deliver(session_id, third)
     messages = await sync_to_async(list)(Message.objects.filter(session_id=session_id).order_by("seq"))
     await deliver(session_id, *messages)
-    assert seqs(await viewer.upto_marker(session_id)) == [3]
+    assert seqs(await upto_marker(viewer, session_id)) == [3]
 
 
 VIEWERS = {
-    "sender": {"bearer": lambda: token("alice", "claude")},
-    "same_type": {"bearer": lambda: token("bob", "claude")},
-    "other_type": {"bearer": lambda: token("gina", "gemini")},
-    "admin_agent": {"bearer": lambda: token("root", "admin", ("read", "write", "admin"))},
+    "sender": {"bearer": lambda: agent_token("alice", "claude")},
+    "same_type": {"bearer": lambda: agent_token("bob", "claude")},
+    "other_type": {"bearer": lambda: agent_token("gina", "gemini")},
+    "admin_agent": {"bearer": lambda: agent_token("root", "admin", ("read", "write", "admin"))},
 }
 EXPECTED = {
     "sender": ["public", "private", "agent_only"],
@@ -370,7 +288,7 @@ async def test_hidden_events_still_advance_the_viewers_seq(session_id):
     await deliver(session_id, private)
     await deliver(session_id, public)
     await deliver(session_id, private, public)
-    frames = await viewer.upto_marker(session_id)
+    frames = await upto_marker(viewer, session_id)
     assert seqs(frames) == [2]
 
 
@@ -391,7 +309,7 @@ async def test_hidden_events_still_advance_the_viewers_seq(session_id):
     ("[" * 5000 + "]" * 5000, "BAD_FRAME"),
 ])
 async def test_bad_frame_gets_an_error_frame_and_the_connection_stays_usable(session_id, frame, code):
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     await viewer.ready()
     await viewer.send(frame)
@@ -402,7 +320,7 @@ async def test_bad_frame_gets_an_error_frame_and_the_connection_stays_usable(ses
 
 async def test_events_arriving_encoded_are_sent_as_they_are_and_others_encoded_compactly(session_id):
     """The broadcast path encodes an event once for every viewer: the consumer must not encode it again."""
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     await viewer.ready()
     first, second = await store(session_id, "one"), await store(session_id, "two")
@@ -419,7 +337,7 @@ async def test_events_arriving_encoded_are_sent_as_they_are_and_others_encoded_c
 
 
 async def test_empty_text_frame_gets_an_error_frame(session_id):
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     await viewer.ready()
     await viewer.comm.send_input({"type": "websocket.receive", "text": ""})  # send_to refuses to send it
@@ -429,7 +347,7 @@ async def test_empty_text_frame_gets_an_error_frame(session_id):
 
 
 async def test_binary_frame_gets_an_error_frame(session_id):
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     await viewer.ready()
     await viewer.comm.send_to(bytes_data=b"\x00\x01")
@@ -438,7 +356,7 @@ async def test_binary_frame_gets_an_error_frame(session_id):
 
 
 async def test_oversized_frame_closes_the_connection(session_id):
-    viewer = Viewer(session_id, bearer=token())
+    viewer = Viewer(session_id, bearer=agent_token())
     await viewer.connect()
     await viewer.ready()
     await viewer.send(json.dumps({"type": "ping", "pad": "x" * consumers.MAX_FRAME}))

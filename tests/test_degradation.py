@@ -1,42 +1,31 @@
 """Graceful degradation with real processes: Daphne stopped or hung never blocks ``add_message``.
 
 Viewers that reconnect with ``since`` recover everything by seq; the sidecar's
-``/health`` says what the bridge retried. The bound on one ``add_message`` call is
-functional, not a performance target: a call that waited on a hung Daphne would
-take the bridge's HTTP timeout (5 s); ``bench/`` measures latency.
+``/health`` says what the bridge retried. That ``add_message`` does not wait on a
+hung Daphne is shown by order, not by a clock: calls return while the bridge's
+request to the hung Daphne is still pending (``bench/e2e.py`` measures the latency).
+The bridge's batch splitting runs against a real HTTP server on a free port that
+records what it receives.
 """
 
 import asyncio
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from mcp_sidecar.bridge import MAX_BODY_BYTES, Bridge
+from tests.helpers import eventually, new_session
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
-CALL_BOUND = 2.0  # seconds: well under the bridge's 5 s HTTP timeout, with room for a loaded machine
-
-
-async def new_session(agent):
-    result = await agent.call("create_session", purpose="degradation")
-    assert result["success"], result
-    return result["session_id"]
-
-
-async def caught_up(watcher):
-    return await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
-
 
 async def add(agent, session_id, content):
-    """add_message, asserting it succeeds without waiting on Daphne; returns the seq."""
-    started = time.monotonic()
+    """add_message, asserting it succeeds; returns the seq."""
     result = await agent.call("add_message", session_id=session_id, content=content)
-    elapsed = time.monotonic() - started
     assert result["success"], result
-    assert elapsed < CALL_BOUND, f"add_message took {elapsed:.2f}s with Daphne unavailable"
     return result["seq"]
 
 
@@ -86,7 +75,7 @@ async def test_daphne_stopped_then_restarted(daphne_back):
     async with await stack.agent("writer") as agent:
         session_id = await new_session(agent)
         async with stack.watcher(session_id, token=agent.token) as before:
-            await caught_up(before)
+            await before.wait_caught_up()
             for n in range(1, 4):
                 assert await add(agent, session_id, f"before {n}") == n
             await before.wait_for_seq(3)
@@ -100,7 +89,7 @@ async def test_daphne_stopped_then_restarted(daphne_back):
 
         await asyncio.to_thread(stack.start_daphne)
         async with stack.watcher(session_id, token=agent.token, since=before.seqs[-1]) as after:
-            await caught_up(after)
+            await after.wait_caught_up()
             assert await add(agent, session_id, "after return") == 24
             await after.wait_for_seq(24)
             done = await counters.until(lambda s, d: drained(s) and d["sent"] >= 24)
@@ -120,15 +109,20 @@ async def test_daphne_hung_then_resumed(daphne_back):
     async with await stack.agent("writer") as agent:
         session_id = await new_session(agent)
         async with stack.watcher(session_id, token=agent.token) as live:
-            await caught_up(live)
+            await live.wait_caught_up()
             for n in range(1, 4):
                 await add(agent, session_id, f"before {n}")
             await live.wait_for_seq(3)
 
             stack.pause_daphne()
-            written = 3
+            written = 4
+            assert await add(agent, session_id, f"while hung {written}") == written
+            # It returned while the bridge's request to the hung Daphne is still pending (it fails only
+            # after the bridge's 5 s timeout): the call did not wait on Daphne.
+            pending = (await asyncio.to_thread(stack.sidecar_health))["bridge"]
+            assert counters.delta(pending)["failed_attempts"] == 0 and not drained(pending), pending
             # Keep writing until the bridge's request to the hung Daphne has timed out
-            # (the bridge timeout, 5 s): every call stays fast meanwhile.
+            # (the bridge timeout, 5 s): every call succeeds meanwhile.
             deadline = time.monotonic() + 15
             while True:
                 written += 1
@@ -165,7 +159,7 @@ async def test_large_backlog_after_a_hang_reaches_the_connected_viewer(daphne_ba
     async with await stack.agent("bulk-writer") as agent:
         session_id = await new_session(agent)
         async with stack.watcher(session_id, token=agent.token) as live:
-            await caught_up(live)
+            await live.wait_caught_up()
             assert await add(agent, session_id, "before") == 1
             await live.wait_for_seq(1)
             stack.pause_daphne()
@@ -183,28 +177,49 @@ async def test_large_backlog_after_a_hang_reaches_the_connected_viewer(daphne_ba
     assert done["rejected"] == 0 and done["dropped"] == 0
 
 
-async def test_bridge_splits_a_batch_too_big_for_one_request_and_keeps_order():
-    posted = []
+class RecordingDaphne(BaseHTTPRequestHandler):
+    """Answers every broadcast 202 and notes each body's size and seqs in ``server.posted``."""
 
-    def daphne(request):
-        body = json.loads(request.content)
-        posted.append((len(request.content), [e["seq"] for e in body.get("events", [body])]))
-        return httpx.Response(202, json={"success": True})
+    def do_POST(self):
+        content = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(content)
+        self.server.posted.append((len(content), [e["seq"] for e in body.get("events", [body])]))
+        answer = b'{"success": true}'
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
 
-    bridge = Bridge("http://127.0.0.1:9", "secret")
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recording_daphne():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingDaphne)
+    server.posted = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+async def test_bridge_splits_a_batch_too_big_for_one_request_and_keeps_order(recording_daphne):
+    host, port = recording_daphne.server_address
+    bridge = Bridge(f"http://{host}:{port}", "secret")
     await bridge.start()
-    await bridge._client.aclose()
-    bridge._client = httpx.AsyncClient(transport=httpx.MockTransport(daphne))
     try:
         for seq in range(1, 41):  # queued together, as after an outage: 40 x 95 kB in one batch
             bridge._enqueue({"type": "new_message", "session_id": "session_00000000000000aa", "seq": seq,
                              "data": {"content": "z" * 95_000}})
-        deadline = time.monotonic() + 10
-        while bridge.queue or bridge.inflight:
-            assert time.monotonic() < deadline, bridge.stats()
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bridge.counters["sent"] >= 40 or bridge.counters["rejected"], 20,
+                         "every event sent")
     finally:
         await bridge.stop()
+    posted = recording_daphne.posted
     assert [seq for _, seqs in posted for seq in seqs] == list(range(1, 41))
     assert all(size <= MAX_BODY_BYTES for size, _ in posted)
     assert len(posted) < 40  # still batched, just not beyond the size bound

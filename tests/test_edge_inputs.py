@@ -2,6 +2,8 @@
 
 import asyncio
 import math
+import time
+import types
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,10 +12,11 @@ from mcp_sidecar.bridge import Bridge
 from mcp_sidecar.metrics import MAX_TOOLS, ToolMetrics
 from realtime import memory, operations, search, tokens
 from realtime.errors import OperationError
+from realtime.live import consumers
 from realtime.live.consumers import parse_since
-from tests.test_consumer import Viewer, fresh_layer, token  # noqa: F401  (fixture)
+from tests.helpers import Viewer, agent_token
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
 
 
 @pytest.mark.parametrize("value", ["²", "١٢", "1²", "", "-1", "1.5", True, 2**63])
@@ -28,7 +31,7 @@ def test_since_accepts_plain_seqs():
 @pytest.mark.asyncio(loop_scope="function")
 async def test_a_superscript_since_is_refused_at_the_handshake():
     session = await asyncio.to_thread(operations.create_session, "edges", "tester")
-    viewer = Viewer(session.id, bearer=token(), query="?since=%C2%B2")
+    viewer = Viewer(session.id, bearer=agent_token(), query="?since=%C2%B2")
     connected, _ = await viewer.connect()
     assert connected is False
 
@@ -69,16 +72,18 @@ def test_metrics_stay_bounded_whatever_names_callers_invent():
 
 
 @pytest.mark.asyncio(loop_scope="function")
-async def test_an_agent_websocket_closes_when_its_token_expires():
+async def test_an_agent_websocket_closes_when_its_token_expires(monkeypatch):
     session = await asyncio.to_thread(operations.create_session, "edges", "tester")
-    viewer = Viewer(session.id, bearer=tokens.issue("alice", "claude", ["read"], ttl=2)[0])
+    token, claims = tokens.issue("alice", "claude", ["read"], ttl=600)
+    # The consumer's clock reads 0.2 s before the token's expiry: the close is due then, not in 10 minutes.
+    clock = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("_")})
+    clock.time = lambda: claims.expires_at - 0.2
+    monkeypatch.setattr(consumers, "time", clock)
+    viewer = Viewer(session.id, bearer=token)
     connected, _ = await viewer.connect()
     assert connected
-    await viewer.until("caught_up")
-    frame = await viewer.next()
-    while "closed" not in frame:
-        frame = await viewer.next()
-    assert frame == {"closed": 4401}
+    await viewer.until("caught_up")  # open and served until then
+    assert await viewer.until_closed(timeout=3) == 4401
 
 
 @pytest.mark.asyncio(loop_scope="function")

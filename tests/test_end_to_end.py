@@ -4,13 +4,9 @@ import asyncio
 
 import pytest
 
+from tests.helpers import new_session
+
 pytestmark = pytest.mark.asyncio(loop_scope="function")
-
-
-async def new_session(agent, purpose="e2e"):
-    result = await agent.call("create_session", purpose=purpose)
-    assert result["success"], result
-    return result["session_id"]
 
 
 async def test_every_message_reaches_every_watcher_once_in_order(stack):
@@ -19,8 +15,8 @@ async def test_every_message_reaches_every_watcher_once_in_order(stack):
         async with stack.watcher(session_id, token=agent.token) as first, stack.watcher(
             session_id, token=agent.token
         ) as second:
-            await first.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
-            await second.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+            await first.wait_caught_up()
+            await second.wait_caught_up()
             for n in range(1, 31):
                 result = await agent.call("add_message", session_id=session_id, content=f"message {n}")
                 assert result["success"] and result["seq"] == n, result
@@ -36,7 +32,7 @@ async def test_hello_then_replay_after_since(stack):
         for n in range(5):
             await agent.call("add_message", session_id=session_id, content=f"m{n}")
         async with stack.watcher(session_id, token=agent.token, since=2) as watcher:
-            await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+            await watcher.wait_caught_up()
             hello = watcher.frames[0]
             assert hello["type"] == "hello"
             assert hello["session_id"] == session_id and hello["last_seq"] == 5
@@ -56,7 +52,7 @@ async def test_private_message_reaches_only_its_senders_viewer(stack):
             session_id, token=bob.token
         ) as bob_view, stack.watcher(session_id, token=admin.token) as admin_view:
             for view in (alice_view, bob_view, admin_view):
-                await view.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+                await view.wait_caught_up()
             await alice.call("add_message", session_id=session_id, content="alice's secret", visibility="private")
             await alice.call("add_message", session_id=session_id, content="for everyone")
             for view in (alice_view, bob_view, admin_view):
@@ -72,7 +68,7 @@ async def test_many_concurrent_agents_lose_nothing(stack):
     try:
         session_id = await new_session(agents[0])
         async with stack.watcher(session_id, token=agents[0].token) as watcher:
-            await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+            await watcher.wait_caught_up()
 
             async def write(agent, count):
                 for n in range(count):

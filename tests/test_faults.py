@@ -20,6 +20,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.helpers import eventually, new_session
 from tests.stack import ROOT, Stack, free_port
 
 STREAM_MESSAGES = int(os.environ.get("SCS_FAULT_MESSAGES", "1000"))
@@ -45,24 +46,6 @@ def stack(faults_stack):
     return faults_stack
 
 
-async def new_session(agent):
-    result = await agent.call("create_session", purpose="faults")
-    assert result["success"], result
-    return result["session_id"]
-
-
-async def caught_up(watcher):
-    return await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
-
-
-async def progress(condition, within=30.0, what="condition"):
-    """Wait (bounded) until ``condition()`` is true."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached within {within}s"
-        await asyncio.sleep(0.02)
-
-
 # Daphne killed mid-stream
 
 
@@ -73,7 +56,7 @@ async def test_daphne_killed_mid_stream_viewers_resume_with_everything(stack):
         first = [stack.watcher(session_id, token=agents[n].token) for n in range(3)]
         for watcher in first:
             await watcher.connect()
-            await caught_up(watcher)
+            await watcher.wait_caught_up()
         stored = []
 
         async def write(agent, count):
@@ -86,11 +69,11 @@ async def test_daphne_killed_mid_stream_viewers_resume_with_everything(stack):
         total = per_agent * AGENTS
         writers = asyncio.gather(*(write(agent, per_agent) for agent in agents))
         try:
-            await progress(lambda: len(stored) >= total // 3, what="a third of the stream")
+            await eventually(lambda: len(stored) >= total // 3, what="a third of the stream")
             await asyncio.to_thread(stack.kill_daphne)
             for watcher in first:
                 await watcher.wait_closed()
-            await progress(lambda: len(stored) >= total // 2, what="half of the stream")
+            await eventually(lambda: len(stored) >= total // 2, what="half of the stream")
             await asyncio.to_thread(stack.start_daphne)
             resumed = [stack.watcher(session_id, token=agents[n].token, since=watcher.seqs[-1] if watcher.seqs else 0)
                        for n, watcher in enumerate(first)]
@@ -117,7 +100,7 @@ async def test_sidecar_killed_during_writes_loses_no_confirmed_message(stack):
     session_id = await new_session(agents[0])
     live = stack.watcher(session_id, token=agents[0].token)
     await live.connect()
-    await caught_up(live)
+    await live.wait_caught_up()
     confirmed = {}  # seq -> content, for every add_message that returned success
     unanswered = []
 
@@ -135,7 +118,7 @@ async def test_sidecar_killed_during_writes_loses_no_confirmed_message(stack):
             confirmed[result["seq"]] = content
 
     writers = asyncio.gather(*(write(agent) for agent in agents))
-    await progress(lambda: len(confirmed) >= 80, what="80 confirmed writes")
+    await eventually(lambda: len(confirmed) >= 80, what="80 confirmed writes")
     await asyncio.to_thread(stack.kill_sidecar)
     await asyncio.wait_for(writers, 30)
     assert unanswered, "the kill interrupted the writers"
@@ -185,41 +168,45 @@ async def slow_socket(stack, session_id, token):
                                     additional_headers={"Authorization": f"Bearer {token}"})
 
 
-async def test_a_viewer_that_does_not_read_holds_back_no_one(stack):
+async def test_a_viewer_that_does_not_read_is_dropped_and_holds_back_no_one(stack):
     base = (await asyncio.to_thread(stack.sidecar_health))["bridge"]
     # 5.7 MB: more than the kernel's socket buffers and the server's 1 MiB bound can hold for it.
     count, padding = 60, "x" * 95_000
     async with await stack.agent("writer") as agent:
         session_id = await new_session(agent)
         slow = await slow_socket(stack, session_id, agent.token)
-        async with stack.watcher(session_id, token=agent.token) as fast:
-            await caught_up(fast)
+        async with stack.watcher(session_id, token=agent.token) as fast, \
+                stack.watcher(session_id, token=agent.token) as other:
+            await fast.wait_caught_up()
+            await other.wait_caught_up()
             for n in range(1, count + 1):
                 result = await agent.call("add_message", session_id=session_id, content=f"{n} {padding}")
                 assert result["success"] and result["seq"] == n, result
-            # Every message reached the reading viewer while the other one had read nothing at all.
-            try:
-                await fast.wait_for_seq(count)
-            except TimeoutError:
-                pytest.fail(f"the reading viewer stalled at {fast.seqs[-1:]} (closed={fast.closed})")
-            assert fast.seqs == list(range(1, count + 1))
-
-        # The slow viewer now reads: what the server kept for it, then (if the server had to drop
-        # it for not reading) the rest by resuming from its last seq.
+            # Every message reached the reading viewers while the other one had read nothing at all.
+            for reading in (fast, other):
+                try:
+                    await reading.wait_for_seq(count)
+                except TimeoutError:
+                    pytest.fail(f"a reading viewer stalled at {reading.seqs[-1:]} (closed={reading.closed})")
+                assert reading.seqs == list(range(1, count + 1)) and reading.closed is None
+        # The server dropped the viewer that did not read: its connection ends without a close
+        # frame (1006) before it could read everything, and Daphne says why.
+        await eventually(lambda: "unread (SCS_WS_MAX_BUFFER=1048576)" in stack.log("daphne"), 10,
+                         "the drop in Daphne's log")
         received = []
-        with contextlib.suppress(websockets.ConnectionClosed):
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
             async with asyncio.timeout(20):
-                while not received or received[-1] < count:
+                while True:
                     frame = json.loads(await slow.recv())
                     if frame["type"] == "new_message":
                         received.append(frame["seq"])
-        dropped = slow.close_code is not None
-        await slow.close()
-        if received[-1:] != [count]:
-            async with stack.watcher(session_id, token=agent.token, since=received[-1] if received else 0) as again:
-                await again.wait_for_seq(count)
-                received += again.seqs
-        assert received == list(range(1, count + 1)), f"dropped by the server: {dropped}"
+        assert closed.value.rcvd is None and slow.close_code == 1006
+        assert received[-1:] != [count], "the slow viewer was kept and sent everything"
+        # It loses nothing: it resumes from its last seq.
+        async with stack.watcher(session_id, token=agent.token, since=received[-1] if received else 0) as again:
+            await again.wait_for_seq(count)
+            received += again.seqs
+        assert received == list(range(1, count + 1))
     bridge = (await asyncio.to_thread(stack.sidecar_health))["bridge"]
     assert bridge["dropped"] == base["dropped"] and bridge["rejected"] == base["rejected"]
 

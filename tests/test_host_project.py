@@ -13,6 +13,7 @@ import pytest
 import websockets
 
 from realtime.live.closecodes import CLOSE_RECHECK
+from tests.helpers import new_session, sign_in
 from tests.stack import PYTHON, ROOT, Stack
 
 MEMBER, PASSWORD = "ada@example.com", "correct horse battery"
@@ -46,25 +47,6 @@ def host(tmp_path_factory):
         stack.stop()
 
 
-async def sign_in(client):
-    """Sign ``client`` in through the host's own login page; it then holds the member's session cookie."""
-    await client.get("/members/sign-in/")
-    answer = await client.post("/members/sign-in/", data={
-        "username": MEMBER, "password": PASSWORD, "csrfmiddlewaretoken": client.cookies["csrftoken"],
-    })
-    assert answer.status_code == 302, answer.text
-
-
-async def new_session(agent, purpose="host e2e"):
-    result = await agent.call("create_session", purpose=purpose)
-    assert result["success"], result
-    return result["session_id"]
-
-
-async def caught_up(watcher):
-    await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
-
-
 def test_the_hosts_login_protects_the_pages(host):
     for path in ("/agents/", "/agents/sessions/session_0123456789abcdef/"):
         answer = httpx.get(host.http_url + path, timeout=10)
@@ -78,7 +60,7 @@ async def test_agent_message_reaches_a_watcher_on_the_hosts_route(host):
         session_id = await new_session(agent)
         async with host.watcher(session_id, token=agent.token) as watcher:
             assert watcher.url.startswith(f"ws://127.0.0.1:{host.ws_port}/agents/ws/{session_id}/")
-            await caught_up(watcher)
+            await watcher.wait_caught_up()
             result = await agent.call("add_message", session_id=session_id, content="from the agent")
             assert result["success"] and result["seq"] == 1, result
             await watcher.wait_for_seq(1)
@@ -93,7 +75,7 @@ async def test_host_code_in_another_process_publishes_like_an_agent(host):
     async with await host.agent("host-writer-2") as agent:
         session_id = await new_session(agent)
         async with host.watcher(session_id, token=agent.token) as watcher:
-            await caught_up(watcher)
+            await watcher.wait_caught_up()
             await agent.call("add_message", session_id=session_id, content="agent first")
             seq = host_python(host, f"""
                 from realtime import publish
@@ -117,8 +99,8 @@ async def test_host_code_in_another_process_publishes_like_an_agent(host):
 async def test_a_signed_in_member_watches_and_a_host_view_publishes(host):
     async with await host.agent("host-writer-3") as agent:
         session_id = await new_session(agent, purpose="member view")
-    async with httpx.AsyncClient(base_url=host.http_url, timeout=10) as client:
-        await sign_in(client)
+    cookies = await asyncio.to_thread(sign_in, host.http_url, MEMBER, PASSWORD, path="/members/sign-in/")
+    async with httpx.AsyncClient(base_url=host.http_url, cookies=cookies, timeout=10) as client:
         dashboard = await client.get("/agents/")
         assert dashboard.status_code == 200
         assert 'id="host-nav"' in dashboard.text and MEMBER in dashboard.text  # the host's base template
@@ -128,9 +110,8 @@ async def test_a_signed_in_member_watches_and_a_host_view_publishes(host):
         assert page.status_code == 200
         assert f'data-ws-path="/agents/ws/{session_id}/"' in page.text
         assert f'data-older-url="/agents/sessions/{session_id}/messages"' in page.text
-        cookie = f"sessionid={client.cookies['sessionid']}"
-        async with host.watcher(session_id, headers={"Cookie": cookie}) as watcher:
-            await caught_up(watcher)
+        async with host.watcher(session_id, cookie=cookies["sessionid"]) as watcher:
+            await watcher.wait_caught_up()
             assert watcher.frames[0]["viewer"] == {"kind": "user", "id": MEMBER, "agent_type": "", "is_admin": False}
             answer = await client.post(f"/announce/{session_id}/",
                                  data={"text": "deploy starts"}, headers={"X-CSRFToken": client.cookies["csrftoken"]})
@@ -146,7 +127,7 @@ async def test_open_pages_follow_the_hosts_own_user_model(host):
         session_id = await new_session(agent, purpose="rights")
     cookie = host.signed_in("grace@example.com", staff=True)
     async with host.watcher(session_id, cookie=cookie) as watcher:
-        await caught_up(watcher)
+        await watcher.wait_caught_up()
         assert watcher.frames[0]["viewer"]["is_admin"] is True
         await asyncio.to_thread(host_python, host, """
             from django.contrib.auth import get_user_model
@@ -162,4 +143,4 @@ async def test_the_hosts_origin_is_matched_exactly(host):
         with pytest.raises(websockets.InvalidStatus):
             await host.watcher(session_id, token=agent.token, origin=f"http://127.0.0.1:{host.ws_port + 1}").connect()
         async with host.watcher(session_id, token=agent.token) as watcher:
-            await caught_up(watcher)
+            await watcher.wait_caught_up()

@@ -4,37 +4,20 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth import get_user_model
 from django.test import AsyncClient
 
 from project.asgi import application
 from realtime import conf, operations, tokens
 from realtime.envelope import message_event
+from tests.helpers import ORIGIN, user_cookie
 
-pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
-
-ORIGIN = (b"origin", b"http://127.0.0.1:8081")
-
-
-@pytest.fixture(autouse=True)
-def fresh_layer():
-    channel_layers.backends = {}
-    yield
-    channel_layers.backends = {}
-
-
-async def user_cookie(username, staff=False):
-    user = await sync_to_async(get_user_model().objects.create_user)(username, password="pw", is_staff=staff)
-    client = AsyncClient()
-    await client.aforce_login(user)
-    return client.cookies["sessionid"].value
-
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("fresh_channel_layer")]
 
 class Socket:
     def __init__(self, path, cookie=None):
-        headers = [ORIGIN]
+        headers = [(b"origin", ORIGIN)]
         if cookie:
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
         self.comm = WebsocketCommunicator(application, path, headers=headers)
@@ -75,7 +58,7 @@ async def broadcast(session_id, *messages):
     assert response.status_code == 202, response.content
 
 
-async def new_session(purpose="dashboard feed"):
+async def stored_session(purpose="dashboard feed"):
     return (await sync_to_async(operations.create_session)(purpose, "planner")).id
 
 
@@ -99,7 +82,7 @@ async def test_the_dashboard_ignores_frames_it_cannot_use_and_still_answers_ping
 
 
 async def test_dashboard_receives_summaries_without_content_or_hidden_senders():
-    session_id = await new_session("Migrate <payments>")
+    session_id = await stored_session("Migrate <payments>")
     member = Socket("/ws/dashboard/", await user_cookie("member"))
     boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
     for socket in (member, boss):
@@ -127,8 +110,8 @@ def stamp(message):
 
 
 async def test_a_viewer_gets_no_frame_for_what_it_may_not_see_and_counts_only_what_it_may():
-    hidden_only = await new_session("Incident review")
-    mixed = await new_session("Release plan")
+    hidden_only = await stored_session("Incident review")
+    mixed = await stored_session("Release plan")
     member = Socket("/ws/dashboard/", await user_cookie("member"))
     boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
     for socket in (member, boss):
@@ -155,7 +138,7 @@ async def test_a_viewer_gets_no_frame_for_what_it_may_not_see_and_counts_only_wh
     assert (await boss.frame("session_summary"))["message_count"] == 5
     later = await store(mixed, "hidden last", visibility="admin_only")
     await broadcast(mixed, later)
-    marker = await new_session("marker")
+    marker = await stored_session("marker")
     await broadcast(marker, await store(marker, "marker"))
     assert (await member.frame("session_summary"))["session_id"] == marker
     for socket in (member, boss):
@@ -163,7 +146,7 @@ async def test_a_viewer_gets_no_frame_for_what_it_may_not_see_and_counts_only_wh
 
 
 async def test_the_count_is_read_again_after_events_another_process_delivered():
-    session_id = await new_session()
+    session_id = await stored_session()
     boss = Socket("/ws/dashboard/", await user_cookie("boss", staff=True))
     assert await boss.connect()
     await boss.frame("hello")
@@ -176,7 +159,7 @@ async def test_the_count_is_read_again_after_events_another_process_delivered():
 
 
 async def test_presence_lists_who_is_watching_and_follows_leaving():
-    session_id = await new_session()
+    session_id = await stored_session()
     alice = Socket(f"/ws/{session_id}/", await user_cookie("alice", staff=True))
     assert await alice.connect()
     assert (await alice.frame("presence"))["viewers"] == [
@@ -197,7 +180,7 @@ async def test_presence_lists_who_is_watching_and_follows_leaving():
 
 
 async def test_presence_tells_other_viewers_only_counts_and_themselves():
-    session_id = await new_session()
+    session_id = await stored_session()
     boss = Socket(f"/ws/{session_id}/", await user_cookie("boss", staff=True))
     member = Socket(f"/ws/{session_id}/", await user_cookie("member"))
     agent = Socket(f"/ws/{session_id}/")
@@ -224,7 +207,7 @@ async def test_presence_tells_other_viewers_only_counts_and_themselves():
 
 
 async def test_presence_frames_come_after_hello_and_caught_up():
-    session_id = await new_session()
+    session_id = await stored_session()
     await store(session_id, "before")
     viewer = Socket(f"/ws/{session_id}/?since=0", await user_cookie("carol"))
     assert await viewer.connect()

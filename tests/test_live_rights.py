@@ -53,17 +53,13 @@ def hello(watcher):
     return next((f for f in watcher.frames if f["type"] == "hello"), None)
 
 
-def caught_up(watcher):
-    return any(f["type"] == "caught_up" for f in watcher.frames)
-
-
 def contents(watcher):
     return [m["data"]["content"] for m in watcher.messages]
 
 
 async def open_all(watchers):
     await asyncio.gather(*(w.connect() for w in watchers))
-    await asyncio.gather(*(w.wait(lambda w: caught_up(w) or w.closed is not None) for w in watchers))
+    await asyncio.gather(*(w.wait(lambda w: w.caught_up or w.closed is not None) for w in watchers))
     return watchers
 
 
@@ -95,7 +91,7 @@ async def test_deleting_a_staff_user_elsewhere_closes_her_sockets_and_a_resume_r
     cookie = stack.signed_in("hedda", staff=True)
     await post(admin, "SECRET-BEFORE", "admin_only")
     watcher = await stack.watcher(admin.session_id, since=0, cookie=cookie).connect()
-    await watcher.wait(caught_up)
+    await watcher.wait_caught_up()
     assert hello(watcher)["viewer"]["is_admin"] and contents(watcher) == ["SECRET-BEFORE"]
 
     await shell(stack, USERS + "U.filter(username='hedda').delete()")
@@ -115,7 +111,7 @@ async def test_demotion_by_a_queryset_update_in_another_process_closes_within_a_
     await shell(stack, USERS + "assert U.filter(username='olga').update(is_staff=False) == 1")
     assert await closed_within(watchers, time.monotonic()) == {CLOSE_RECHECK}
     async with stack.watcher(admin.session_id, cookie=cookie) as again:
-        await again.wait(caught_up)
+        await again.wait_caught_up()
         assert hello(again)["viewer"]["is_admin"] is False
     await close_all(watchers)
 
@@ -151,7 +147,7 @@ async def test_demotion_while_connections_are_being_opened_leaves_none_with_staf
 async def test_a_password_change_in_another_process_closes_the_users_connections(stack, admin):
     cookie = stack.signed_in("piet")
     watcher = await stack.watcher(admin.session_id, cookie=cookie).connect()
-    await watcher.wait(caught_up)
+    await watcher.wait_caught_up()
     await shell(stack, USERS + "u = U.get(username='piet'); u.set_password('a-new-password'); u.save()")
     assert await closed_within([watcher], time.monotonic()) == {CLOSE_RECHECK}
     assert await unauthenticated(stack, admin.session_id, cookie)  # the old session no longer signs in
@@ -205,7 +201,7 @@ async def test_a_burst_of_connections_gets_exactly_the_cap_and_the_rest_are_told
         assert extra.closed == CLOSE_TOO_MANY
     await admitted[0].close()
     async with stack.watcher(other, token=token) as extra:
-        await extra.wait(caught_up)
+        await extra.wait_caught_up()
     await close_all(watchers)
 
 
@@ -230,4 +226,4 @@ async def test_a_websocket_from_any_other_origin_is_refused(stack, admin, origin
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_the_servers_own_origins_are_accepted(stack, admin, host):
     async with stack.watcher(admin.session_id, token=admin.token, origin=f"http://{host}:{stack.ws_port}") as ok:
-        await ok.wait(caught_up)
+        await ok.wait_caught_up()

@@ -76,7 +76,7 @@ async def test_non_reading_replays_keep_daphne_small_and_live_messages_prompt(fr
     session_id = (await asyncio.to_thread(stack.shell, LOAD)).split()[-1]
     async with await stack.agent("writer", "claude") as writer, await stack.agent("lurker", "claude") as lurker:
         async with stack.watcher(session_id, token=writer.token, since=MESSAGES) as reading:
-            await reading.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+            await reading.wait_caught_up()
             before = stack.daphne_rss()
             sockets = [await non_reader(stack, session_id, lurker.token) for _ in range(SOCKETS)]
             sent = time.monotonic()

@@ -15,17 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from realtime.management.commands.serve import broadcast_env
+from tests.helpers import new_session
 from tests.stack import ROOT
-
-
-def caught_up(watcher):
-    return any(frame["type"] == "caught_up" for frame in watcher.frames)
-
-
-async def new_session(agent, purpose="scale-out"):
-    result = await agent.call("create_session", purpose=purpose)
-    assert result["success"], result
-    return result["session_id"]
 
 
 async def test_viewers_on_both_daphne_processes_get_every_message_once_in_order(scaled_stack):
@@ -35,8 +26,8 @@ async def test_viewers_on_both_daphne_processes_get_every_message_once_in_order(
         async with scaled_stack.watcher(session_id, token=agent.token) as here, other.watcher(
             session_id, token=agent.token
         ) as there:
-            await here.wait(caught_up)
-            await there.wait(caught_up)
+            await here.wait_caught_up()
+            await there.wait_caught_up()
             for n in range(1, 41):
                 result = await agent.call("add_message", session_id=session_id, content=f"message {n}")
                 assert result["success"] and result["seq"] == n, result
@@ -51,7 +42,7 @@ async def test_bridge_moves_on_to_the_next_daphne_when_the_first_is_down(scaled_
     async with await sidecar.agent("failover-writer") as agent:
         session_id = await new_session(agent)
         async with scaled_stack.watcher(session_id, token=agent.token) as watcher:
-            await watcher.wait(caught_up)
+            await watcher.wait_caught_up()
             for n in range(1, 6):
                 result = await agent.call("add_message", session_id=session_id, content=f"after failover {n}")
                 assert result["success"], result
@@ -73,8 +64,8 @@ async def test_sidecar_processes_writing_at_once_number_seqs_without_gaps_or_dup
         async with scaled_stack.watcher(session_id, token=agents[0].token) as here, other.watcher(
             session_id, token=agents[0].token
         ) as there:
-            await here.wait(caught_up)
-            await there.wait(caught_up)
+            await here.wait_caught_up()
+            await there.wait_caught_up()
 
             async def write(agent):
                 seqs = []

@@ -2,31 +2,18 @@
 
 import asyncio
 import json
-import time
 
 import httpx
-import jwt
 import pytest
 import websockets
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from tests.helpers import new_session, signed_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
-
-
-async def new_session(agent):
-    result = await agent.call("create_session", purpose="security")
-    assert result["success"], result
-    return result["session_id"]
-
-
-async def caught_up(watcher):
-    return await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
-
-
-def signed(secret, **overrides):
-    now = int(time.time())
-    claims = {"iss": "shared-context-server", "sub": "mallory", "agent_type": "admin",
-              "permissions": ["read", "write", "admin"], "iat": now, "exp": now + 3600, "jti": "x", **overrides}
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 # WebSocket
@@ -47,7 +34,7 @@ async def test_websocket_with_a_bad_token_is_refused(stack):
     async with await stack.agent("owner") as agent:
         session_id = await new_session(agent)
         await agent.call("add_message", session_id=session_id, content="already stored")
-    for token in (signed("not-the-server-secret-at-all-000"), signed(stack.jwt_secret, exp=int(time.time()) - 5),
+    for token in (signed_token("not-the-server-secret-at-all-000"), signed_token(stack.jwt_secret, expires_in=-5),
                   "garbage"):
         async with stack.watcher(session_id, token=token) as header:
             await header.wait_closed()
@@ -77,7 +64,7 @@ async def test_private_message_reaches_its_sender_and_no_other_agent(stack):
         views = {name: stack.watcher(session_id, token=agent.token) for name, agent in agents.items()}
         for view in views.values():
             await view.connect()
-            await caught_up(view)
+            await view.wait_caught_up()
         await alice.call("add_message", session_id=session_id, content="alice's secret plan", visibility="private")
         await alice.call("add_message", session_id=session_id, content="for claude agents", visibility="agent_only")
         await alice.call("add_message", session_id=session_id, content="for everyone")
@@ -90,7 +77,7 @@ async def test_private_message_reaches_its_sender_and_no_other_agent(stack):
             assert "secret plan" not in json.dumps(views[name].frames)
         # Nor on the resume path, nor through get_messages.
         async with stack.watcher(session_id, token=agents["gina"].token, since=0) as later:
-            await caught_up(later)
+            await later.wait_caught_up()
         assert later.seqs == [3]
         result = await agents["bob"].call("get_messages", session_id=session_id)
         assert [m["seq"] for m in result["messages"]] == [2, 3]
@@ -105,7 +92,7 @@ async def test_broadcast_with_a_wrong_secret_delivers_nothing(stack):
     async with await stack.agent("owner") as agent:
         session_id = await new_session(agent)
         async with stack.watcher(session_id, token=agent.token) as watcher:
-            await caught_up(watcher)
+            await watcher.wait_caught_up()
             forged = {"type": "new_message", "session_id": session_id, "seq": 1, "data": {
                 "id": 1, "sender": "owner", "sender_type": "claude", "content": "injected", "visibility": "public",
                 "metadata": {}, "parent_message_id": None, "timestamp": "2026-01-01T00:00:00Z"}}
@@ -136,13 +123,21 @@ async def test_mcp_without_the_api_key_is_401_json(stack, headers):
 
 
 async def test_mcp_client_without_the_api_key_cannot_connect(stack):
-    from fastmcp import Client
-    from fastmcp.client.transports import StreamableHttpTransport
+    statuses = []
 
-    client = Client(StreamableHttpTransport(stack.mcp_url))
-    with pytest.raises(Exception):  # noqa: B017 - the client reports the 401 in its own way
+    async def note(response):
+        statuses.append(response.status_code)
+
+    def noting_client(headers=None, timeout=None, auth=None, **_):
+        http = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+        http.event_hooks["response"].append(note)
+        return http
+
+    client = Client(StreamableHttpTransport(stack.mcp_url, httpx_client_factory=noting_client))
+    with pytest.raises(MCPError, match="error response"):
         async with client:
             await client.list_tools()
+    assert statuses and set(statuses) == {401}  # refused at the door, the only answer the client got
 
 
 async def test_sidecar_health_needs_no_key(stack):
@@ -151,13 +146,12 @@ async def test_sidecar_health_needs_no_key(stack):
 
 
 TOKENS = {
-    "forged": (lambda stack: signed("not-the-server-secret-at-all-000"), "TOKEN_INVALID"),
-    "wrong issuer": (lambda stack: signed(stack.jwt_secret, iss="someone-else"), "TOKEN_INVALID"),
-    "alg none": (lambda stack: jwt.encode({"sub": "mallory", "iss": "shared-context-server", "iat": 0,
-                                           "exp": 2**40, "agent_type": "admin", "permissions": ["admin"]},
-                                          None, algorithm="none"), "TOKEN_INVALID"),
+    "forged": (lambda stack: signed_token("not-the-server-secret-at-all-000"), "TOKEN_INVALID"),
+    "wrong issuer": (lambda stack: signed_token(stack.jwt_secret, iss="someone-else"), "TOKEN_INVALID"),
+    "alg none": (lambda stack: signed_token(None, algorithm="none", iat=0, exp=2**40, permissions=["admin"]),
+                 "TOKEN_INVALID"),
     "garbage": (lambda stack: "not.a.token", "TOKEN_INVALID"),
-    "expired": (lambda stack: signed(stack.jwt_secret, exp=int(time.time()) - 5), "TOKEN_EXPIRED"),
+    "expired": (lambda stack: signed_token(stack.jwt_secret, expires_in=-5), "TOKEN_EXPIRED"),
 }
 
 

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.stack import PYTHON, free_port, wait_for
+from tests.helpers import new_session
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -18,11 +18,8 @@ AUTHENTICATE = {
 
 
 def second_sidecar(stack):
-    port = free_port()
-    process = stack._spawn("sidecar-b", [PYTHON, "-m", "mcp_sidecar", "--port", str(port)])
-    wait_for(f"http://127.0.0.1:{port}/health", process=process)
-    stack.extra = process
-    return f"http://127.0.0.1:{port}/mcp/"
+    """Another sidecar over the same stack (stopped with it); its MCP URL."""
+    return f"http://127.0.0.1:{stack.add_sidecar()}/mcp/"
 
 
 def headers(stack, **extra):
@@ -32,31 +29,25 @@ def headers(stack, **extra):
 async def test_a_stateless_client_may_land_on_any_sidecar(fresh_stack):
     stack = fresh_stack(SCS_MCP_STATELESS="1")
     other = second_sidecar(stack)
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            first = await client.post(stack.mcp_url, json=INITIALIZE, headers=headers(stack))
-            assert first.status_code == 200 and "mcp-session-id" not in first.headers
-            second = await client.post(other, json=AUTHENTICATE, headers=headers(stack))
-        assert second.status_code == 200 and '\\"success\\":true' in second.text
-        # And a real MCP client works end to end against a stateless sidecar.
-        async with await stack.agent("writer") as agent:
-            session_id = (await agent.call("create_session", purpose="stateless"))["session_id"]
-            async with stack.watcher(session_id, token=agent.token) as watcher:
-                assert (await agent.call("add_message", session_id=session_id, content="hi"))["seq"] == 1
-                await watcher.wait_for_seq(1)
-    finally:
-        stack._end(stack.extra)
+    async with httpx.AsyncClient(timeout=10) as client:
+        first = await client.post(stack.mcp_url, json=INITIALIZE, headers=headers(stack))
+        assert first.status_code == 200 and "mcp-session-id" not in first.headers
+        second = await client.post(other, json=AUTHENTICATE, headers=headers(stack))
+    assert second.status_code == 200 and '\\"success\\":true' in second.text
+    # And a real MCP client works end to end against a stateless sidecar.
+    async with await stack.agent("writer") as agent:
+        session_id = await new_session(agent, "stateless")
+        async with stack.watcher(session_id, token=agent.token) as watcher:
+            assert (await agent.call("add_message", session_id=session_id, content="hi"))["seq"] == 1
+            await watcher.wait_for_seq(1)
 
 
 async def test_by_default_an_mcp_session_belongs_to_the_sidecar_that_opened_it(fresh_stack):
     stack = fresh_stack()
     other = second_sidecar(stack)
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            first = await client.post(stack.mcp_url, json=INITIALIZE, headers=headers(stack))
-            session = first.headers["mcp-session-id"]
-            pinned = headers(stack, **{"Mcp-Session-Id": session})
-            elsewhere = await client.post(other, json=AUTHENTICATE, headers=pinned)
-        assert elsewhere.status_code in (400, 404)  # hence sticky routing, or SCS_MCP_STATELESS
-    finally:
-        stack._end(stack.extra)
+    async with httpx.AsyncClient(timeout=10) as client:
+        first = await client.post(stack.mcp_url, json=INITIALIZE, headers=headers(stack))
+        session = first.headers["mcp-session-id"]
+        pinned = headers(stack, **{"Mcp-Session-Id": session})
+        elsewhere = await client.post(other, json=AUTHENTICATE, headers=pinned)
+    assert elsewhere.status_code in (400, 404)  # hence sticky routing, or SCS_MCP_STATELESS

@@ -1,6 +1,5 @@
 """The shared-context-server 1.1 tool surface, through a real MCP client over HTTP."""
 
-import asyncio
 import contextlib
 import json
 import sqlite3
@@ -12,6 +11,7 @@ from django.test import override_settings
 from fastmcp.exceptions import ClientError, McpError
 
 from realtime import tokens
+from tests.helpers import new_session, signed_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -52,15 +52,25 @@ async def agents(stack, **types):
             await agent.close()
 
 
-async def new_session(agent, purpose="compat"):
-    result = await agent.call("create_session", purpose=purpose)
-    assert result["success"], result
-    return result["session_id"]
-
-
 def stack_token(stack, agent_id, agent_type, permissions, ttl):
     with override_settings(SCS_JWT_SECRET=stack.jwt_secret):
         return tokens.issue(agent_id, agent_type, permissions, ttl=ttl)[0]
+
+
+def age_memory(stack, agent_id, seconds):
+    """Move an agent's memory entries ``seconds`` into the past in the sidecar's database; how many.
+
+    As if that time had passed for them: the sidecar reads the real clock, and moving the entries
+    instead of waiting keeps their TTLs under test (an entry with a longer TTL is still there).
+    """
+    shift = f"-{seconds} seconds"
+    with stack_db(stack) as db, db:
+        aged = db.execute(
+            "UPDATE realtime_memoryentry SET expires_at = strftime('%Y-%m-%d %H:%M:%f', expires_at, ?),"
+            " created_at = strftime('%Y-%m-%d %H:%M:%f', created_at, ?),"
+            " updated_at = strftime('%Y-%m-%d %H:%M:%f', updated_at, ?) WHERE agent_id = ?",
+            (shift, shift, shift, agent_id))
+        return aged.rowcount
 
 
 async def read_resource(stack, token, uri):
@@ -275,7 +285,9 @@ async def test_memory_ttl_expiry_and_overwrite_false(stack):
     async with agents(stack, timer="claude") as team:
         alice = team["timer"]
         stored = await alice.call("set_memory", key="short", value=1, expires_in=1)
-        assert stored["expires_at"] is not None
+        expires_at, stored_at = (datetime.fromisoformat(stored[k].replace("Z", "+00:00"))
+                                 for k in ("expires_at", "stored_at"))
+        assert timedelta(0) < expires_at - stored_at <= timedelta(seconds=1)  # stored_at is the row's write
         await alice.call("set_memory", key="kept", value=2, expires_in=3600)
         assert (await alice.call("get_memory", key="short"))["value"] == 1
 
@@ -283,7 +295,7 @@ async def test_memory_ttl_expiry_and_overwrite_false(stack):
         assert kept["code"] == "MEMORY_KEY_EXISTS" and kept["hint"]
         assert (await alice.call("get_memory", key="short"))["value"] == 1
 
-        await asyncio.sleep(1.2)
+        assert age_memory(stack, "timer", seconds=2) == 2  # two seconds pass for both, without waiting them
         assert (await alice.call("get_memory", key="short"))["code"] == "MEMORY_NOT_FOUND"
         assert [e["key"] for e in (await alice.call("list_memory"))["entries"]] == ["kept"]
         with stack_db(stack) as db:
@@ -331,12 +343,11 @@ async def test_forged_tokens_are_refused_everywhere(stack):
     header, payload, signature = genuine.split(".")
     claims = jwt.decode(genuine, options={"verify_signature": False})
     forged = {
-        "wrong secret": jwt.encode({**claims, "permissions": ["read", "write", "admin"]}, "not-the-secret" * 3,
-                                   algorithm="HS256"),
+        "wrong secret": signed_token("not-the-secret" * 3, **{**claims, "permissions": ["read", "write", "admin"]}),
         "altered claims": ".".join([header, jwt.utils.base64url_encode(json.dumps(
             {**claims, "permissions": ["read", "write", "admin"]}).encode()).decode(), signature]),
-        "alg none": jwt.encode({**claims}, None, algorithm="none"),
-        "expired, wrong secret": jwt.encode({**claims, "exp": claims["exp"] - 7200}, "x" * 40, algorithm="HS256"),
+        "alg none": signed_token(None, algorithm="none", **claims),
+        "expired, wrong secret": signed_token("x" * 40, **{**claims, "exp": claims["exp"] - 7200}),
         "garbage": "not.a.token",
     }
     async with stack.mcp_client() as client:

@@ -38,7 +38,7 @@ async def test_every_tool_over_stdio_stores_to_the_stack_and_broadcasts(stack):
         created = await call("create_session", purpose="over stdio", auth_token=token)
         session_id = created["session_id"]
         async with stack.watcher(session_id, token=reader.token) as watcher:
-            await watcher.wait(lambda w: any(f["type"] == "caught_up" for f in w.frames))
+            await watcher.wait_caught_up()
             first = await call("add_message", session_id=session_id, content="hello from stdio", auth_token=token)
             second = await call("add_message", session_id=session_id, content="a reply", auth_token=token,
                                 parent_message_id=first["message_id"])
