@@ -18,13 +18,12 @@ import time
 from dataclasses import dataclass
 
 import httpx
-import jwt
 import pytest
 import websockets
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from realtime.tokens import ALGORITHM, ISSUER
+from tests.helpers import sign_in, signed_token
 
 CALLERS = ["none", "wrong_key", "forged_token", "expired_token", "other_type_agent", "user", "staff", "admin"]
 KEY_CALLERS = ["keyed_agent", "key_mismatch", "shared_keyed_token", "revoked_key", "expired_key",
@@ -64,23 +63,8 @@ class World:
     broadcast_secret: str
 
 
-def sign(secret, agent_id, agent_type, permissions, *, expires_in):
-    now = int(time.time())
-    payload = {"iss": ISSUER, "sub": agent_id, "agent_type": agent_type, "permissions": permissions,
-               "iat": now - 3600, "exp": now + expires_in, "jti": f"{agent_id}-{now}"}
-    return jwt.encode(payload, secret, algorithm=ALGORITHM)
-
-
-def sign_in(stack, username):
-    """A real sign-in through the login form (CSRF token included); returns the session cookie."""
-    with httpx.Client(base_url=stack.http_url, timeout=10) as client:
-        page = client.get("/accounts/login/")
-        assert page.status_code == 200, page.status_code
-        answer = client.post("/accounts/login/", data={
-            "username": username, "password": PASSWORD, "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        })
-        assert answer.status_code == 302, (username, answer.status_code)
-        return client.cookies["sessionid"]
+def session_cookie(stack, username):
+    return sign_in(stack.http_url, username, PASSWORD)["sessionid"]
 
 
 async def tokens_for(stack, agent_id, agent_type, key=None, count=2):
@@ -138,15 +122,15 @@ async def build_world(stack):
     callers = {
         "none": Caller("none"),
         "wrong_key": Caller("wrong_key", api_key="not-the-api-key", token="not-a-token-or-secret"),
-        "forged_token": Caller("forged_token", api_key=key, token=sign(
-            "some-other-secret-of-enough-length", "authz-owner", "admin", ["read", "write", "admin"],
-            expires_in=3600)),
-        "expired_token": Caller("expired_token", api_key=key, token=sign(
-            stack.jwt_secret, "authz-owner", "claude", ["read", "write"], expires_in=-60)),
+        "forged_token": Caller("forged_token", api_key=key, token=signed_token(
+            "some-other-secret-of-enough-length", sub="authz-owner", agent_type="admin")),
+        "expired_token": Caller("expired_token", api_key=key, token=signed_token(
+            stack.jwt_secret, sub="authz-owner", agent_type="claude", permissions=["read", "write"],
+            iat=int(time.time()) - 3600, expires_in=-60)),
         "other_type_agent": Caller("other_type_agent", api_key=key, token=tokens["other"]),
-        "user": Caller("user", api_key=key, cookie=sign_in(stack, "viewer")),
-        "staff": Caller("staff", api_key=key, cookie=sign_in(stack, "staffer")),
-        "admin": Caller("admin", api_key=key, token=tokens["admin"], cookie=sign_in(stack, "root")),
+        "user": Caller("user", api_key=key, cookie=session_cookie(stack, "viewer")),
+        "staff": Caller("staff", api_key=key, cookie=session_cookie(stack, "staffer")),
+        "admin": Caller("admin", api_key=key, token=tokens["admin"], cookie=session_cookie(stack, "root")),
         # Admitted by agent keys.
         "keyed_agent": Caller("keyed_agent", api_key=keys["keyed"], token=keyed[0], spare=keyed[1],
                               auth_as=("authz-keyed", "claude")),

@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from asgiref.sync import sync_to_async
 from asgiref.testing import ApplicationCommunicator
-from channels.layers import channel_layers
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.test import AsyncRequestFactory
 from hypothesis import HealthCheck, event, given, settings
@@ -77,11 +76,10 @@ TOKEN = tokens.issue("fuzzer", "claude", ["read", "write"])[0]
 
 
 @pytest.fixture(autouse=True)
-def quiet_and_fresh(settings):
+def quiet_and_fresh(settings, fresh_channel_layer):
     settings.SCS_BROADCAST_SECRET = SECRET
     settings.SCS_WS_FRAME_RATE = 10**6  # the rate limit has its own tests
     settings.SCS_WS_FRAME_BURST = 10**6
-    channel_layers.backends = {}
     loggers = [logging.getLogger(name) for name in ("fastmcp", "mcp", "django.request", "realtime")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -89,7 +87,6 @@ def quiet_and_fresh(settings):
     yield
     for logger, level in zip(loggers, levels, strict=True):
         logger.setLevel(level)
-    channel_layers.backends = {}
 
 
 @sync_to_async
