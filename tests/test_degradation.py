@@ -13,7 +13,8 @@ import time
 import httpx
 import pytest
 
-from mcp_sidecar.bridge import MAX_BODY_BYTES, Bridge
+from realtime.broadcast_client import MAX_BODY_BYTES, BroadcastClient
+from realtime.publisher import HttpStrategy, Publisher
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -191,10 +192,10 @@ async def test_bridge_splits_a_batch_too_big_for_one_request_and_keeps_order():
         posted.append((len(request.content), [e["seq"] for e in body.get("events", [body])]))
         return httpx.Response(202, json={"success": True})
 
-    bridge = Bridge("http://127.0.0.1:9", "secret")
+    client = BroadcastClient("http://127.0.0.1:9", "secret")
+    client._async = httpx.AsyncClient(transport=httpx.MockTransport(daphne))
+    bridge = Publisher(HttpStrategy(client), mark=None, sweep=None)
     await bridge.start()
-    await bridge._client.aclose()
-    bridge._client = httpx.AsyncClient(transport=httpx.MockTransport(daphne))
     try:
         for seq in range(1, 41):  # queued together, as after an outage: 40 x 95 kB in one batch
             bridge._enqueue({"type": "new_message", "session_id": "session_00000000000000aa", "seq": seq,

@@ -148,10 +148,11 @@ MAY_ADD = {"create_session": {(1, 0, 0)}, "add_message": {(0, 1, 0)}, "set_memor
 @pytest.fixture
 def mcp(monkeypatch):
     from mcp_sidecar import auth, tools  # noqa: F401  (registers every tool)
-    from mcp_sidecar.app import bridge, mcp
+    from mcp_sidecar.app import mcp
+    from realtime.publisher import get_publisher
 
     published = []
-    monkeypatch.setattr(bridge, "publish", published.append)
+    monkeypatch.setattr(get_publisher(), "publish", published.append)
     # In-process calls carry no HTTP request: admit them as stdio does without SCS_AGENT_KEY (the shared key).
     monkeypatch.setattr(auth, "_stdio", {"enabled": True, "key": ""})
     return mcp, published

@@ -5,11 +5,12 @@ from datetime import UTC, datetime
 from django.db import connection
 from django.utils import timezone
 
-from mcp_sidecar.app import agent_tool, bridge
+from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import caller
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.params import AuthToken
 from realtime.models import AuditEvent, MemoryEntry, Message, Session
+from realtime.publisher import get_publisher
 
 
 def database_figures():
@@ -35,7 +36,7 @@ def database_figures():
 
 @agent_tool
 def get_performance_metrics(auth_token: AuthToken = None) -> dict:
-    """Request counts and latencies per tool, broadcast bridge counters, database figures. Needs admin.
+    """Request counts and latencies per tool, the publisher's counters (as "bridge"), database figures. Needs admin.
 
     Latencies (p50_ms, p99_ms) cover the latest 1000 calls of each tool in this sidecar process.
     """
@@ -46,6 +47,6 @@ def get_performance_metrics(auth_token: AuthToken = None) -> dict:
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "uptime_seconds": metrics["uptime_seconds"],
         "tools": metrics["tools"],
-        "bridge": bridge.stats(),
+        "bridge": get_publisher().stats(),
         "database": database_figures(),
     }
