@@ -100,3 +100,23 @@ async def test_an_event_dropped_by_a_full_queue_still_reaches_the_viewer(fresh_s
                 await asyncio.to_thread(stack.resume_daphne)
             await watcher.wait_for_seq(1, timeout=WITHIN)
             assert watcher.seqs == [1] and watcher.messages[0]["data"]["content"] == "event 1"
+
+
+async def test_on_redis_and_postgres_every_daphne_sweeps_and_each_viewer_gets_the_message_once(scaled_fresh_stack):
+    stack = scaled_fresh_stack(SCS_PUBLISH_VIA="http", SCS_BROADCAST_URL=f"http://127.0.0.1:{free_port()}",
+                               **SWEEPERS)
+    other = stack.via(ws_port=await asyncio.to_thread(stack.add_daphne))
+    async with await stack.agent("quiet-writer") as agent:
+        session_id = await new_session(agent)
+        async with stack.watcher(session_id, token=agent.token) as here, other.watcher(
+            session_id, token=agent.token
+        ) as there:
+            await here.wait(caught_up)
+            await there.wait(caught_up)
+            result = await agent.call("add_message", session_id=session_id, content="my last word")
+            assert result["success"] and result["seq"] == 1, result
+            await asyncio.to_thread(stack.kill_sidecar)
+            for watcher in (here, there):
+                await watcher.wait_for_seq(1, timeout=WITHIN)
+            # Both Daphne processes may announce it; each viewer still gets it once.
+            assert here.seqs == [1] and there.seqs == [1]
