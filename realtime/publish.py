@@ -17,7 +17,7 @@ A failed send is logged, never raised: the message is stored, and a sweeper
 
 from realtime import operations
 from realtime.models import Visibility
-from realtime.publisher import publish_via
+from realtime.strategies import publish_via
 
 __all__ = ["add_message", "create_session", "publish_via"]
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from realtime.broadcast_client import MAX_BODY_BYTES, BroadcastClient
-from realtime.publisher import HttpStrategy, Publisher
+from realtime.publisher import Publisher
+from realtime.strategies import HttpStrategy
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 

@@ -11,7 +11,8 @@ from realtime import memory, operations, search, tokens
 from realtime.broadcast_client import BroadcastClient
 from realtime.errors import OperationError
 from realtime.live.consumers import parse_since
-from realtime.publisher import HttpStrategy, Publisher
+from realtime.publisher import Publisher
+from realtime.strategies import HttpStrategy
 from tests.test_consumer import Viewer, fresh_layer, token  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from realtime import announce, operations, publish, publisher
+from realtime import announce, operations, publish, publisher, strategies
 from realtime.broadcast_client import REJECTED, RETRY, SENT, BroadcastClient, Result, hint
 from realtime.models import Message, Session
 
@@ -111,10 +111,10 @@ def test_host_receivers_still_get_message_stored(published):
 @pytest.mark.parametrize(
     ("via", "backend", "strategy"),
     [
-        ("auto", "channels.layers.InMemoryChannelLayer", publisher.HttpStrategy),
-        ("auto", "channels_redis.pubsub.RedisPubSubChannelLayer", publisher.ChannelLayerStrategy),
-        ("http", "channels_redis.pubsub.RedisPubSubChannelLayer", publisher.HttpStrategy),
-        ("channel_layer", "channels.layers.InMemoryChannelLayer", publisher.ChannelLayerStrategy),
+        ("auto", "channels.layers.InMemoryChannelLayer", strategies.HttpStrategy),
+        ("auto", "channels_redis.pubsub.RedisPubSubChannelLayer", strategies.ChannelLayerStrategy),
+        ("http", "channels_redis.pubsub.RedisPubSubChannelLayer", strategies.HttpStrategy),
+        ("channel_layer", "channels.layers.InMemoryChannelLayer", strategies.ChannelLayerStrategy),
     ],
 )
 def test_one_setting_chooses_one_strategy(settings, via, backend, strategy):
