@@ -1,9 +1,17 @@
-"""The FastMCP server object, its lifespan (the publisher) and the ``agent_tool`` decorator."""
+"""The FastMCP server object, its lifespan (the publisher) and the ``agent_tool`` decorator.
+
+``agent_tool(permission=...)`` is where each tool declares the permission it needs; the
+declaration is enforced before the tool's body runs, listed in ``TOOL_PERMISSIONS`` and
+published in the tool's ``_meta`` in ``tools/list`` (``{"permission": "write"}``; ``"none"`` for the
+tools that take no token: JSON there has no null).
+"""
 
 import contextlib
 import functools
+import inspect
 import logging
 import time
+from typing import get_type_hints
 
 from django.db import close_old_connections
 from fastmcp import FastMCP
@@ -13,10 +21,13 @@ from fastmcp.tools.base import ToolResult
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from mcp_sidecar.auth import authorize, current_claims
 from mcp_sidecar.metrics import tool_metrics
-from realtime.errors import OperationError
+from mcp_sidecar.results import output_schema
+from realtime.errors import ErrorCode, OperationError
 from realtime.publisher import get_publisher
 from realtime.shared_secret import holds_secret
+from realtime.tokens import PERMISSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +66,7 @@ class StructuredErrors(Middleware):
             return result
         except ValidationError as exc:
             error = OperationError(
-                "INVALID_ARGUMENT", _validation_message(exc),
+                ErrorCode.INVALID_ARGUMENT, _validation_message(exc),
                 "Check the argument types and limits in the tool's input schema.",
             )
             return ToolResult(structured_content=error.as_dict())
@@ -89,9 +100,59 @@ def orm_call(fn, on_error):
     return wrapper
 
 
-def agent_tool(fn):
-    """Register ``fn`` as a tool; an OperationError becomes its structured result."""
-    return mcp.tool(orm_call(fn, lambda exc: exc.as_dict()))
+# Tool name → the permission it needs ("read", "write", "admin"), or None: it takes no token (it hands them out).
+TOOL_PERMISSIONS = {}
+INJECTED = ("agent", "claims")  # what a tool body may ask for: the calling agent (a Viewer), its token's claims
+
+
+def needs(permission):
+    """The sentence ending a tool's description, from its declaration."""
+    return "Needs no token." if permission is None else f"Needs the {permission} permission."
+
+
+def agent_tool(*, permission):
+    """Register a tool that needs ``permission`` (one of realtime.tokens.PERMISSIONS, or None for no token).
+
+    Before the body runs, the token (``auth_token`` or ``Authorization: Bearer``) is verified and must
+    hold ``permission``; the body gets the caller as its ``agent`` parameter (and ``claims`` if it names
+    one), which clients do not see; the tool's description ends with what it needs. The body's return
+    annotation is the success half of the tool's outputSchema (``mcp_sidecar.results``); an
+    OperationError becomes the ToolFailure half.
+    """
+    if permission is not None and permission not in PERMISSIONS:
+        raise ValueError(f"permission must be one of {PERMISSIONS} or None, not {permission!r}")
+
+    def register(fn):
+        signature = inspect.signature(fn)
+        injected = [name for name in INJECTED if name in signature.parameters]
+        if permission is None and injected:
+            raise TypeError(f"{fn.__name__} takes no token, so it cannot ask for {injected}")
+        if permission is not None and "auth_token" not in signature.parameters:
+            raise TypeError(f"{fn.__name__} needs '{permission}': it must take auth_token")
+        hints = get_type_hints(fn, include_extras=True)
+        success_type = hints.pop("return")
+
+        def checked(**arguments):
+            if permission is not None:
+                claims = current_claims(arguments.get("auth_token"))
+                given = {"agent": authorize(claims, permission), "claims": claims}
+                arguments.update((name, given[name]) for name in injected)
+            return fn(**arguments)
+
+        # What FastMCP (and so the client) sees: the arguments without the injected ones, returning a plain
+        # dict (sent as it is, not filtered through the success type: that would drop an error's fields).
+        checked.__signature__ = signature.replace(
+            parameters=[p for p in signature.parameters.values() if p.name not in injected], return_annotation=dict)
+        checked.__annotations__ = {name: hint for name, hint in hints.items() if name not in injected} | {
+            "return": dict}
+        for attribute in ("__module__", "__name__", "__qualname__"):
+            setattr(checked, attribute, getattr(fn, attribute))
+        checked.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{needs(permission)}"
+        TOOL_PERMISSIONS[fn.__name__] = permission
+        return mcp.tool(orm_call(checked, lambda exc: exc.as_dict()), output_schema=output_schema(success_type),
+                        meta={"permission": permission or "none"})
+
+    return register
 
 
 @mcp.custom_route("/health", methods=["GET"])

@@ -17,7 +17,7 @@ from fastmcp.server.dependencies import get_http_headers, get_http_request
 
 from mcp_sidecar.ratelimit import tool_limits
 from realtime import audit, credentials, tokens
-from realtime.errors import OperationError
+from realtime.errors import ErrorCode, OperationError
 from realtime.visibility import Viewer
 
 MCP_PATH_PREFIX = "/mcp"
@@ -62,7 +62,7 @@ class ApiKeyMiddleware:
                 body = json.dumps({
                     "success": False,
                     "error": "missing, wrong, revoked or expired API key",
-                    "code": "API_KEY_REQUIRED",
+                    "code": ErrorCode.API_KEY_REQUIRED,
                     "hint": "Send your agent key (or the server's SCS_API_KEY) as the X-API-Key header.",
                 }).encode()
                 await send({"type": "http.response.start", "status": 401,
@@ -93,7 +93,7 @@ def admission():
             # Checked at every call, so revoking the key stops a running stdio client too.
             found = credentials.admit(_stdio["key"]) if _stdio["key"] else credentials.shared_admission()
     if found is None:
-        raise OperationError("API_KEY_REQUIRED", "this client was not admitted by a key",
+        raise OperationError(ErrorCode.API_KEY_REQUIRED, "this client was not admitted by a key",
                              "Send your agent key (or the server's SCS_API_KEY) as the X-API-Key header.")
     return found
 
@@ -107,7 +107,7 @@ def throttle(bucket):
 
 class RateLimited(OperationError):
     def __init__(self, retry_after):
-        super().__init__("RATE_LIMITED", "too many tool calls from this agent",
+        super().__init__(ErrorCode.RATE_LIMITED, "too many tool calls from this agent",
                          f"Wait {retry_after:.2f} s (retry_after) before the next call.")
         self.retry_after = retry_after
 
@@ -126,7 +126,7 @@ def bearer_from_headers():
 def token_error(exc):
     hint = (
         "Get a new token with refresh_token or authenticate_agent."
-        if exc.code == "TOKEN_EXPIRED"
+        if exc.code == ErrorCode.TOKEN_EXPIRED
         else "Pass the token exactly as authenticate_agent returned it."
     )
     return OperationError(exc.code, exc.message, hint)
@@ -137,14 +137,14 @@ def check_owner(claims, admitted):
     if admitted.is_shared:
         if claims.credential:
             raise OperationError(
-                "IDENTITY_MISMATCH", "this token was issued under an agent key; the shared key cannot use it",
+                ErrorCode.IDENTITY_MISMATCH, "this token was issued under an agent key; the shared key cannot use it",
                 "Connect with that agent's key (X-API-Key).",
             )
         return
     if claims.agent_id != admitted.agent_id or claims.agent_type != admitted.agent_type:
         audit.record("identity_mismatch", admitted.agent_id, token_agent=claims.agent_id[:100])
         raise OperationError(
-            "IDENTITY_MISMATCH", "this token belongs to another agent than the key this client connects with",
+            ErrorCode.IDENTITY_MISMATCH, "this token belongs to another agent than the key this client connects with",
             f"Use a token from authenticate_agent(agent_id={admitted.agent_id!r}, "
             f"agent_type={admitted.agent_type!r}).",
         )
@@ -161,7 +161,7 @@ def current_claims(auth_token=None):
     token = auth_token or bearer_from_headers()
     if not token:
         raise OperationError(
-            "AUTH_REQUIRED", "this tool needs an agent token",
+            ErrorCode.AUTH_REQUIRED, "this tool needs an agent token",
             "Call authenticate_agent first, then pass its token as auth_token or as Authorization: Bearer.",
         )
     try:
@@ -181,7 +181,7 @@ def authorize(claims, permission):
     if permission not in claims.permissions:
         audit.record("permission_denied", claims.agent_id, needed=permission)
         raise OperationError(
-            "PERMISSION_DENIED", f"this call needs the '{permission}' permission",
+            ErrorCode.PERMISSION_DENIED, f"this call needs the '{permission}' permission",
             f"Authenticate as an agent type that may hold '{permission}' (see get_usage_guidance).",
         )
     return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions)

@@ -15,7 +15,7 @@ from mcp_sidecar.auth import caller
 from mcp_sidecar.tools.sessions import session_record
 from realtime import audit, memory, operations, reads
 from realtime.envelope import message_record
-from realtime.errors import OperationError
+from realtime.errors import ErrorCode, OperationError
 
 RECENT = 100
 
@@ -65,7 +65,7 @@ def agent_memory_resource(agent_id: str) -> str:
     if viewer.id != agent_id:
         audit.record("permission_denied", viewer.id, resource="agent_memory", target_agent=agent_id[:100])
         raise OperationError(
-            "PERMISSION_DENIED", "an agent's memory is readable only by that agent",
+            ErrorCode.PERMISSION_DENIED, "an agent's memory is readable only by that agent",
             f"Read agent://{viewer.id}/memory instead.",
         )
     return json.dumps(memory.agent_memory(agent_id))

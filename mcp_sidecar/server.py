@@ -46,11 +46,10 @@ def keep_database_connections(max_age=60):
 
 
 async def run(transport, host, port):
-    from django.conf import settings
-
     from mcp_sidecar import tools  # noqa: F401  (registers every tool)
     from mcp_sidecar.app import mcp
     from mcp_sidecar.auth import ApiKeyMiddleware, use_stdio_key
+    from realtime import conf
 
     keep_database_connections()
 
@@ -72,7 +71,7 @@ async def run(transport, host, port):
         path="/mcp/",
         middleware=[Middleware(ApiKeyMiddleware)],
         # Stateless: no MCP session kept in this process, so any sidecar behind one URL can answer any request.
-        stateless_http=getattr(settings, "SCS_MCP_STATELESS", False),
+        stateless_http=conf.get("SCS_MCP_STATELESS"),
         uvicorn_config={"loop": "none", "http": "httptools", "access_log": False, "log_level": "warning"},
         sockets=[sock],
     )

@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, the session consumer for WebSockets."""
+"""ASGI entry point: Django for HTTP, the session consumer for WebSockets (users by session, agents by token)."""
 
 import os
 
@@ -13,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from realtime.live import daphne_limits  # noqa: E402
+from realtime.live.auth import TokenAuthMiddleware  # noqa: E402
 from realtime.live.origins import ExactOriginValidator  # noqa: E402
 from realtime.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
@@ -23,6 +24,6 @@ application = ProtocolTypeRouter(
     {
         # The broadcast door is a Channels consumer ahead of Django: see realtime.live.broadcast.
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
-        "websocket": ExactOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": ExactOriginValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )

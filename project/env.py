@@ -42,6 +42,12 @@ def env_float(name, default, *, minimum=None):
     return value
 
 
+def env_flag(name, default):
+    """A switch: on for 1, true or yes (any case), off for anything else; ``default`` when unset or empty."""
+    raw = os.environ.get(name, "").strip().lower()
+    return default if raw == "" else raw in {"1", "true", "yes"}
+
+
 def env_list(name, default):
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from project.env import (
     EnvError,
+    env_flag,
     env_float,
     env_int,
     env_list,
@@ -26,12 +27,13 @@ SCS_DATA_DIR = Path(env_str("SCS_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 # The data folder holds the database (with everyone's session keys) and the secrets: 0700, files 0600.
 # Every process that loads these settings fixes an older, readable install and says so on stderr.
 make_private(SCS_DATA_DIR)
-SCS_HOST = env_str("SCS_HOST", "127.0.0.1")
-SCS_WS_PORT = env_int("SCS_WS_PORT", 8081, minimum=1, maximum=65535)
-SCS_MCP_PORT = env_int("SCS_MCP_PORT", 23456, minimum=1, maximum=65535)
+SCS_HOST = env_str("SCS_HOST", SCS_DEFAULTS["SCS_HOST"])
+SCS_WS_PORT = env_int("SCS_WS_PORT", SCS_DEFAULTS["SCS_WS_PORT"], minimum=1, maximum=65535)
+SCS_MCP_PORT = env_int("SCS_MCP_PORT", SCS_DEFAULTS["SCS_MCP_PORT"], minimum=1, maximum=65535)
+# Derived rather than a second default: the sidecar follows Daphne when only SCS_WS_PORT is set.
 SCS_BROADCAST_URL = env_str("SCS_BROADCAST_URL", f"http://127.0.0.1:{SCS_WS_PORT}")
 # Who may POST /broadcast/: the sidecar's address(es) as IPs or networks (comma-separated).
-SCS_BROADCAST_ALLOWED_IPS = env_networks("SCS_BROADCAST_ALLOWED_IPS", ["127.0.0.1", "::1"])
+SCS_BROADCAST_ALLOWED_IPS = env_networks("SCS_BROADCAST_ALLOWED_IPS", SCS_DEFAULTS["SCS_BROADCAST_ALLOWED_IPS"])
 # MCP over stateless HTTP, for several sidecars behind one URL without sticky routing.
 SCS_PUBLISH_VIA = env_str("SCS_PUBLISH_VIA", SCS_DEFAULTS["SCS_PUBLISH_VIA"])
 if SCS_PUBLISH_VIA not in {"auto", "http", "channel_layer"}:
@@ -40,9 +42,9 @@ SCS_PUBLISH_MAX_QUEUE = env_int("SCS_PUBLISH_MAX_QUEUE", SCS_DEFAULTS["SCS_PUBLI
 SCS_ANNOUNCE_SWEEP_INTERVAL = env_float(
     "SCS_ANNOUNCE_SWEEP_INTERVAL", SCS_DEFAULTS["SCS_ANNOUNCE_SWEEP_INTERVAL"], minimum=0)
 SCS_ANNOUNCE_GRACE = env_float("SCS_ANNOUNCE_GRACE", SCS_DEFAULTS["SCS_ANNOUNCE_GRACE"], minimum=0)
-SCS_MCP_STATELESS = env_str("SCS_MCP_STATELESS", "0").lower() in {"1", "true", "yes"}
-SCS_TOKEN_TTL = env_int("SCS_TOKEN_TTL", 24 * 3600, minimum=60, maximum=366 * 24 * 3600)
-SCS_USER_VISIBILITY = env_list("SCS_USER_VISIBILITY", ["public"])
+SCS_MCP_STATELESS = env_flag("SCS_MCP_STATELESS", SCS_DEFAULTS["SCS_MCP_STATELESS"])
+SCS_TOKEN_TTL = env_int("SCS_TOKEN_TTL", SCS_DEFAULTS["SCS_TOKEN_TTL"], minimum=60, maximum=366 * 24 * 3600)
+SCS_USER_VISIBILITY = env_list("SCS_USER_VISIBILITY", SCS_DEFAULTS["SCS_USER_VISIBILITY"])
 # The most the shared SCS_API_KEY may get from authenticate_agent (e.g. "read,write,admin"); agent keys
 # carry their own ceiling.
 SCS_API_KEY_PERMISSIONS = env_list("SCS_API_KEY_PERMISSIONS", SCS_DEFAULTS["SCS_API_KEY_PERMISSIONS"])
@@ -53,16 +55,17 @@ SCS_TOOL_RATE = env_int("SCS_TOOL_RATE", SCS_DEFAULTS["SCS_TOOL_RATE"], minimum=
 SCS_TOOL_BURST = env_int("SCS_TOOL_BURST", SCS_DEFAULTS["SCS_TOOL_BURST"], minimum=1)
 # Per WebSocket connection: client frames per second (burst saved up), and bytes Daphne may
 # hold unsent for a client that does not read before it drops the connection.
-SCS_WS_FRAME_RATE = env_int("SCS_WS_FRAME_RATE", 10, minimum=1)
-SCS_WS_FRAME_BURST = env_int("SCS_WS_FRAME_BURST", 40, minimum=1)
-SCS_WS_MAX_BUFFER = env_int("SCS_WS_MAX_BUFFER", 4 * 1024 * 1024, minimum=1024 * 1024)  # > one largest frame
+SCS_WS_FRAME_RATE = env_int("SCS_WS_FRAME_RATE", SCS_DEFAULTS["SCS_WS_FRAME_RATE"], minimum=1)
+SCS_WS_FRAME_BURST = env_int("SCS_WS_FRAME_BURST", SCS_DEFAULTS["SCS_WS_FRAME_BURST"], minimum=1)
+# At least 1 MiB: more than one largest frame.
+SCS_WS_MAX_BUFFER = env_int("SCS_WS_MAX_BUFFER", SCS_DEFAULTS["SCS_WS_MAX_BUFFER"], minimum=1024 * 1024)
 # Failed sign-ins allowed per username and per client address within the window (seconds).
 SCS_SIGNIN_MAX_FAILURES = env_int("SCS_SIGNIN_MAX_FAILURES", SCS_DEFAULTS["SCS_SIGNIN_MAX_FAILURES"], minimum=1)
 SCS_SIGNIN_WINDOW = env_int("SCS_SIGNIN_WINDOW", SCS_DEFAULTS["SCS_SIGNIN_WINDOW"], minimum=1)
 # Behind a proxy on this host every client is 127.0.0.1: list the proxy so its X-Real-IP names the client.
 SCS_TRUSTED_PROXIES = env_networks("SCS_TRUSTED_PROXIES", SCS_DEFAULTS["SCS_TRUSTED_PROXIES"])
 # Largest HTTP request body Daphne accepts (the broadcast view's own limit is SCS_BROADCAST_MAX_BODY).
-SCS_HTTP_MAX_BODY = env_int("SCS_HTTP_MAX_BODY", 8 * 1024 * 1024, minimum=65_536)
+SCS_HTTP_MAX_BODY = env_int("SCS_HTTP_MAX_BODY", SCS_DEFAULTS["SCS_HTTP_MAX_BODY"], minimum=65_536)
 # Bounds on one MCP call and on what one agent keeps (defaults and their reasons in realtime/conf.py).
 SCS_MAX_READ_BYTES = env_int("SCS_MAX_READ_BYTES", SCS_DEFAULTS["SCS_MAX_READ_BYTES"], minimum=64 * 1024)
 SCS_SEARCH_MAX_WORK = env_int("SCS_SEARCH_MAX_WORK", SCS_DEFAULTS["SCS_SEARCH_MAX_WORK"], minimum=1_000_000)
@@ -76,14 +79,14 @@ SCS_API_KEY = local_secret("SCS_API_KEY", SCS_DATA_DIR)
 SCS_JWT_SECRET = local_secret("SCS_JWT_SECRET", SCS_DATA_DIR)
 SCS_BROADCAST_SECRET = local_secret("SCS_BROADCAST_SECRET", SCS_DATA_DIR)
 
-DEBUG = env_str("SCS_DEBUG", "0") in {"1", "true", "yes"}
+DEBUG = env_flag("SCS_DEBUG", False)
 ALLOWED_HOSTS = env_list("SCS_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 # Behind a reverse proxy that ends TLS, the sign-in form posts from https://<host>: list that origin.
 CSRF_TRUSTED_ORIGINS = env_list("SCS_CSRF_TRUSTED_ORIGINS", [])
 # SCS_TLS=1: browsers reach the server over https through a proxy that ends TLS and sets
 # X-Forwarded-Proto (and overwrites any the client sent). An explicit switch rather than a guess from
 # SCS_CSRF_TRUSTED_ORIGINS: adding one http origin must not quietly send session cookies in clear.
-SCS_TLS = env_str("SCS_TLS", "0").lower() in {"1", "true", "yes"}
+SCS_TLS = env_flag("SCS_TLS", False)
 if SCS_TLS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -94,7 +97,7 @@ def _origins(name):
     from realtime.live.origins import parse_origin  # no Django models: safe while settings load
 
     try:
-        return [parse_origin(origin) for origin in env_list(name, [])]
+        return [parse_origin(origin) for origin in env_list(name, SCS_DEFAULTS[name])]
     except ValueError as exc:
         raise EnvError(f"{name}: {exc}") from None
 

@@ -19,6 +19,8 @@ DEFAULTS = {
     # The sidecar's listen address and port (``python -m mcp_sidecar``).
     "SCS_HOST": "127.0.0.1",
     "SCS_MCP_PORT": 23456,
+    # MCP over stateless HTTP, for several sidecars behind one URL without sticky routing.
+    "SCS_MCP_STATELESS": False,
     # Path before "ws/<session_id>/" in the WebSocket routes and in the URLs the pages connect to.
     "SCS_WS_PREFIX": "",
     # The template realtime/base.html extends: the host's own base, with blocks

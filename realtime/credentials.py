@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from realtime import conf
-from realtime.errors import OperationError
+from realtime.errors import ErrorCode, OperationError
 from realtime.models import AgentCredential, RevokedToken
 
 KEY_PREFIX = "scs_"
@@ -118,7 +118,7 @@ def grant(admission, agent_id, agent_type, requested):
     if not admission.is_shared:
         if agent_id != admission.agent_id or agent_type != admission.agent_type:
             raise OperationError(
-                "IDENTITY_MISMATCH",
+                ErrorCode.IDENTITY_MISMATCH,
                 "this key belongs to another agent id or agent type",
                 f"Authenticate as agent_id={admission.agent_id!r}, agent_type={admission.agent_type!r}, "
                 "or use the key issued for the agent you want to be.",
@@ -126,7 +126,7 @@ def grant(admission, agent_id, agent_type, requested):
         return [p for p in PERMISSIONS if p in requested and p in admission.permissions]
     if active().filter(agent_id=agent_id).exists():
         raise OperationError(
-            "AGENT_KEY_REQUIRED",
+            ErrorCode.AGENT_KEY_REQUIRED,
             f"agent id {agent_id!r} has its own key; the shared key cannot act for it",
             "Connect with that agent's key (X-API-Key), or choose another agent id.",
         )
@@ -157,7 +157,7 @@ def token_refusal(claims):
         cursor.execute(sql, [claims.token_id, claims.credential, now, claims.agent_id, now])
         retired, key_usable, agent_has_key = cursor.fetchone()
     if retired or (not key_usable if claims.credential else agent_has_key):
-        return "TOKEN_REVOKED"
+        return ErrorCode.TOKEN_REVOKED
     return None
 
 
@@ -203,7 +203,7 @@ def regrant(claims):
         return grant(shared_admission(), claims.agent_id, claims.agent_type, claims.permissions)
     credential = active().filter(key_id=claims.credential).first()
     if credential is None:
-        raise OperationError("TOKEN_REVOKED", "the key this token was issued under was revoked or has expired",
+        raise OperationError(ErrorCode.TOKEN_REVOKED, "the key this token was issued under was revoked or has expired",
                              "Ask staff for a new agent key, then call authenticate_agent.")
     return grant(admission_of(credential), claims.agent_id, claims.agent_type, claims.permissions)
 

@@ -4,20 +4,24 @@
 """
 
 import json
+import re
+from datetime import datetime
+
+from realtime.models import Visibility
+from realtime.timestamps import isoformat
 
 NEW_MESSAGE = "new_message"
+EVENT_FIELDS = frozenset({"type", "session_id", "seq", "data"})
 DATA_FIELDS = frozenset(
     {"id", "sender", "sender_type", "content", "visibility", "metadata", "parent_message_id", "timestamp"}
 )
+MAX_ID = 2**63 - 1  # seqs and ids are bigints
+TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def encode(frame):
     """A frame as the compact JSON text sent over the WebSocket."""
     return json.dumps(frame, separators=(",", ":"))
-
-
-def isoformat(dt):
-    return dt.isoformat().replace("+00:00", "Z")
 
 
 def message_data(message):
@@ -38,25 +42,52 @@ def message_event(message):
     return {"type": NEW_MESSAGE, "session_id": message.session_id, "seq": message.seq, "data": message_data(message)}
 
 
+def _is_id(value):
+    """A positive integer that fits the database's bigint (seqs, message ids)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+
+
+def _is_timestamp(value):
+    if not isinstance(value, str) or not TIMESTAMP_RE.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        return False
+    return True
+
+
 def validate_event(event, session_id):
-    """Return an error string when ``event`` is not a well-formed envelope for ``session_id``."""
+    """Return an error string when ``event`` is not a well-formed envelope for ``session_id``.
+
+    Exactly the envelope's fields, each of its type: what passes is sent to browsers as it is.
+    """
     if not isinstance(event, dict):
         return "each event must be a JSON object"
-    if event.get("type") != NEW_MESSAGE:
+    if event.keys() != EVENT_FIELDS:
+        return f"an event has exactly the fields {', '.join(sorted(EVENT_FIELDS))}"
+    if event["type"] != NEW_MESSAGE:
         return f"event type must be {NEW_MESSAGE!r}"
-    if event.get("session_id") != session_id:
+    if event["session_id"] != session_id:
         return "event session_id must match the URL's session id"
-    seq = event.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        return "event seq must be a positive integer"
-    data = event.get("data")
-    if not isinstance(data, dict) or not DATA_FIELDS <= data.keys():
-        return f"event data must be an object with {', '.join(sorted(DATA_FIELDS))}"
-    for field in ("sender", "sender_type", "content", "visibility", "timestamp"):
+    if not _is_id(event["seq"]):
+        return f"event seq must be an integer from 1 to {MAX_ID}"
+    data = event["data"]
+    if not isinstance(data, dict) or data.keys() != DATA_FIELDS:
+        return f"event data must be an object with exactly {', '.join(sorted(DATA_FIELDS))}"
+    if not _is_id(data["id"]):
+        return f"event data.id must be an integer from 1 to {MAX_ID}"
+    for field in ("sender", "sender_type", "content"):
         if not isinstance(data[field], str):
             return f"event data.{field} must be a string"
+    if not isinstance(data["visibility"], str) or data["visibility"] not in Visibility.values:
+        return f"event data.visibility must be one of {', '.join(Visibility.values)}"
     if not isinstance(data["metadata"], dict):
         return "event data.metadata must be an object"
+    if data["parent_message_id"] is not None and not _is_id(data["parent_message_id"]):
+        return "event data.parent_message_id must be null or a message id"
+    if not _is_timestamp(data["timestamp"]):
+        return "event data.timestamp must be an ISO 8601 date-time with a zone, e.g. 2026-05-01T14:00:00.000000Z"
     return None
 
 

@@ -16,9 +16,9 @@ from django.db.models.functions import Cast, Length
 from django.utils import timezone
 
 from realtime import conf, operations, reads
-from realtime.envelope import isoformat
-from realtime.errors import OperationError
+from realtime.errors import ErrorCode, OperationError
 from realtime.models import MemoryEntry
+from realtime.timestamps import isoformat
 
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+=-]{0,254}$"
 KEY_RE = re.compile(KEY_PATTERN)
@@ -29,14 +29,14 @@ ALL_SCOPES = "all"
 
 def check_key(key):
     if not isinstance(key, str) or not KEY_RE.fullmatch(key):
-        raise OperationError("INVALID_KEY", "key is not a valid memory key", KEY_HINT)
+        raise OperationError(ErrorCode.INVALID_KEY, "key is not a valid memory key", KEY_HINT)
 
 
-def _encoded_size(value, what):
+def _encoded_size(value):
     try:
         return len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
     except (TypeError, ValueError):
-        raise OperationError(f"INVALID_{what}", f"{what.lower()} is not a JSON value", "Store JSON data.") from None
+        raise OperationError(ErrorCode.INVALID_VALUE, "value is not a JSON value", "Store JSON data.") from None
 
 
 def _unexpired(now):
@@ -64,7 +64,7 @@ def entry_fields(entry):
         "session_id": entry.session_id,
         "created_at": isoformat(entry.created_at),
         "updated_at": isoformat(entry.updated_at),
-        "expires_at": isoformat(entry.expires_at) if entry.expires_at else None,
+        "expires_at": isoformat(entry.expires_at),
     }
 
 
@@ -78,7 +78,7 @@ def check_room(agent_id, key, session_id):
     held = MemoryEntry.objects.filter(agent_id=agent_id)
     if held.count() >= cap and not held.filter(_scope_q(session_id), key=key).exists():
         raise OperationError(
-            "MEMORY_FULL", f"you hold {cap} memory entries, the most allowed",
+            ErrorCode.MEMORY_FULL, f"you hold {cap} memory entries, the most allowed",
             "Delete or overwrite entries you no longer need, or store them with expires_in so they lapse.",
         )
 
@@ -93,9 +93,9 @@ def set_memory(agent_id, key, value, *, session_id=None, expires_in=None, metada
     """
     check_key(key)
     size_limit = conf.get("SCS_MAX_MEMORY_VALUE_BYTES")
-    if _encoded_size(value, "VALUE") > size_limit:
+    if _encoded_size(value) > size_limit:
         raise OperationError(
-            "VALUE_TOO_LARGE", f"value is larger than {size_limit} bytes once JSON-encoded",
+            ErrorCode.VALUE_TOO_LARGE, f"value is larger than {size_limit} bytes once JSON-encoded",
             "Store less, or split it over several keys.",
         )
     metadata = operations.check_metadata(metadata)
@@ -103,7 +103,7 @@ def set_memory(agent_id, key, value, *, session_id=None, expires_in=None, metada
     if expires_in is not None and (isinstance(expires_in, bool) or not isinstance(expires_in, int)
                                    or not 0 <= expires_in <= max_ttl):
         raise OperationError(
-            "INVALID_TTL", f"expires_in must be a whole number of seconds from 0 to {max_ttl}",
+            ErrorCode.INVALID_TTL, f"expires_in must be a whole number of seconds from 0 to {max_ttl}",
             "Leave it out (or 0) for an entry that never expires.",
         )
     if session_id is not None:
@@ -126,7 +126,7 @@ def set_memory(agent_id, key, value, *, session_id=None, expires_in=None, metada
                 raise  # not a concurrent create of the same key: a real error
             if not overwrite:
                 raise OperationError(
-                    "MEMORY_KEY_EXISTS", f"memory key {key!r} already holds a value",
+                    ErrorCode.MEMORY_KEY_EXISTS, f"memory key {key!r} already holds a value",
                     "Pass overwrite=true to replace it, or choose another key.",
                 ) from None
             scope.update(**fields)  # created concurrently: last writer wins
@@ -145,7 +145,7 @@ def get_memory(agent_id, key, *, session_id=None, now=None):
         entry = None
     if entry is None:
         raise OperationError(
-            "MEMORY_NOT_FOUND", f"no memory under key {key!r} in this scope",
+            ErrorCode.MEMORY_NOT_FOUND, f"no memory under key {key!r} in this scope",
             "Check the key and session_id (global and session memory are separate); list_memory shows your keys.",
         )
     return entry
@@ -160,7 +160,7 @@ def list_memory(agent_id, *, session_id=None, prefix=None, limit=50, now=None):
     if session_id is not None and session_id != ALL_SCOPES:
         operations.get_session(session_id)
     if prefix is not None and not isinstance(prefix, str):
-        raise OperationError("INVALID_KEY", "prefix must be a string", KEY_HINT)
+        raise OperationError(ErrorCode.INVALID_KEY, "prefix must be a string", KEY_HINT)
     now = now or timezone.now()
     entries = MemoryEntry.objects.filter(agent_id=agent_id)
     if entries.filter(expires_at__lte=now).exists():

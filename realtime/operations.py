@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from realtime import audit, conf, publisher, reads
 from realtime.envelope import message_event
-from realtime.errors import OperationError
+from realtime.errors import ErrorCode, OperationError
 from realtime.models import AuditEvent, Message, Session, Visibility, is_session_id
 from realtime.visibility import Viewer, visible_q
 
@@ -28,7 +28,7 @@ from realtime.visibility import Viewer, visible_q
 def check_session_id(session_id):
     if not is_session_id(session_id):
         raise OperationError(
-            "INVALID_SESSION_ID",
+            ErrorCode.INVALID_SESSION_ID,
             "session_id is not a valid session id",
             "Session ids look like 'session_' followed by 16 hex characters, as create_session returns them.",
         )
@@ -38,16 +38,18 @@ def check_metadata(metadata):
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
-        raise OperationError("INVALID_METADATA", "metadata must be a JSON object", "Pass an object, e.g. {\"k\": 1}.")
+        raise OperationError(ErrorCode.INVALID_METADATA, "metadata must be a JSON object",
+                             "Pass an object, e.g. {\"k\": 1}.")
     limit = conf.get("SCS_MAX_METADATA_BYTES")
     try:
         encoded = json.dumps(metadata, separators=(",", ":"), allow_nan=False)
     except ValueError:
         raise OperationError(
-            "INVALID_METADATA", "metadata must be plain JSON (no NaN or Infinity)", "Use finite numbers."
+            ErrorCode.INVALID_METADATA, "metadata must be plain JSON (no NaN or Infinity)", "Use finite numbers."
         ) from None
     if len(encoded) > limit:
-        raise OperationError("METADATA_TOO_LARGE", f"metadata is larger than {limit} bytes", "Store less metadata.")
+        raise OperationError(ErrorCode.METADATA_TOO_LARGE, f"metadata is larger than {limit} bytes",
+                             "Store less metadata.")
     return metadata
 
 
@@ -63,7 +65,7 @@ def check_session_quota(created_by):
     created = AuditEvent.objects.filter(event_type="session_created", agent_id=created_by, timestamp__gte=since)
     if created.count() >= quota:
         raise OperationError(
-            "SESSION_QUOTA_EXCEEDED", f"{created_by} created {quota} sessions in the last hour",
+            ErrorCode.SESSION_QUOTA_EXCEEDED, f"{created_by} created {quota} sessions in the last hour",
             "Reuse a session you created (pass its session_id), or try again later.",
         )
 
@@ -73,10 +75,11 @@ def create_session(purpose, created_by, metadata=None):
     limit = conf.get("SCS_MAX_PURPOSE_LENGTH")
     if not purpose:
         raise OperationError(
-            "INVALID_PURPOSE", "purpose must not be empty", "Say in a sentence what the session is for."
+            ErrorCode.INVALID_PURPOSE, "purpose must not be empty", "Say in a sentence what the session is for."
         )
     if len(purpose) > limit:
-        raise OperationError("INVALID_PURPOSE", f"purpose is longer than {limit} characters", "Shorten the purpose.")
+        raise OperationError(ErrorCode.INVALID_PURPOSE, f"purpose is longer than {limit} characters",
+                             "Shorten the purpose.")
     metadata = check_metadata(metadata)
     check_session_quota(created_by)
     with transaction.atomic():
@@ -91,7 +94,7 @@ def get_session(session_id):
         return Session.objects.get(pk=session_id)
     except Session.DoesNotExist:
         raise OperationError(
-            "SESSION_NOT_FOUND", f"no session {session_id}", "Check the id, or create one with create_session."
+            ErrorCode.SESSION_NOT_FOUND, f"no session {session_id}", "Check the id, or create one with create_session."
         ) from None
 
 
@@ -137,20 +140,20 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
     check_session_id(session_id)
     if visibility not in Visibility.values:
         raise OperationError(
-            "INVALID_VISIBILITY", f"visibility must be one of {', '.join(Visibility.values)}",
+            ErrorCode.INVALID_VISIBILITY, f"visibility must be one of {', '.join(Visibility.values)}",
             "Use 'public' unless the message must be hidden from some readers.",
         )
     if visibility == Visibility.ADMIN_ONLY and not may_write_admin_only:
         raise OperationError(
-            "PERMISSION_DENIED", "admin_only messages need the admin permission",
+            ErrorCode.PERMISSION_DENIED, "admin_only messages need the admin permission",
             "Use another visibility, or authenticate as an agent type that holds 'admin'.",
         )
     if not isinstance(content, str) or not content.strip():
-        raise OperationError("INVALID_CONTENT", "content must be a non-empty string", "Send some text.")
+        raise OperationError(ErrorCode.INVALID_CONTENT, "content must be a non-empty string", "Send some text.")
     limit = conf.get("SCS_MAX_CONTENT_LENGTH")
     if len(content) > limit:
         raise OperationError(
-            "CONTENT_TOO_LARGE", f"content is longer than {limit} characters", "Split it into several messages."
+            ErrorCode.CONTENT_TOO_LARGE, f"content is longer than {limit} characters", "Split it into several messages."
         )
     metadata = check_metadata(metadata)
     with sqlite_writer_turn(), transaction.atomic():
@@ -158,14 +161,14 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
             pk=parent_message_id, session_id=session_id
         ).exists():
             raise OperationError(
-                "PARENT_NOT_FOUND", f"message {parent_message_id} is not in session {session_id}",
+                ErrorCode.PARENT_NOT_FOUND, f"message {parent_message_id} is not in session {session_id}",
                 "parent_message_id must be the id of a message in the same session.",
             )
         now = timezone.now()
         seq = next_seq(session_id, now)
         if seq is None:
             get_session(session_id)  # raises SESSION_NOT_FOUND when absent
-            raise OperationError("SESSION_INACTIVE", f"session {session_id} is closed", "Create a new session.")
+            raise OperationError(ErrorCode.SESSION_INACTIVE, f"session {session_id} is closed", "Create a new session.")
         message = Message.objects.create(
             session_id=session_id, seq=seq, sender=sender, sender_type=sender_type, content=content,
             visibility=visibility, metadata=metadata, parent_id=parent_message_id, timestamp=now,
@@ -207,7 +210,7 @@ def list_messages(viewer: Viewer, session_id, *, limit=50, offset=0, visibility_
     max_offset = conf.get("SCS_MAX_OFFSET")
     if not 0 <= offset <= max_offset:
         raise OperationError(
-            "OFFSET_TOO_LARGE", f"offset must be between 0 and {max_offset}",
+            ErrorCode.OFFSET_TOO_LARGE, f"offset must be between 0 and {max_offset}",
             "Page with since_seq instead: pass the seq of the last message you have.",
         )
     get_session(session_id)
@@ -215,7 +218,7 @@ def list_messages(viewer: Viewer, session_id, *, limit=50, offset=0, visibility_
     if visibility_filter is not None:
         if visibility_filter not in Visibility.values:
             raise OperationError(
-                "INVALID_VISIBILITY", f"visibility_filter must be one of {', '.join(Visibility.values)}",
+                ErrorCode.INVALID_VISIBILITY, f"visibility_filter must be one of {', '.join(Visibility.values)}",
                 "Leave it out to get every level you may read.",
             )
         queryset = queryset.filter(visibility=visibility_filter)

@@ -23,7 +23,7 @@ from rapidfuzz import fuzz, process, utils
 
 from realtime import conf, operations, reads
 from realtime.envelope import message_record
-from realtime.errors import OperationError
+from realtime.errors import ErrorCode, OperationError
 from realtime.models import Visibility
 from realtime.visibility import Viewer
 
@@ -39,7 +39,7 @@ def _scoped(viewer: Viewer, session_id, scope):
         return queryset.filter(visibility=Visibility.PRIVATE, sender=viewer.id)
     if scope != "all":
         raise OperationError(
-            "INVALID_SCOPE", f"search_scope must be one of {', '.join(SCOPES)}",
+            ErrorCode.INVALID_SCOPE, f"search_scope must be one of {', '.join(SCOPES)}",
             "Use 'all' for every message you may read.",
         )
     return queryset
@@ -226,15 +226,17 @@ def search_messages(viewer: Viewer, session_id, query, *, threshold=60.0, limit=
     max_query = conf.get("SCS_SEARCH_MAX_QUERY")
     if isinstance(query, str) and len(query) > max_query:
         raise OperationError(
-            "QUERY_TOO_LONG", f"query is longer than {max_query} characters", "Search for a few distinctive words.",
+            ErrorCode.QUERY_TOO_LONG, f"query is longer than {max_query} characters",
+            "Search for a few distinctive words.",
         )
     processed_query = utils.default_process(query) if isinstance(query, str) else ""
     if not processed_query:
         raise OperationError(
-            "INVALID_QUERY", "query must contain at least one letter or digit", "Search for a word or phrase.",
+            ErrorCode.INVALID_QUERY, "query must contain at least one letter or digit", "Search for a word or phrase.",
         )
     if not 0 <= threshold <= 100:
-        raise OperationError("INVALID_ARGUMENT", "fuzzy_threshold must be between 0 and 100", "60 is a good default.")
+        raise OperationError(ErrorCode.INVALID_ARGUMENT, "fuzzy_threshold must be between 0 and 100",
+                             "60 is a good default.")
     session = operations.get_session(session_id)
     queryset = _scoped(viewer, session.id, scope).order_by("-seq")  # ties rank the newest first
     candidates = _candidates(viewer, session, queryset, scope, search_metadata)
@@ -280,7 +282,7 @@ def parse_time(value, name):
         parsed = None
     if parsed is None:
         raise OperationError(
-            "INVALID_DATETIME", f"{name} is not an ISO 8601 date-time",
+            ErrorCode.INVALID_DATETIME, f"{name} is not an ISO 8601 date-time",
             "Use a form like 2026-05-01T14:30:00Z (a time without a zone is read as UTC).",
         )
     parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
@@ -288,7 +290,8 @@ def parse_time(value, name):
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 has no UTC equivalent
         raise OperationError(
-            "INVALID_DATETIME", f"{name} is out of range", "Use a date-time between the years 1 and 9999 in UTC."
+            ErrorCode.INVALID_DATETIME, f"{name} is out of range",
+            "Use a date-time between the years 1 and 9999 in UTC.",
         ) from None
 
 
@@ -300,7 +303,7 @@ def messages_in_timerange(viewer: Viewer, session_id, start_time, end_time, *, l
     start, end = parse_time(start_time, "start_time"), parse_time(end_time, "end_time")
     if start > end:
         raise OperationError(
-            "INVALID_TIME_RANGE", "start_time is after end_time", "Swap them: start_time must come first.",
+            ErrorCode.INVALID_TIME_RANGE, "start_time is after end_time", "Swap them: start_time must come first.",
         )
     operations.get_session(session_id)
     queryset = _scoped(viewer, session_id, "all").filter(timestamp__gte=start, timestamp__lte=end).order_by("seq")

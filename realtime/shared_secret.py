@@ -1,4 +1,5 @@
-"""The broadcast secret as a bearer credential: Daphne's broadcast door and the operators' ``/health`` details."""
+"""Bearer credentials: the ``Authorization: Bearer …`` header parser, and the broadcast secret
+that Daphne's broadcast door and the operators' ``/health`` details require."""
 
 import hmac
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import jwt
 
 from realtime import conf
+from realtime.errors import ErrorCode
 
 ALGORITHM = "HS256"
 ISSUER = "shared-context-server"
@@ -56,7 +57,7 @@ def issue(agent_id, agent_type, permissions, ttl=None, *, credential="", auth_ti
 def verify(token, *, leeway=0):
     """Check signature, issuer and expiry (allowing ``leeway`` seconds past expiry)."""
     if not isinstance(token, str) or not token:
-        raise TokenError("AUTH_REQUIRED", "no token was given")
+        raise TokenError(ErrorCode.AUTH_REQUIRED, "no token was given")
     try:
         payload = jwt.decode(
             token,
@@ -67,16 +68,16 @@ def verify(token, *, leeway=0):
             options={"require": ["exp", "iat", "sub", "iss"]},
         )
     except jwt.ExpiredSignatureError:
-        raise TokenError("TOKEN_EXPIRED", "the token has expired") from None
+        raise TokenError(ErrorCode.TOKEN_EXPIRED, "the token has expired") from None
     except jwt.InvalidTokenError:
-        raise TokenError("TOKEN_INVALID", "the token is malformed or its signature does not match") from None
+        raise TokenError(ErrorCode.TOKEN_INVALID, "the token is malformed or its signature does not match") from None
     permissions = payload.get("permissions")
     agent_type = payload.get("agent_type")
     if not isinstance(permissions, list) or not isinstance(agent_type, str) or not isinstance(payload["sub"], str):
-        raise TokenError("TOKEN_INVALID", "the token's claims are malformed")
+        raise TokenError(ErrorCode.TOKEN_INVALID, "the token's claims are malformed")
     credential, auth_time = payload.get("cred", ""), payload.get("auth_time", payload["iat"])
     if not isinstance(credential, str) or not isinstance(auth_time, int) or isinstance(auth_time, bool):
-        raise TokenError("TOKEN_INVALID", "the token's claims are malformed")
+        raise TokenError(ErrorCode.TOKEN_INVALID, "the token's claims are malformed")
     return AgentClaims(
         payload["sub"], agent_type, tuple(p for p in permissions if p in PERMISSIONS), payload["exp"],
         str(payload.get("jti", "")), credential, auth_time,
@@ -92,9 +93,9 @@ def verify_for_refresh(token):
     try:
         return verify(token, leeway=conf.get("SCS_TOKEN_REFRESH_GRACE"))
     except TokenError as exc:
-        if exc.code == "TOKEN_EXPIRED":
+        if exc.code == ErrorCode.TOKEN_EXPIRED:
             raise TokenError(
-                "TOKEN_EXPIRED", "the token expired too long ago to be refreshed"
+                ErrorCode.TOKEN_EXPIRED, "the token expired too long ago to be refreshed"
             ) from None
         raise
 

@@ -240,9 +240,14 @@ OPEN_PROMPT_EXPECTED = {**{c: "ok" for c in MCP_CALLERS}, "none": "API_KEY_REQUI
 
 
 def tool_permissions():
-    from mcp_sidecar.tools.guidance import TOOL_PERMISSIONS
+    """Each tool's permission as declared with it (``agent_tool(permission=...)``); None → "open"."""
+    from mcp_sidecar import tools  # noqa: F401  (registers every tool)
+    from mcp_sidecar.app import TOOL_PERMISSIONS
 
-    return {"authenticate_agent": "open", "refresh_token": "open", **TOOL_PERMISSIONS}
+    assert set(TOOL_PERMISSIONS) == set(TOOL_ARGS), (
+        f"tools without a row in TOOL_ARGS: {sorted(set(TOOL_PERMISSIONS) - set(TOOL_ARGS))}; "
+        f"rows for no tool: {sorted(set(TOOL_ARGS) - set(TOOL_PERMISSIONS))}")
+    return {name: needed or "open" for name, needed in TOOL_PERMISSIONS.items()}
 
 
 def mcp_client(stack, caller):
@@ -292,16 +297,17 @@ async def test_mcp_tools(stack, world, caller_name):
         assert not mismatches, mismatches
         return
     async with mcp_client(stack, caller) as client:
-        listed = [tool.name for tool in await client.list_tools()]
-        unknown = sorted(set(listed) - set(TOOL_ARGS))
-        assert not unknown, f"add these tools to the authorization matrix: {unknown}"
-        undocumented = sorted(set(listed) - set(permissions))
-        assert not undocumented, f"these tools are missing from guidance.TOOL_PERMISSIONS: {undocumented}"
-        missing = sorted(set(TOOL_ARGS) - set(listed))
-        assert not missing, f"tools in the authorization matrix but not in tools/list: {missing}"
+        listed = {tool.name: tool for tool in await client.list_tools()}
+        # What the server lists is exactly what was declared, each tool with its permission in _meta.
+        assert sorted(listed) == sorted(permissions), (
+            f"listed but not declared: {sorted(set(listed) - set(permissions))}; "
+            f"declared but not listed: {sorted(set(permissions) - set(listed))}")
+        published = {name: (tool.meta or {}).get("permission", "missing").replace("none", "open")
+                     for name, tool in listed.items()}
+        assert published == permissions, published
         for tool in TOOL_ARGS:
             arguments = TOOL_ARGS[tool](world, caller)
-            if caller.token and tool not in ("authenticate_agent", "refresh_token"):
+            if caller.token and permissions[tool] != "open":
                 arguments["auth_token"] = caller.token
             result = (await client.call_tool(tool, arguments, raise_on_error=False)).structured_content
             got = outcome_of_result(result)
@@ -469,7 +475,12 @@ async def test_websocket_from_a_foreign_origin_is_refused_even_with_credentials(
 
 PAGES = ["/", "/sessions/{sid}/", "/sessions/{sid}/messages?before=100", "/memory/", "/admin/",
          "/admin/realtime/message/", "/admin/realtime/memoryentry/", "/health", "/accounts/login/"]
+# The admin's model pages: staff without model permissions (``staffer``) are refused, superusers served.
+ADMIN_MODEL_PAGES = ["/admin/realtime/session/", "/admin/realtime/session/{sid}/change/",
+                     "/admin/realtime/session/{sid}/delete/", "/admin/realtime/auditevent/",
+                     "/admin/realtime/agentcredential/", "/admin/auth/user/"]
 LOGIN, ADMIN_LOGIN = "login", "admin login"
+MODEL_PAGES_FOR = {"anonymous": (ADMIN_LOGIN,), "user": (ADMIN_LOGIN,), "staff": (403,), "admin": (200,)}
 ANONYMOUS_PAGES = (LOGIN, LOGIN, LOGIN, LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200, 200)
 PAGE_EXPECTED = {
     "none": ANONYMOUS_PAGES,
@@ -481,6 +492,10 @@ PAGE_EXPECTED = {
     "staff": (200, 200, 200, 200, 200, 403, 403, 200, 200),
     "admin": (200, 200, 200, 200, 200, 200, 200, 200, 200),
 }
+PAGES += ADMIN_MODEL_PAGES
+for caller_name, row in PAGE_EXPECTED.items():
+    who = caller_name if caller_name in MODEL_PAGES_FOR else "anonymous"
+    PAGE_EXPECTED[caller_name] = row + MODEL_PAGES_FOR[who] * len(ADMIN_MODEL_PAGES)
 
 
 def page_outcome(answer):

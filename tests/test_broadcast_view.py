@@ -162,6 +162,16 @@ WRONG_SHAPES = {
     "content not a string": lambda sid: event(sid, 1, content=["x"]),
     "metadata not an object": lambda sid: event(sid, 1, metadata="x"),
     "one bad event in a batch": lambda sid: {"events": [event(sid, 1), event(sid, -1)]},
+    "seq past a bigint": lambda sid: event(sid, 2**63),
+    "id not an integer": lambda sid: event(sid, 1, id="42"),
+    "parent not an id": lambda sid: event(sid, 1, parent_message_id=0),
+    "unknown visibility": lambda sid: event(sid, 1, visibility="secret"),
+    "empty timestamp": lambda sid: event(sid, 1, timestamp=""),
+    "timestamp without a zone": lambda sid: event(sid, 1, timestamp="2026-01-01T00:00:00"),
+    "impossible timestamp": lambda sid: event(sid, 1, timestamp="2026-13-01T00:00:00Z"),
+    "unknown event field": lambda sid: {**event(sid, 1), "html": "<b>x</b>"},
+    "unknown data field": lambda sid: event(sid, 1, html="<b>x</b>"),
+    "batch with another field": lambda sid: {"events": [event(sid, 1)], "x": 1},
 }
 
 

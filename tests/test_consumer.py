@@ -11,7 +11,7 @@ from django.test import AsyncClient
 
 from project.asgi import application
 from realtime import operations, tokens
-from realtime.envelope import message_event
+from realtime.envelope import encode, message_event
 from realtime.live import consumers
 from realtime.live.consumers import session_group
 from realtime.models import Message
@@ -397,6 +397,34 @@ async def test_bad_frame_gets_an_error_frame_and_the_connection_stays_usable(ses
     await viewer.send(frame)
     error = await viewer.next()
     assert error["type"] == "error" and error["code"] == code and error["error"]
+    assert await viewer.upto_pong() == []
+
+
+async def test_events_arriving_encoded_are_sent_as_they_are_and_others_encoded_compactly(session_id):
+    """The broadcast path encodes an event once for every viewer: the consumer must not encode it again."""
+    viewer = Viewer(session_id, bearer=token())
+    await viewer.connect()
+    await viewer.ready()
+    first, second = await store(session_id, "one"), await store(session_id, "two")
+    sent_as = json.dumps(message_event(first), indent=1)  # not what the consumer's encoder would write
+    await get_channel_layer().group_send(session_group(session_id), {
+        "type": "session.events", "events": [message_event(first)], "texts": [sent_as]})
+    await deliver(session_id, second)
+    texts = []
+    while len(texts) < 2:
+        output = await viewer.comm.receive_output(timeout=3)
+        if json.loads(output["text"])["type"] == "new_message":
+            texts.append(output["text"])
+    assert texts == [sent_as, encode(message_event(second))]
+
+
+async def test_empty_text_frame_gets_an_error_frame(session_id):
+    viewer = Viewer(session_id, bearer=token())
+    await viewer.connect()
+    await viewer.ready()
+    await viewer.comm.send_input({"type": "websocket.receive", "text": ""})  # send_to refuses to send it
+    error = await viewer.next()
+    assert error["type"] == "error" and error["code"] == "BAD_FRAME"
     assert await viewer.upto_pong() == []
 
 

@@ -1,38 +1,54 @@
 """Property-based fuzzing of every input a client controls, in-process.
 
-- MCP tool arguments, through the server's middleware and argument validation;
-- bodies (and session ids and credentials) sent to the broadcast view;
+- MCP tool calls, through the server's middleware and argument validation:
+  mostly valid calls derived from each tool's input schema, the rest broken in
+  exactly one field (``tests/tool_calls.py``). A valid call succeeds with the
+  documented answer and its effect is visible (the message reads back, the
+  memory is set); a broken one gets ``success: false`` with the expected
+  ``code`` and a ``hint`` and writes nothing. At least three in ten of each tool's
+  calls must succeed, so the success path cannot silently stop running; run
+  with ``--hypothesis-show-statistics`` to see the outcome mix.
+- bodies (and session ids and credentials) sent to the broadcast door, through
+  the ASGI application as Daphne routes it and through the Django fallback
+  view: a body is accepted exactly when an independent reading of the README's
+  envelope contract says it is valid.
 - frames sent on a session WebSocket.
 
-Whatever arrives, the answer is a clean refusal or a success: never an
-exception, never a traceback in what the client sees, and a refused request
-writes nothing (sessions, messages and memory rows are counted around every
-call; audit rows recording refusals are expected). 10,100 cases in all by
-default; ``SCS_FUZZ_SCALE=10`` runs ten times as many.
+Nothing ever answers with an exception or a traceback. ``SCS_FUZZ_SCALE=10``
+runs ten times as many cases.
 """
 
+import asyncio
+import collections
 import json
 import logging
 import os
+import re
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from asgiref.sync import sync_to_async
+from asgiref.testing import ApplicationCommunicator
 from channels.layers import channel_layers
-from channels.testing import WebsocketCommunicator
+from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.test import AsyncRequestFactory
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from project.asgi import application
-from realtime import operations, tokens
+from realtime import memory, operations, tokens
 from realtime.models import MemoryEntry, Message, Session
+from realtime.signals import message_stored
 from realtime.views.broadcast import broadcast
+from realtime.visibility import Viewer, can_see_message
+from tests import tool_calls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCALE = float(os.environ.get("SCS_FUZZ_SCALE", "1"))
-MCP_EXAMPLES_PER_TOOL = int(150 * SCALE)  # × 14 tools = 2,100
-BROADCAST_EXAMPLES = int(5000 * SCALE)
+MCP_EXAMPLES_PER_TOOL = int(75 * SCALE)  # × 14 tools = 1,050 calls, seven in ten valid
+DOOR_EXAMPLES = int(2000 * SCALE)  # the Channels door, in two halves
+VIEW_EXAMPLES = int(1000 * SCALE)  # the Django fallback view
 FRAME_EXAMPLES = int(3000 * SCALE)
 SECRET = "broadcast-secret-for-fuzzing"
 ORIGIN = b"http://127.0.0.1:8081"
@@ -58,8 +74,6 @@ TEXT = st.text(max_size=200) | NASTY_TEXT
 
 SESSION_ID = "session_00000000000f0220"  # fixed, so every strategy is built once, not per example
 TOKEN = tokens.issue("fuzzer", "claude", ["read", "write"])[0]
-ADMIN_TOKEN = tokens.issue("fuzz-admin", "admin", ["read", "write", "admin"])[0]
-EXPIRED_TOKEN = tokens.issue("fuzzer", "claude", ["read", "write"], ttl=-10)[0]
 
 
 @pytest.fixture(autouse=True)
@@ -105,35 +119,7 @@ async def rows_unchanged(world):
     assert await row_counts() == world["counts"]
 
 
-# MCP tool arguments
-
-
-INTS = st.integers(min_value=-5, max_value=2**64) | st.sampled_from([0, 1, 2, 3, 50, 1000, 1001, 10**6, 10**9])
-ARGUMENTS_BY_NAME = {
-    "session_id": st.sampled_from([SESSION_ID] * 3 + ["session_0000000000000000", "all"]) | TEXT,
-    "auth_token": st.sampled_from([TOKEN] * 4 + [ADMIN_TOKEN, EXPIRED_TOKEN, TOKEN[:-2], ""]) | TEXT,
-    "current_token": st.sampled_from([TOKEN, EXPIRED_TOKEN, TOKEN + "x"]) | TEXT,
-    "visibility": st.sampled_from(["public", "private", "agent_only", "admin_only", "PUBLIC", "secret"]),
-    "visibility_filter": st.sampled_from(["public", "private", "agent_only", "admin_only", "everything"]),
-    "search_scope": st.sampled_from(["all", "public", "private", "nope"]),
-    "guidance_type": st.sampled_from(["operations", "coordination", "security", "troubleshooting", "x"]),
-    "requested_permissions": st.lists(st.sampled_from(["read", "write", "admin", "root"]), max_size=5),
-    "agent_type": st.sampled_from(["claude", "gemini", "admin", "unknown"]) | TEXT,
-    "agent_id": st.from_regex(r"\A[A-Za-z0-9_.:@-]{1,20}\Z") | TEXT,
-    "metadata": st.dictionaries(st.text(max_size=10), JSON, max_size=5) | st.builds(lambda: {"big": "x" * 20_000}),
-    "value": JSON | st.builds(lambda: "x" * 300_000),
-    "key": st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_.:/@+=-]{0,20}\Z") | TEXT,
-    "start_time": st.sampled_from(["2000-01-01T00:00:00Z", "2026-13-45T99:99:99", "yesterday"]) | TEXT,
-    "end_time": st.sampled_from(["2100-01-01T00:00:00Z", "1999-01-01", ""]) | TEXT,
-    "fuzzy_threshold": st.floats(allow_nan=True, allow_infinity=True) | INTS,
-    **{name: INTS for name in ("limit", "offset", "since_seq", "expires_in", "parent_message_id", "thread_id")},
-    **{name: st.booleans() for name in ("search_metadata", "overwrite")},
-}
-
-
-def argument_strategy(name):
-    """Plausible and hostile values for an argument called ``name`` (text for names added later)."""
-    return ARGUMENTS_BY_NAME.get(name, TEXT) | JSON
+# MCP tool calls (generated by tests/tool_calls.py from each tool's input schema)
 
 
 TOOL_NAMES = [
@@ -141,99 +127,399 @@ TOOL_NAMES = [
     "search_context", "search_by_sender", "search_by_timerange", "set_memory", "get_memory", "list_memory",
     "get_usage_guidance", "get_performance_metrics",
 ]
-# What a successful call may add: (sessions, messages, memory entries).
-MAY_ADD = {"create_session": {(1, 0, 0)}, "add_message": {(0, 1, 0)}, "set_memory": {(0, 0, 0), (0, 0, 1)}}
+# What a successful call adds: (sessions, messages, memory entries).
+ADDS = {"create_session": {(1, 0, 0)}, "add_message": {(0, 1, 0)}, "set_memory": {(0, 0, 0), (0, 0, 1)}}
+MIN_SUCCESS_SHARE = 0.3  # of each tool's calls (seven in ten are valid): the success path cannot silently stop
 
 
 @pytest.fixture
-def mcp(monkeypatch):
+def tool_world(db, settings, monkeypatch):
+    """The MCP server in-process, with two sessions, messages, memory and tokens to call it with."""
     from mcp_sidecar import auth, tools  # noqa: F401  (registers every tool)
     from mcp_sidecar.app import mcp
+    from mcp_sidecar.ratelimit import tool_limits
+    from mcp_sidecar.tools.guidance import TOOL_PERMISSIONS
     from realtime.publisher import get_publisher
 
-    published = []
-    monkeypatch.setattr(get_publisher(), "publish", published.append)
+    settings.SCS_TOOL_RATE = settings.SCS_TOOL_BURST = 10**6  # limits have their own tests
+    settings.SCS_MAX_SESSIONS_PER_HOUR = 10**6
+    monkeypatch.setattr(tool_limits, "buckets", collections.OrderedDict())
     # In-process calls carry no HTTP request: admit them as stdio does without SCS_AGENT_KEY (the shared key).
     monkeypatch.setattr(auth, "_stdio", {"enabled": True, "key": ""})
-    return mcp, published
+    monkeypatch.setattr(get_publisher(), "publish", lambda event: None)  # no Daphne here; the signal still says
+    published = Published()
+
+    def on_stored(sender, event, **kwargs):
+        published.append(event)
+
+    message_stored.connect(on_stored, dispatch_uid="fuzz")
+    writer = tokens.issue("fuzzer", "claude", ["read", "write"])[0]
+    admin = tokens.issue("fuzz-admin", "admin", ["read", "write", "admin"])[0]
+    sessions = [Session.objects.create(purpose=f"fuzzing {n}", created_by="fuzzer").id for n in range(2)]
+    message_ids = [operations.add_message(sessions[0], sender=sender, sender_type=kind, content=f"{level} note",
+                                          visibility=level, may_write_admin_only=True).id
+                   for sender, kind, level in [("fuzzer", "claude", "public"), ("fuzzer", "claude", "private"),
+                                               ("other", "gemini", "private"), ("other", "gemini", "agent_only"),
+                                               ("fuzz-admin", "admin", "admin_only")]]
+    other = operations.add_message(sessions[1], sender="other", sender_type="gemini", content="elsewhere").id
+    entries = {}
+    for token in (writer, admin):
+        agent_id = tokens.verify(token).agent_id
+        for key, session_id in (("notes", None), ("plan:1", sessions[0])):
+            memory.set_memory(agent_id, key, {"step": 1}, session_id=session_id)
+        entries[token] = [("notes", None), ("plan:1", sessions[0])]
+    world = tool_calls.World(
+        session_id=sessions[0], other_session_id=sessions[1], message_ids=message_ids, other_message_id=other,
+        memory=entries, permission=TOOL_PERMISSIONS,
+        tokens={"writer": writer, "admin": admin, "reader": tokens.issue("fuzz-reader", "claude", ["read"])[0],
+                "expired": tokens.issue("fuzzer", "claude", ["read", "write"], ttl=-10)[0],
+                "forged": writer[:-6] + ("AAAAAA" if not writer.endswith("AAAAAA") else "BBBBBB")},
+        issue=lambda: tokens.issue("fuzz-refresher", "claude", ["read", "write"])[0],
+    )
+    yield mcp, world, published
+    message_stored.disconnect(dispatch_uid="fuzz")
 
 
-CALL_STRATEGIES = {}  # tool -> strategy of argument dicts, built once per tool
+class Published(list):
+    """Events stored messages announced (kept short in hypothesis's reports)."""
+
+    def __repr__(self):
+        return f"<{len(self)} events>"
 
 
-async def call_strategy(server, name):
-    if name not in CALL_STRATEGIES:
-        tool = await server.get_tool(name)
-        assert tool is not None, f"no tool {name}"
-        names = sorted(tool.parameters.get("properties", {}))
-        arguments = st.fixed_dictionaries({}, optional={n: argument_strategy(n) for n in names})
-        extra = st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda key: key not in names), JSON,
-                                max_size=2)
-        CALL_STRATEGIES[name] = st.tuples(arguments, st.none() | extra)
-    return CALL_STRATEGIES[name]
+def sync_row_counts():
+    return Session.objects.count(), Message.objects.count(), MemoryEntry.objects.count()
+
+
+class ToolCaller:
+    """Calls tools of the in-process server from synchronous code (hypothesis drives the examples)."""
+
+    def __init__(self, server):
+        self.server = server
+        self.runner = asyncio.Runner()
+        self.schemas = {}
+
+    def __call__(self, tool, arguments):
+        answer = self.runner.run(self.server.call_tool(tool, arguments)).structured_content
+        assert isinstance(answer, dict) and isinstance(answer.get("success"), bool), (tool, answer)
+        assert_no_traceback(json.dumps(answer, default=str))
+        return answer
+
+    def schema(self, tool):
+        """The tool's input schema, as tools/list publishes it."""
+        if tool not in self.schemas:
+            self.schemas.update((t.name, t.parameters) for t in self.runner.run(self.server.list_tools()))
+        return self.schemas[tool]
+
+
+def check_visible(tool, answer, token):
+    """Every message a read returns is one its caller may see."""
+    claims = tokens.verify(token)
+    viewer = Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions)
+    for record in tool_calls.listed_messages(tool, answer):
+        assert can_see_message(viewer, record), (tool, claims.agent_id, record)
+
+
+def check_effect(call_tool, tool, arguments, answer, published):
+    """A write's effect is visible: the session exists, the message reads back, the memory is set."""
+    token = arguments.get("auth_token")
+    if tool == "create_session":
+        assert Session.objects.filter(pk=answer["session_id"], purpose=arguments["purpose"].strip(),
+                                      created_by=tokens.verify(token).agent_id).exists(), answer
+    elif tool == "add_message":
+        read = call_tool("get_messages", {"session_id": arguments["session_id"], "since_seq": answer["seq"] - 1,
+                                          "limit": 1, "auth_token": token})
+        assert read["success"] and len(read["messages"]) == 1, read
+        stored = read["messages"][0]
+        expected = {"id": answer["message_id"], "seq": answer["seq"], "content": arguments["content"],
+                    "visibility": arguments.get("visibility", "public"), "metadata": arguments.get("metadata") or {},
+                    "parent_message_id": arguments.get("parent_message_id")}
+        assert {name: stored[name] for name in expected} == expected, (stored, arguments)
+        assert [(e["session_id"], e["seq"]) for e in published[-1:]] == [(arguments["session_id"], answer["seq"])]
+    elif tool == "set_memory":
+        scope = {"session_id": arguments["session_id"]} if arguments.get("session_id") else {}
+        read = call_tool("get_memory", {"key": arguments["key"], **scope, "auth_token": token})
+        assert read["success"], read
+        assert (read["value"], read["metadata"]) == (arguments["value"], arguments.get("metadata") or {}), read
+    elif tool == "authenticate_agent":
+        claims = tokens.verify(answer["token"])
+        assert (claims.agent_id, claims.agent_type) == (arguments["agent_id"], arguments["agent_type"])
+        assert set(claims.permissions) <= set(arguments.get("requested_permissions", ["read", "write"]))
+    elif tool == "refresh_token":
+        assert call_tool("get_usage_guidance", {"auth_token": answer["token"]})["success"]
+        old = call_tool("get_usage_guidance", {"auth_token": arguments["current_token"]})
+        assert old["code"] == "TOKEN_REVOKED", old
+
+
+@pytest.fixture
+def tool_caller(tool_world):
+    caller = ToolCaller(tool_world[0])
+    yield caller
+    caller.runner.close()
+
+
+@pytest.fixture
+def outcomes(tool):
+    """Counts (kind, outcome) over all of a tool's examples; at the end, enough of them must have succeeded."""
+    counted = collections.Counter()
+    yield counted
+    calls = sum(counted.values())
+    assert counted["valid", "ok"] >= MIN_SUCCESS_SHARE * calls, (tool, counted)
+    assert any(kind != "valid" for kind, _ in counted), (tool, counted)
 
 
 @pytest.mark.parametrize("tool", TOOL_NAMES)
 @fuzz_settings(MCP_EXAMPLES_PER_TOOL)
 @given(data=st.data())
-async def test_mcp_tool_arguments(mcp, world, tool, data):
-    server, published = mcp
-    arguments, extra = data.draw(await call_strategy(server, tool), label="arguments, extra")
-    before, sent = await row_counts(), len(published)
-    result = await server.call_tool(tool, {**arguments, **(extra or {})})
-    answer = result.structured_content
-    assert isinstance(answer, dict) and isinstance(answer.get("success"), bool), result
-    assert_no_traceback(json.dumps(answer, default=str))
-    after = await row_counts()
-    added = tuple(a - b for a, b in zip(after, before, strict=True))
-    if answer["success"]:
-        assert added in MAY_ADD.get(tool, {(0, 0, 0)}), (tool, added)
-        assert len(published) - sent == (1 if tool == "add_message" else 0)
+def test_mcp_tool_calls(tool_world, tool_caller, outcomes, tool, data):
+    _, world, published = tool_world
+    call = tool_calls.draw_call(world, tool, tool_caller.schema(tool), data.draw)
+    before, sent = sync_row_counts(), len(published)
+    answer = tool_caller(tool, call.arguments)
+    outcome = "ok" if answer["success"] else answer.get("code")
+    event(f"{call.kind}: {outcome}")
+    outcomes[call.kind, outcome] += 1
+    added = tuple(a - b for a, b in zip(sync_row_counts(), before, strict=True))
+    if call.kind == "valid":
+        assert answer["success"] is True, (call, answer)
+        assert not tool_calls.check_shape(tool, answer), (tool_calls.check_shape(tool, answer), answer)
+        assert added in ADDS.get(tool, {(0, 0, 0)}), (tool, added)
+        assert len(published) - sent == (tool == "add_message")
+        if "auth_token" in call.arguments:
+            check_visible(tool, answer, call.arguments["auth_token"])
+        check_effect(tool_caller, tool, call.arguments, answer, published)
     else:
-        assert answer["code"] and answer["error"], answer
-        assert added == (0, 0, 0), (tool, arguments, answer)  # a refusal writes nothing
-        assert len(published) == sent
+        assert answer["success"] is False, (call, answer)
+        assert answer.get("code") in call.expect, (call, answer)
+        assert isinstance(answer.get("error"), str) and answer["error"], answer
+        assert isinstance(answer.get("hint"), str) and answer["hint"], answer
+        assert added == (0, 0, 0) and len(published) == sent, (call, added)  # a refusal writes nothing
 
 
-# Broadcast view bodies
+# Broadcast bodies: the Channels door Daphne routes first, and the Django fallback view
+
+
+LEVELS = ("public", "private", "agent_only", "admin_only")
+ENVELOPE_KEYS = {"type", "session_id", "seq", "data"}
+DATA_KEYS = {"id", "sender", "sender_type", "content", "visibility", "metadata", "parent_message_id", "timestamp"}
+BIGINT = 2**63 - 1  # seqs and ids are database bigints
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+SESSION_ID_FORM = re.compile(r"session_[0-9a-f]{16}")
+MAX_BODY = 4 * 1024 * 1024  # the README's limit for broadcast bodies
+MAX_EVENTS = 1000
+
+
+def is_id(value):
+    return type(value) is int and 1 <= value <= BIGINT
+
+
+def is_time(value):
+    if not isinstance(value, str) or not ISO_TIME.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:  # e.g. month 13
+        return False
+    return True
+
+
+def envelope_is_valid(event, session_id):
+    """The README's event envelope, read on its own (not through realtime.envelope)."""
+    if not isinstance(event, dict) or set(event) != ENVELOPE_KEYS:
+        return False
+    data = event["data"]
+    return (event["type"] == "new_message" and event["session_id"] == session_id and is_id(event["seq"])
+            and isinstance(data, dict) and set(data) == DATA_KEYS and is_id(data["id"])
+            and all(isinstance(data[name], str) for name in ("sender", "sender_type", "content"))
+            and isinstance(data["visibility"], str) and data["visibility"] in LEVELS
+            and isinstance(data["metadata"], dict)
+            and (data["parent_message_id"] is None or is_id(data["parent_message_id"]))
+            and is_time(data["timestamp"]))
+
+
+def body_is_valid(body, session_id):
+    """One envelope, or ``{"events": [...]}`` holding 1 to 1,000 of them, all for ``session_id``."""
+    if len(body) > MAX_BODY:
+        return False
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    if isinstance(parsed, dict) and set(parsed) == {"events"}:
+        events = parsed["events"]
+        return isinstance(events, list) and 1 <= len(events) <= MAX_EVENTS and all(
+            envelope_is_valid(event, session_id) for event in events)
+    return envelope_is_valid(parsed, session_id)
+
+
+def expected_statuses(method, authorization, session_id, body):
+    """The answers the README allows for this request (202 only for a valid body to an existing session)."""
+    if method != "POST":
+        return {405}
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return {401}
+    if credential.strip() != SECRET:
+        return {403}
+    if not SESSION_ID_FORM.fullmatch(session_id):
+        return {400}
+    if not body_is_valid(body, session_id):
+        return {400, 413}
+    return {202} if session_id == SESSION_ID else {404}
+
+
+def timestamps():
+    moments = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1),
+                           timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))
+    return moments.map(lambda moment: moment.isoformat().replace("+00:00", "Z"))
+
+
+def envelopes(session_id):
+    data = st.fixed_dictionaries({
+        "id": st.integers(1, BIGINT), "sender": TEXT, "sender_type": st.text(max_size=20), "content": TEXT,
+        "visibility": st.sampled_from(LEVELS), "metadata": st.dictionaries(st.text(max_size=5), JSON, max_size=3),
+        "parent_message_id": st.none() | st.integers(1, BIGINT), "timestamp": timestamps(),
+    })
+    return st.fixed_dictionaries({"type": st.just("new_message"), "session_id": st.just(session_id),
+                                  "seq": st.integers(1, BIGINT), "data": data})
+
+
+# Values just outside the contract, field by field (besides any JSON value).
+NEAR_MISSES = {
+    "type": ["New_message", "message", ""],
+    "session_id": ["session_00000000000000ff", "session_00000000000F0220", SESSION_ID + " "],
+    "seq": [0, -1, BIGINT + 1, 2**70, 1.0, True, "1"],
+    "id": [0, -1, BIGINT + 1, 1.5, True, "42"],
+    "visibility": ["PUBLIC", "secret", "", "public "],
+    "parent_message_id": [0, -1, BIGINT + 1, "1", 2.0, False],
+    "timestamp": ["", "yesterday", "2026-11-26", "2026-11-26T09:00:00", "2026-11-26 09:00:00Z", "20261126T090000Z",
+                  "2026-13-01T00:00:00Z", "2026-11-26T09:00Z", "2026-11-26T09:00:00.1234567Z", "2026-11-26T25:00:00Z"],
+    "metadata": [[], "x", None],
+    "sender": [None, 1, ["a"]],
+    "content": [None, 0, {"text": "x"}],
+}
+
+
+@st.composite
+def one_change(draw, event):
+    """``event`` with exactly one field dropped, added, or given another value (perhaps still a valid one)."""
+    event = {**event, "data": dict(event["data"])}
+    target = draw(st.sampled_from([event, event["data"]]), label="level")
+    change = draw(st.sampled_from(["drop", "add", "replace"]), label="change")
+    if change == "add":
+        target[draw(st.text(max_size=10), label="new key")] = draw(JSON, label="new value")
+        return event
+    name = draw(st.sampled_from(sorted(target)), label="field")
+    if change == "drop":
+        del target[name]
+    else:
+        target[name] = draw(st.sampled_from(NEAR_MISSES.get(name, [None])) | JSON, label="value")
+    return event
+
+
+@st.composite
+def broadcast_bodies(draw, session_id):
+    """Bytes to POST for ``session_id``: mostly envelopes (valid, or changed in one field), else anything."""
+    def one_event():
+        valid = draw(envelopes(session_id), label="envelope")
+        return valid if draw(st.integers(0, 9), label="keep") < 7 else draw(one_change(valid), label="changed")
+
+    form = draw(st.integers(0, 39), label="form")
+    if form < 20:
+        return json.dumps(one_event()).encode()
+    if form < 28:
+        return json.dumps({"events": [one_event() for _ in range(draw(st.integers(1, 4), label="events"))]}).encode()
+    if form < 30:
+        batch = draw(st.sampled_from([{"events": []}, {"events": {}}, {"events": None}]), label="batch")
+        if draw(st.booleans(), label="and more"):
+            batch = {"events": [one_event()], "x": 1}
+        return json.dumps(batch).encode()
+    if form < 32:
+        return json.dumps(draw(JSON, label="json")).encode()
+    if form < 34:
+        return draw(st.binary(max_size=300), label="bytes")
+    if form == 34:
+        return json.dumps(one_event()).encode() + b" " * (MAX_BODY + 1)  # valid JSON, over the limit
+    return draw(st.sampled_from([b"", b"{", b"[]", b"\xff\xfe", b"null", b'"x"', b"1e999999", b"[" * 100_000]),
+                label="odd")
+
+
+URL_SESSION_IDS = st.integers(0, 9).flatmap(  # mostly the session the test created
+    lambda n: st.just(SESSION_ID) if n < 7 else st.just("session_00000000000000ff") if n == 7 else TEXT)
+AUTHORIZATIONS = st.sampled_from([f"Bearer {SECRET}"] * 12 + [f"bearer {SECRET}", "", f"Bearer {SECRET}x", "Basic abc",
+                                                              SECRET, "Bearer "])
+METHODS = st.sampled_from(["POST"] * 19 + ["GET", "PUT"])
+
+
+@st.composite
+def broadcast_requests(draw):
+    session_id = draw(URL_SESSION_IDS, label="url session id")
+    return (draw(METHODS, label="method"), draw(AUTHORIZATIONS, label="authorization"), session_id,
+            draw(broadcast_bodies(session_id), label="body"))
+
+
+class DoorCommunicator(HttpCommunicator):
+    """An HTTP request to the ASGI application with the addresses Daphne puts in the scope."""
+
+    def __init__(self, method, path, body, headers):
+        self.scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                      "scheme": "http", "path": path, "raw_path": path.encode("utf-8", "replace"),
+                      "query_string": b"", "root_path": "", "headers": headers,
+                      "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8081)}
+        self.body = body
+        self.sent_request = False
+        ApplicationCommunicator.__init__(self, application, self.scope)
+
+
+def routed_to_door(session_id):
+    """True when project.asgi sends /broadcast/<session_id> to the Channels consumer (else Django answers)."""
+    return 1 <= len(session_id) <= 64 and "/" not in session_id
+
+
+@pytest.fixture
+def accepted():
+    """Counts answers over all examples; at the end, enough requests must have been accepted."""
+    counted = collections.Counter()
+    yield counted
+    assert counted[202] >= 0.1 * sum(counted.values()), counted
+
+
+@pytest.mark.parametrize("half", [1, 2])
+@fuzz_settings(DOOR_EXAMPLES // 2)
+@given(call=broadcast_requests())
+async def test_broadcast_door(rows_unchanged, accepted, half, call):
+    method, authorization, session_id, body = call
+    headers = [(b"content-type", b"application/json")]
+    if authorization:
+        headers.append((b"authorization", authorization.encode()))
+    answer = await DoorCommunicator(method, f"/broadcast/{session_id}", body, headers).get_response(timeout=10)
+    status, text = answer["status"], answer["body"].decode("utf-8", "replace")
+    event(f"door: {status}")
+    accepted[status] += 1
+    assert_no_traceback(text)
+    through_django = any(name.lower() == b"x-frame-options" for name, _ in answer["headers"])  # its middleware
+    if routed_to_door(session_id):
+        assert not through_django, "the broadcast door must be served ahead of Django"
+        assert status in expected_statuses(method, authorization, session_id, body), (status, text, call)
+        assert json.loads(text)["success"] is (status == 202), text
+    else:  # Django's routes: never accepted, never a server error
+        assert status in (400, 401, 403, 404, 405), (status, call)
+
 
 factory = AsyncRequestFactory()
 
 
-SESSION_IDS = st.sampled_from([SESSION_ID, "session_00000000000000ff"]) | TEXT
-ODD_BODIES = [b"", b"{", b"[]", b'{"events": []}', b"\xff\xfe", b"null", b'"x"', b"1e999999"]
-HUGE_BODY = b"0" * 5_000_000
-EVENT = st.fixed_dictionaries(
-    {"type": st.just("new_message") | JSON, "session_id": SESSION_IDS | JSON,
-     "seq": st.integers(min_value=-3, max_value=2**70) | JSON,
-     "data": st.fixed_dictionaries(
-         {"id": st.integers(1, 10**6) | JSON, "sender": TEXT, "sender_type": TEXT, "content": TEXT,
-          "visibility": st.sampled_from(["public", "private", "admin_only"]) | JSON,
-          "metadata": st.dictionaries(st.text(max_size=5), JSON, max_size=3) | JSON,
-          "parent_message_id": st.none() | JSON, "timestamp": TEXT}) | JSON},
-    optional={"extra": JSON},
-)
-BODIES = (
-    (EVENT | st.fixed_dictionaries({"events": st.lists(EVENT, max_size=4) | JSON})).map(
-        lambda value: json.dumps(value).encode())
-    | JSON.map(lambda value: json.dumps(value).encode())
-    | st.binary(max_size=300)
-    # Odd bodies, and now and then one over the size limit.
-    | st.integers(0, 24).map(lambda n: HUGE_BODY if n == 0 else ODD_BODIES[n % len(ODD_BODIES)])
-)
-AUTHORIZATIONS = st.sampled_from([f"Bearer {SECRET}"] * 4 + ["", f"Bearer {SECRET}x", "Basic abc", SECRET])
-
-
-@pytest.mark.parametrize("half", [1, 2])
-@fuzz_settings(BROADCAST_EXAMPLES // 2)
-@given(url_session_id=SESSION_IDS, body=BODIES, authorization=AUTHORIZATIONS,
-       method=st.sampled_from(["POST"] * 9 + ["GET", "PUT"]),
-       content_type=st.sampled_from(["application/json", "text/plain", ""]))
-async def test_broadcast_bodies(rows_unchanged, half, url_session_id, body, authorization, method, content_type):
-    request = factory.generic(method, f"/broadcast/{url_session_id}", data=body, content_type=content_type,
+@fuzz_settings(VIEW_EXAMPLES)
+@given(call=broadcast_requests())
+async def test_broadcast_fallback_view(rows_unchanged, accepted, call):
+    method, authorization, session_id, body = call
+    request = factory.generic(method, "/broadcast/x", data=body, content_type="application/json",
                               headers={"Authorization": authorization} if authorization else {})
-    response = await broadcast(request, url_session_id)
-    assert response.status_code in (202, 400, 401, 403, 404, 405, 413), response.status_code
+    response = await broadcast(request, session_id)
+    event(f"view: {response.status_code}")
+    accepted[response.status_code] += 1
+    assert response.status_code in expected_statuses(method, authorization, session_id, body), (
+        response.status_code, response.content[:300], call)
     if method == "POST":
         assert json.loads(response.content)["success"] is (response.status_code == 202)
     assert_no_traceback(response.content.decode("utf-8", "replace"))

@@ -85,6 +85,19 @@ async def test_dashboard_socket_needs_a_signed_in_user():
     assert socket.refused_with == 4401
 
 
+@pytest.mark.parametrize("frame", [b"\x00", "", "not json", "[" * 5000 + "]" * 5000, "[1]", '{"type": "resume"}',
+                                   "x" * 20_000])
+async def test_the_dashboard_ignores_frames_it_cannot_use_and_still_answers_ping(frame):
+    socket = Socket("/ws/dashboard/", await user_cookie("ivy"))
+    assert await socket.connect()
+    assert (await socket.frame())["type"] == "hello"
+    kind = "bytes" if isinstance(frame, bytes) else "text"
+    await socket.comm.send_input({"type": "websocket.receive", kind: frame})
+    await socket.send({"type": "ping"})
+    assert await socket.frame() == {"type": "pong"}
+    await socket.close()
+
+
 async def test_dashboard_receives_summaries_without_content_or_hidden_senders():
     session_id = await new_session("Migrate <payments>")
     member = Socket("/ws/dashboard/", await user_cookie("member"))

@@ -9,7 +9,6 @@ limit is fuzzed without changes here (a tool without a valid example fails).
 
 import asyncio
 import contextlib
-import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -17,13 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import schema_values
 from tests.stack import Agent
 
 STORED_TABLES = ("realtime_session", "realtime_message", "realtime_memoryentry")
-JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)), max_leaves=6)
-NOT_A_NUMBER = st.text(max_size=12).map(lambda text: f"x{text}q")  # never a number, boolean or enum word
 
 
 @pytest.fixture(scope="module")
@@ -66,45 +62,11 @@ def valid_arguments(tool, token, session_id, message_id):
     return arguments
 
 
-def branches(schema):
-    return schema.get("anyOf") or [schema]
-
-
 def bad_values(name, schema):
     """A strategy of values ``schema`` rejects (or the server refuses), for argument ``name``."""
-    types = {branch.get("type") for branch in branches(schema)}
-    constraints = next((b for b in branches(schema) if b.get("type") not in (None, "null")), schema)
-    if not types - {None}:  # any JSON value is allowed
+    options = [schema_values.bad_values(schema)]
+    if options[0] is None:  # any JSON value is allowed
         return None
-    options = [st.lists(JSON_SCALARS, max_size=3)] if "array" not in types else []
-    if "object" not in types:
-        options.append(st.dictionaries(st.text(max_size=5), JSON_SCALARS, max_size=3))
-    if "null" not in types:
-        options.append(st.none())
-    if "string" not in types:
-        options.append(NOT_A_NUMBER)
-    if not types & {"integer", "number", "boolean"}:
-        options += [st.integers(), st.floats(allow_nan=False), st.booleans()]
-    if types & {"string", "boolean"} and not types & {"integer", "number"}:
-        options.append(st.integers().filter(lambda n: n not in (0, 1)))
-    if "integer" in types:
-        options.append(st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: f != int(f)))
-    for bound, step in (("minimum", -1), ("maximum", 1)):
-        if bound in constraints:
-            options.append(st.integers(1, 10**6).map(lambda n, b=constraints[bound], s=step: b + s * n))
-    if "maxLength" in constraints:
-        options.append(st.just("x" * (constraints["maxLength"] + 1)))
-    if constraints.get("minLength", 0) > 0:
-        options.append(st.just(""))
-    if "pattern" in constraints:
-        pattern = re.compile(constraints["pattern"])
-        options.append(st.text(min_size=1, max_size=40).filter(lambda text: not pattern.search(text)))
-    if "enum" in constraints:
-        options.append(NOT_A_NUMBER)
-    if "maxItems" in constraints:
-        options.append(st.just(["read"] * (constraints["maxItems"] + 1)))
-    if "enum" in constraints.get("items", {}):
-        options.append(st.lists(NOT_A_NUMBER, min_size=1, max_size=3))
     # Well-formed but wrong: the server must refuse these itself.
     if name == "session_id":
         options += [st.text(max_size=40).filter(lambda t: t != "all"), st.just("session_" + "0" * 16)]

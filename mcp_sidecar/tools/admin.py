@@ -1,14 +1,15 @@
 """Admin tools: performance figures of this sidecar and its database."""
 
-from datetime import UTC, datetime
+from typing import Literal, TypedDict
 
 from django.db import connection
 from django.utils import timezone
 
 from mcp_sidecar.app import agent_tool
-from mcp_sidecar.auth import caller
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.params import AuthToken
+from mcp_sidecar.results import JsonObject, Timestamp
+from realtime import timestamps
 from realtime.models import AuditEvent, MemoryEntry, Message, Session
 from realtime.publisher import get_publisher
 
@@ -34,17 +35,32 @@ def database_figures():
     return figures
 
 
-@agent_tool
-def get_performance_metrics(auth_token: AuthToken = None) -> dict:
-    """Request counts and latencies per tool, the publisher's counters (as "bridge"), database figures. Needs admin.
+class ToolFigures(TypedDict):
+    calls: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+
+class PerformanceMetrics(TypedDict):
+    success: Literal[True]
+    timestamp: Timestamp
+    uptime_seconds: int
+    tools: dict[str, ToolFigures]
+    bridge: JsonObject
+    database: JsonObject
+
+
+@agent_tool(permission="admin")
+def get_performance_metrics(auth_token: AuthToken = None) -> PerformanceMetrics:
+    """Request counts and latencies per tool, the publisher's counters (as ``bridge``), database figures.
 
     Latencies (p50_ms, p99_ms) cover the latest 1000 calls of each tool in this sidecar process.
     """
-    caller(auth_token, permission="admin")
     metrics = tool_metrics.snapshot()
     return {
         "success": True,
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "timestamp": timestamps.now(),
         "uptime_seconds": metrics["uptime_seconds"],
         "tools": metrics["tools"],
         "bridge": get_publisher().stats(),

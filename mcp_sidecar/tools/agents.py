@@ -1,16 +1,17 @@
 """Authentication tools."""
 
 import time
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from django.db import transaction
 from pydantic import Field
 
 from mcp_sidecar.app import agent_tool
 from mcp_sidecar.auth import admission, check_owner, throttle
-from realtime import audit, conf, credentials, tokens
-from realtime.errors import OperationError
+from mcp_sidecar.results import Timestamp
+from realtime import audit, conf, credentials, timestamps, tokens
+from realtime.errors import ErrorCode, OperationError
+from realtime.timestamps import isoformat
 
 AgentId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$",
                                description="Your stable agent id, e.g. 'claude-reviewer-1'.")]
@@ -19,7 +20,22 @@ AgentType = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z
 Permission = Literal["read", "write", "admin"]
 
 
-def token_result(token, claims):
+class TokenGranted(TypedDict):
+    success: Literal[True]
+    token: str
+    token_type: Literal["Bearer"]
+    agent_id: str
+    agent_type: str
+    permissions: list[Permission]
+    expires_at: Timestamp
+
+
+class TokenRefreshed(TokenGranted):
+    expires_in: int
+    issued_at: Timestamp
+
+
+def token_result(token, claims) -> TokenGranted:
     return {
         "success": True,
         "token": token,
@@ -27,7 +43,7 @@ def token_result(token, claims):
         "agent_id": claims.agent_id,
         "agent_type": claims.agent_type,
         "permissions": list(claims.permissions),
-        "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat().replace("+00:00", "Z"),
+        "expires_at": isoformat(claims.expires_at),
     }
 
 
@@ -36,12 +52,12 @@ def admission_bucket(admitted):
     return f"agent:{admitted.agent_id}" if not admitted.is_shared else "shared-key"
 
 
-@agent_tool
+@agent_tool(permission=None)
 def authenticate_agent(
     agent_id: AgentId,
     agent_type: AgentType,
     requested_permissions: Annotated[list[Permission], Field(max_length=3)] = ["read", "write"],  # noqa: B006
-) -> dict:
+) -> TokenGranted:
     """Get a token for this agent. Pass it as auth_token to every other tool.
 
     With an agent key (X-API-Key: scs_...), use the agent_id and agent_type the key
@@ -70,12 +86,12 @@ def refused(code, message, hint):
     return OperationError(code, message, hint)
 
 
-@agent_tool
+@agent_tool(permission=None)
 def refresh_token(
     current_token: Annotated[str, Field(min_length=1, max_length=4096, description=(
         "The token to replace, as authenticate_agent or refresh_token returned it. "
         "It may have expired, but only within the server's grace window."))],
-) -> dict:
+) -> TokenRefreshed:
     """Get a fresh token for the same agent, agent type and permissions; the old token stops working.
 
     Call this when a tool answers TOKEN_EXPIRED. A token that expired within the
@@ -91,25 +107,26 @@ def refresh_token(
     except tokens.TokenError as exc:
         hint = (
             "Call authenticate_agent for a new token."
-            if exc.code == "TOKEN_EXPIRED"
+            if exc.code == ErrorCode.TOKEN_EXPIRED
             else "Pass the token exactly as this server issued it, or call authenticate_agent."
         )
         raise refused(exc.code, exc.message, hint) from None
     if not old.token_id:
-        raise refused("TOKEN_INVALID", "the token has no id and cannot be refreshed", "Call authenticate_agent.")
+        raise refused(ErrorCode.TOKEN_INVALID, "the token has no id and cannot be refreshed",
+                      "Call authenticate_agent.")
     check_owner(old, admitted)
     if credentials.token_refusal(old):
-        raise refused("TOKEN_REVOKED", "this token was revoked or already refreshed, or its key was revoked",
+        raise refused(ErrorCode.TOKEN_REVOKED, "this token was revoked or already refreshed, or its key was revoked",
                       "Call authenticate_agent for a new token (with a valid key).")
     remaining = old.auth_time + conf.get("SCS_TOKEN_MAX_AGE") - int(time.time())
     if remaining <= 0:
-        raise refused("REAUTHENTICATION_REQUIRED",
+        raise refused(ErrorCode.REAUTHENTICATION_REQUIRED,
                       "this agent authenticated longer ago than the server allows tokens to be refreshed",
                       "Call authenticate_agent again.")
     granted = credentials.regrant(old)
     with transaction.atomic():
         if not credentials.retire(old, "refreshed"):  # a concurrent refresh of the same token won
-            raise refused("TOKEN_REVOKED", "this token was already refreshed",
+            raise refused(ErrorCode.TOKEN_REVOKED, "this token was already refreshed",
                           "Use the token the other refresh returned, or call authenticate_agent.")
         token, claims = tokens.issue(old.agent_id, old.agent_type, granted,
                                      min(conf.get("SCS_TOKEN_TTL"), remaining),
@@ -118,5 +135,5 @@ def refresh_token(
                  permissions=list(claims.permissions))
     result = token_result(token, claims)
     result["expires_in"] = max(0, claims.expires_at - int(time.time()))
-    result["issued_at"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    result["issued_at"] = timestamps.now()
     return result

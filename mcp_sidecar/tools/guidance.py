@@ -1,31 +1,19 @@
 """get_usage_guidance: what this agent may do with its permissions, and how to use the tools well."""
 
 import time
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import Field
 
-from mcp_sidecar.app import agent_tool
-from mcp_sidecar.auth import admission, authorize, current_claims
+from mcp_sidecar.app import TOOL_PERMISSIONS, agent_tool
+from mcp_sidecar.auth import admission
 from mcp_sidecar.params import AuthToken
-from realtime import conf
-
-# Tool name → the permission it needs. authenticate_agent and refresh_token need none.
-TOOL_PERMISSIONS = {
-    "create_session": "write",
-    "get_session": "read",
-    "add_message": "write",
-    "get_messages": "read",
-    "search_context": "read",
-    "search_by_sender": "read",
-    "search_by_timerange": "read",
-    "set_memory": "write",
-    "get_memory": "read",
-    "list_memory": "read",
-    "get_usage_guidance": "read",
-    "get_performance_metrics": "admin",
-}
+from mcp_sidecar.results import Timestamp
+from realtime import conf, timestamps
+from realtime.errors import ErrorCode
+from realtime.timestamps import isoformat
+from realtime.tokens import AgentClaims
+from realtime.visibility import Viewer
 
 GUIDANCE = {
     "operations": {
@@ -74,55 +62,54 @@ GUIDANCE = {
         ],
     },
     "troubleshooting": {
-        "error_codes": {
-            "AUTH_REQUIRED": "Pass auth_token (or Authorization: Bearer).",
-            "TOKEN_EXPIRED": "Call refresh_token(current_token); past the grace window, authenticate_agent.",
-            "TOKEN_INVALID": "The token was not issued by this server or was altered; authenticate_agent again.",
-            "PERMISSION_DENIED": "Your agent type (or your key) does not hold the needed permission.",
-            "API_KEY_REQUIRED": "Send your agent key (or the shared key) as X-API-Key; it may be revoked or expired.",
-            "TOKEN_REVOKED": "The token was refreshed away or revoked, or its key was revoked or expired; "
-                             "authenticate_agent again (with a valid key).",
-            "IDENTITY_MISMATCH": "Your key belongs to another agent id or agent type than the one you asked for "
-                                 "or the token you passed; use the agent_id and agent_type the key was issued for.",
-            "AGENT_KEY_REQUIRED": "That agent id has its own key; the shared key cannot act for it.",
-            "REAUTHENTICATION_REQUIRED": "refresh_token refused: call authenticate_agent again.",
-            "RATE_LIMITED": "Too many calls from your agent id; wait retry_after seconds.",
-            "INVALID_ARGUMENT": "An argument breaks the tool's input schema (type, range, pattern or length).",
-            "INVALID_SESSION_ID": "Session ids look like session_ + 16 hex characters.",
-            "SESSION_NOT_FOUND": "Check the session id, or create_session.",
-            "PARENT_NOT_FOUND": "parent_message_id must be a message of the same session.",
-            "INVALID_DATETIME": "Use ISO 8601, e.g. 2026-05-01T14:00:00Z.",
-            "INVALID_TIME_RANGE": "start_time must not be after end_time.",
-            "MEMORY_NOT_FOUND": "Same key and same session_id as when stored; it may have expired.",
-            "MEMORY_KEY_EXISTS": "set_memory(overwrite=false) found a value; pass overwrite=true to replace it.",
-            "MEMORY_FULL": "You hold the most memory entries allowed; overwrite or let some expire.",
-            "SESSION_QUOTA_EXCEEDED": "You created the most sessions allowed this hour; reuse one you created.",
-            "OFFSET_TOO_LARGE": "Page get_messages with since_seq (next_since_seq) instead of a large offset.",
-            "QUERY_TOO_LONG": "Search for a few distinctive words (at most 1,000 characters).",
-        },
+        "error_codes": {code.value: code.advice for code in ErrorCode},
     },
 }
+
+
+class AgentInfo(TypedDict):
+    agent_id: str
+    agent_type: str
+    permissions: list[Literal["read", "write", "admin"]]
+    expires_at: Timestamp
+    can_refresh: bool
+    must_authenticate_by: Timestamp
+    admitted_by: str
+
+
+class Guidance(TypedDict):
+    success: Literal[True]
+    guidance_type: Literal["operations", "coordination", "security", "troubleshooting"]
+    access_level: Literal["ADMIN", "AGENT", "READ_ONLY"]
+    agent_info: AgentInfo
+    available_tools: list[str]
+    unavailable_tools: list[str]
+    visible_levels: list[str]
+    guidance: dict[str, Any]
+    generated_at: Timestamp
 
 
 def access_level(permissions):
     return "ADMIN" if "admin" in permissions else "AGENT" if "write" in permissions else "READ_ONLY"
 
 
-@agent_tool
+@agent_tool(permission="read")
 def get_usage_guidance(
+    agent: Viewer,
+    claims: AgentClaims,
     guidance_type: Annotated[Literal["operations", "coordination", "security", "troubleshooting"], Field(
         description="Which guidance: operations, coordination, security or troubleshooting.")] = "operations",
     auth_token: AuthToken = None,
-) -> dict:
+) -> Guidance:
     """How to use this server well, and exactly which tools your token's permissions allow.
 
     Start here if you are new: it lists the tools you may call, the limits, and what each error code means.
     """
-    claims = current_claims(auth_token)
-    agent = authorize(claims, "read")
     admitted = admission()
-    allowed = [name for name, needed in TOOL_PERMISSIONS.items() if needed in agent.permissions]
-    denied = [name for name in TOOL_PERMISSIONS if name not in allowed]
+    # Straight from each tool's declaration: the tools that take no token first.
+    tools = sorted(TOOL_PERMISSIONS, key=lambda name: TOOL_PERMISSIONS[name] is not None)
+    allowed = [name for name in tools if TOOL_PERMISSIONS[name] in (None, *agent.permissions)]
+    denied = [name for name in tools if name not in allowed]
     visible = ["public", "private (your own)", "agent_only (your agent type)"]
     if agent.is_admin:
         visible = ["public", "private (everyone's)", "agent_only (every type)", "admin_only"]
@@ -134,15 +121,14 @@ def get_usage_guidance(
             "agent_id": agent.id,
             "agent_type": agent.agent_type,
             "permissions": list(agent.permissions),
-            "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat().replace("+00:00", "Z"),
+            "expires_at": isoformat(claims.expires_at),
             "can_refresh": claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE") > time.time(),
-            "must_authenticate_by": datetime.fromtimestamp(
-                claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE"), UTC).isoformat().replace("+00:00", "Z"),
+            "must_authenticate_by": isoformat(claims.auth_time + conf.get("SCS_TOKEN_MAX_AGE")),
             "admitted_by": "shared key" if admitted.is_shared else f"agent key {admitted.key_id}",
         },
-        "available_tools": ["authenticate_agent", "refresh_token", *allowed],
+        "available_tools": allowed,
         "unavailable_tools": denied,
         "visible_levels": visible,
         "guidance": GUIDANCE[guidance_type],
-        "generated_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "generated_at": timestamps.now(),
     }

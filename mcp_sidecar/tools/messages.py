@@ -1,18 +1,32 @@
 """Message tools."""
 
-from typing import Annotated
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field
 
 from mcp_sidecar.app import agent_tool
-from mcp_sidecar.auth import caller
 from mcp_sidecar.params import AuthToken, Metadata, SessionId, VisibilityLevel
+from mcp_sidecar.results import MessagePage, Timestamp
 from realtime import conf, operations
-from realtime.envelope import isoformat, message_record
+from realtime.envelope import message_record
+from realtime.timestamps import isoformat
+from realtime.visibility import Viewer
 
 
-@agent_tool
+class MessageAdded(TypedDict):
+    success: Literal[True]
+    message_id: int
+    seq: int
+    timestamp: Timestamp
+
+
+class Messages(MessagePage):
+    next_since_seq: int | None
+
+
+@agent_tool(permission="write")
 def add_message(
+    agent: Viewer,
     session_id: SessionId,
     content: Annotated[str, Field(min_length=1, max_length=conf.get("SCS_MAX_CONTENT_LENGTH"),
                                   description="The message text. Shown to people as plain text.")],
@@ -23,13 +37,12 @@ def add_message(
     parent_message_id: Annotated[int | None, Field(ge=1, le=2**63 - 1, description=(
         "Reply to this message (its id from add_message or get_messages, same session)."))] = None,
     auth_token: AuthToken = None,
-) -> dict:
-    """Add a message to a session. Needs the write permission.
+) -> MessageAdded:
+    """Add a message to a session.
 
     Every viewer of the session who may see it receives it live. Returns its
     message_id and its seq (its position in the session: 1, 2, 3 ...).
     """
-    agent = caller(auth_token, permission="write")
     message = operations.add_message(
         session_id, sender=agent.id, sender_type=agent.agent_type, content=content, visibility=visibility,
         metadata=metadata, parent_message_id=parent_message_id, may_write_admin_only=agent.is_admin,
@@ -38,8 +51,9 @@ def add_message(
             "timestamp": isoformat(message.timestamp)}
 
 
-@agent_tool
+@agent_tool(permission="read")
 def get_messages(
+    agent: Viewer,
     session_id: SessionId,
     limit: Annotated[int, Field(ge=1, le=1000, description="How many messages at most.")] = 50,
     offset: Annotated[int, Field(ge=0, description=(
@@ -50,7 +64,7 @@ def get_messages(
     thread_id: Annotated[int | None, Field(ge=1, le=2**63 - 1, description=(
         "Only this message and every reply below it."))] = None,
     auth_token: AuthToken = None,
-) -> dict:
+) -> Messages:
     """Messages of a session that you may see, oldest first (by seq), with has_more.
 
     You see public messages, your own private ones, agent_only messages from
@@ -58,7 +72,6 @@ def get_messages(
     limit or at the read budget (about 512 KiB, always at least one message); when
     has_more is true, call again with since_seq=next_since_seq.
     """
-    agent = caller(auth_token)
     messages, has_more = operations.list_messages(
         agent, session_id, limit=limit, offset=offset, visibility_filter=visibility_filter,
         since_seq=since_seq, thread_id=thread_id,

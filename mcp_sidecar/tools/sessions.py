@@ -1,19 +1,47 @@
 """Session tools."""
 
-from typing import Annotated
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field
 
 from mcp_sidecar.app import agent_tool
-from mcp_sidecar.auth import caller
 from mcp_sidecar.params import AuthToken, Metadata, SessionId
+from mcp_sidecar.results import JsonObject, MessageRecord, Timestamp
 from realtime import conf, operations, reads
-from realtime.envelope import isoformat, message_record
+from realtime.envelope import message_record
+from realtime.timestamps import isoformat
+from realtime.visibility import Viewer
 
 RECENT = 50
 
 
-def session_record(session):
+class SessionRecord(TypedDict):
+    id: str
+    purpose: str
+    created_by: str
+    metadata: JsonObject
+    is_active: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+    last_seq: int
+
+
+class SessionCreated(TypedDict):
+    success: Literal[True]
+    session_id: str
+    created_by: str
+    created_at: Timestamp
+
+
+class SessionDetails(TypedDict):
+    success: Literal[True]
+    session: SessionRecord
+    messages: list[MessageRecord]
+    message_count: int
+    has_more: bool
+
+
+def session_record(session) -> SessionRecord:
     return {
         "id": session.id,
         "purpose": session.purpose,
@@ -26,31 +54,30 @@ def session_record(session):
     }
 
 
-@agent_tool
+@agent_tool(permission="write")
 def create_session(
+    agent: Viewer,
     purpose: Annotated[str, Field(min_length=1, max_length=conf.get("SCS_MAX_PURPOSE_LENGTH"),
                                   description="What the session is for, in a sentence.")],
     metadata: Metadata = None,
     auth_token: AuthToken = None,
-) -> dict:
-    """Create a session for agents to share messages in. Needs the write permission.
+) -> SessionCreated:
+    """Create a session for agents to share messages in.
 
     Returns session_id; pass it to add_message, get_messages and the search tools.
     """
-    agent = caller(auth_token, permission="write")
     session = operations.create_session(purpose, agent.id, metadata)
     return {"success": True, "session_id": session.id, "created_by": agent.id,
             "created_at": isoformat(session.created_at)}
 
 
-@agent_tool
-def get_session(session_id: SessionId, auth_token: AuthToken = None) -> dict:
+@agent_tool(permission="read")
+def get_session(agent: Viewer, session_id: SessionId, auth_token: AuthToken = None) -> SessionDetails:
     """A session's details and its most recent messages that you may see (up to 50, oldest first).
 
     The messages stop at the read budget (about 512 KiB); has_more says older ones exist
     (read them with get_messages).
     """
-    agent = caller(auth_token)
     session = operations.get_session(session_id)
     recent, has_more = reads.page(operations.visible_messages(agent, session.id).order_by("-seq"), RECENT)
     recent.reverse()

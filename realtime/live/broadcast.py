@@ -84,7 +84,10 @@ def parse_events(body, session_id):
         parsed = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
         return None, refuse(400, "BAD_JSON", "body is not valid JSON")
-    events = parsed.get("events") if isinstance(parsed, dict) and "events" in parsed else [parsed]
+    batch = isinstance(parsed, dict) and "events" in parsed
+    if batch and parsed.keys() != {"events"}:
+        return None, refuse(400, "BAD_EVENT", "a batch is {\"events\": [...]} with no other field")
+    events = parsed["events"] if batch else [parsed]
     if not isinstance(events, list) or not events:
         return None, refuse(400, "BAD_EVENT", "'events' must be a non-empty list")
     if len(events) > MAX_EVENTS:

@@ -3,8 +3,8 @@
 Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
 
 1. The viewer is a signed-in Django user, or an agent presenting its token as
-   ``Authorization: Bearer`` on the handshake or as a first frame
-   ``{"type": "auth", "token": "…"}``. Anyone else is closed with 4401. A viewer
+   ``Authorization: Bearer`` on the handshake (checked by ``realtime.live.auth``) or
+   as a first frame ``{"type": "auth", "token": "…"}``. Anyone else is closed with 4401. A viewer
    with ``SCS_MAX_CONNECTIONS_PER_VIEWER`` connections open already gets an
    ``error`` frame (``TOO_MANY_CONNECTIONS``) and is closed with 4409.
 2. The server sends ``hello`` (session, last seq, viewer), replays every message
@@ -14,8 +14,10 @@ Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
    handled; a live event that jumps past it is preceded by the missing messages,
    read from the database. Nothing is sent twice or out of order.
 
-Client frames: ``auth``, ``resume`` (``{"since": N}``), ``ping``, ``who`` (answered
-with a ``presence`` frame; see ``realtime.live.presence``). A client sending more than
+Client frames are JSON objects of at most ``MAX_FRAME`` characters: ``auth``, ``resume``
+(``{"since": N}``), ``ping``, ``who`` (answered with a ``presence`` frame; see
+``realtime.live.presence``). Anything else gets a ``BAD_FRAME`` error; a frame too long
+is closed with 4413. A client sending more than
 ``SCS_WS_FRAME_RATE`` frames a second (beyond a burst of ``SCS_WS_FRAME_BURST``)
 gets a ``RATE_LIMITED`` error and is closed with 4429.
 
@@ -25,17 +27,17 @@ connection whose user or token changed is closed within a second. Close codes:
 """
 
 import asyncio
-import json
 import logging
 import time
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from realtime import conf, tokens
 from realtime.envelope import encode
 from realtime.live import access
+from realtime.live.auth import handshake_agent, read_claims
 from realtime.live.closecodes import (
     CLOSE_BAD_REQUEST,
     CLOSE_NOT_FOUND,
@@ -59,14 +61,6 @@ logger = logging.getLogger(__name__)
 AUTH_TIMEOUT = 10  # seconds an unauthenticated connection may wait to send its auth frame
 MAX_FRAME = 16_384  # characters in one client frame
 
-def claims_from_token(token):
-    """The claims of a valid agent token holding ``read``, else None."""
-    try:
-        claims = tokens.verify(token)
-    except tokens.TokenError:
-        return None
-    return claims if "read" in claims.permissions else None
-
 
 def parse_since(value):
     """A non-negative seq from a query string or frame; None when malformed."""
@@ -79,12 +73,18 @@ def parse_since(value):
     return None
 
 
-class LiveConsumer(AsyncWebsocketConsumer):
+class LiveConsumer(AsyncJsonWebsocketConsumer):
     """A consumer fed by the channel layer at fan-out rates, following its user's account.
 
-    Channels closes stale database connections (a hop to a worker thread) before
+    Frames are JSON both ways, decoded in ``receive`` and encoded in ``encode_json``;
+    events the channel layer brings already encoded go out as they are (``send_text``).
+
+    Channels closes stale database connections (a hop to the sync thread) before
     every handler. Channel-layer events rarely touch the database, so that is done
-    only for the client's own events: connect, frames, disconnect.
+    only for the client's own events: connect, frames, disconnect. Measured with
+    ``python -m bench dispatch`` (1,000 viewers in one process, 5 events a round, on a
+    busy 2-core machine): 0.53 CPU s per 1,000 delivered frames with the hop, 0.22
+    without, and a round delivered in 6.3 s rather than 2.2 s.
     """
 
     async def dispatch(self, message):
@@ -126,6 +126,42 @@ class LiveConsumer(AsyncWebsocketConsumer):
         access.forget(self)
         self.revoke(CLOSE_RECHECK)
 
+    # Frames
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A client frame: JSON text of at most MAX_FRAME characters, decoded for ``receive_json``."""
+        if text_data is None:
+            await self.bad_frame("frames must be JSON text")
+            return
+        if len(text_data) > MAX_FRAME:
+            await self.bad_frame(f"frames must be at most {MAX_FRAME} characters", close_code=CLOSE_TOO_BIG)
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
+            await self.bad_frame("frame is not valid JSON")
+            return
+        await self.receive_json(content, **kwargs)
+
+    async def bad_frame(self, message, close_code=None):
+        """A frame ``receive`` cannot decode; ignored unless a consumer says otherwise."""
+
+    @classmethod
+    async def encode_json(cls, content):
+        return encode(content)  # compact: the same text the broadcast path encodes once per event
+
+    async def send_json(self, content, close=False):
+        await self.send_text(await self.encode_json(content), close=close)
+
+    async def send_text(self, text, close=False):
+        """Send an encoded frame; nothing once the owner's rights changed."""
+        if self.revoked:
+            return
+        await self.send(text_data=text, close=close)
+        # Let the server write it out before the next one: a long replay or batch then never piles
+        # up unsent in memory for a client that reads (see SCS_WS_MAX_BUFFER).
+        await asyncio.sleep(0)
+
 
 class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
     viewer = None
@@ -139,6 +175,7 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
 
     async def connect(self):
         start_in_daphne()  # this process's publisher and sweeper, on Daphne's loop (realtime.publisher)
+        handshake_agent(self.scope)  # fails clearly where the routes are not wrapped in TokenAuthMiddleware
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
         if not is_session_id(self.session_id):
             await self.close(code=CLOSE_NOT_FOUND)
@@ -150,8 +187,8 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
             return
         await self.accept()
         self.viewer = await self.viewer_from_scope()
-        if self.viewer is None and b"authorization" in dict(self.scope.get("headers", [])):
-            await self.close(code=CLOSE_UNAUTHORIZED)  # a presented token that does not verify is final
+        if self.viewer is None and handshake_agent(self.scope) != (None, None):
+            await self.close(code=CLOSE_UNAUTHORIZED)  # a token presented on the handshake that fails is final
             return
         if self.viewer is None:
             self.auth_timer = asyncio.get_running_loop().call_later(
@@ -161,17 +198,15 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
         await self.start()
 
     async def viewer_from_scope(self):
-        headers = dict(self.scope.get("headers", []))
-        authorization = headers.get(b"authorization", b"").decode("latin-1")
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            return await self.agent_viewer(token.strip()) if scheme.lower() == "bearer" else None
-        return await self.user_viewer()
+        """The agent whose token the handshake presented (``realtime.live.auth``), else the signed-in user."""
+        claims, error = handshake_agent(self.scope)
+        if claims is None and error is None:
+            return await self.user_viewer()
+        return await self.agent_viewer(claims) if claims is not None else None
 
-    async def agent_viewer(self, token):
+    async def agent_viewer(self, claims):
         """The viewer for a token still good now (checked once ``realtime.live.access`` watches it); else None."""
-        claims = claims_from_token(token)
-        if claims is None or not await access.authenticate_agent(self, claims):
+        if not await access.authenticate_agent(self, claims):
             return None
         self.viewer_expires = claims.expires_at
         return Viewer.for_agent(claims.agent_id, claims.agent_type, claims.permissions)
@@ -197,7 +232,7 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
         if last_seq is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        await self.send_frame(
+        await self.send_json(
             {"type": "hello", "session_id": self.session_id, "last_seq": last_seq, "viewer": self.viewer.describe()}
         )
         self.last_seq = last_seq
@@ -217,20 +252,17 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
 
     # Client frames
 
-    async def receive(self, text_data=None, bytes_data=None):
-        if not await self.within_frame_rate():
-            return
-        if text_data is None:
-            await self.send_error("BAD_FRAME", "frames must be JSON text")
-            return
-        if len(text_data) > MAX_FRAME:
-            await self.close(code=CLOSE_TOO_BIG)
-            return
-        try:
-            frame = json.loads(text_data)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
-            await self.send_error("BAD_FRAME", "frame is not valid JSON")
-            return
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if await self.within_frame_rate():
+            await super().receive(text_data, bytes_data, **kwargs)
+
+    async def bad_frame(self, message, close_code=None):
+        if close_code is None:
+            await self.send_error("BAD_FRAME", message)
+        else:
+            await self.close(code=close_code)
+
+    async def receive_json(self, frame, **kwargs):
         kind = frame.get("type") if isinstance(frame, dict) else None
         if self.viewer is None:
             await self.receive_auth(frame if kind == "auth" else {})
@@ -239,7 +271,7 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
         elif kind == "who":
             await self.send_presence()
         elif kind == "ping":
-            await self.send_frame({"type": "pong"})
+            await self.send_json({"type": "pong"})
         elif kind == "auth":
             await self.send_error("ALREADY_AUTHENTICATED", "this connection is already authenticated")
         else:
@@ -259,8 +291,11 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
         return False
 
     async def receive_auth(self, frame):
-        token = frame.get("token")
-        self.viewer = await self.agent_viewer(token) if isinstance(token, str) else None
+        try:
+            claims = read_claims(frame.get("token"))
+        except tokens.TokenError:
+            claims = None
+        self.viewer = await self.agent_viewer(claims) if claims is not None else None
         if self.viewer is None:
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
@@ -293,24 +328,11 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
             if seq > self.last_seq + 1:
                 await self.replay(self.last_seq, seq - 1, announce=False)
             if can_see_message(self.viewer, event["data"]):
-                await self.send_text(text or encode(event))
+                await self.send_text(text or await self.encode_json(event))
             self.last_seq = seq
 
-    # Sending
-
-    async def send_frame(self, frame):
-        await self.send_text(encode(frame))
-
-    async def send_text(self, text):
-        if self.revoked:
-            return  # the owner's rights changed: nothing more goes out
-        await self.send(text_data=text)
-        # Let the server write it out before the next one: a long replay or batch then never piles
-        # up unsent in memory for a client that reads (see SCS_WS_MAX_BUFFER).
-        await asyncio.sleep(0)
-
     async def send_error(self, code, message):
-        await self.send_frame({"type": "error", "code": code, "error": message})
+        await self.send_json({"type": "error", "code": code, "error": message})
 
 
 class DashboardConsumer(LiveConsumer):
@@ -329,7 +351,7 @@ class DashboardConsumer(LiveConsumer):
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         await self.follow_user()
         await self.accept()
-        await self.send_frame({"type": "hello", "viewer": self.viewer.describe()})
+        await self.send_json({"type": "hello", "viewer": self.viewer.describe()})
 
     async def disconnect(self, code):
         access.forget(self)
@@ -337,22 +359,12 @@ class DashboardConsumer(LiveConsumer):
             await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
             await self.unfollow_user()
 
-    async def receive(self, text_data=None, bytes_data=None):
+    async def receive_json(self, frame, **kwargs):
         """The only client frame is ``ping``; anything else is ignored."""
-        if text_data is None or len(text_data) > MAX_FRAME:
-            return
-        try:
-            frame = json.loads(text_data)
-        except (ValueError, RecursionError):
-            return
         if isinstance(frame, dict) and frame.get("type") == "ping":
-            await self.send_frame({"type": "pong"})
+            await self.send_json({"type": "pong"})
 
     async def dashboard_summary(self, message):
         frame = summary_frame(self.viewer, message)
         if frame is not None:  # None: nothing in the batch this viewer may see
-            await self.send_frame(frame)
-
-    async def send_frame(self, frame):
-        if not self.revoked:
-            await self.send(text_data=encode(frame))
+            await self.send_json(frame)

@@ -14,11 +14,12 @@ a session holding only what it may not see never shows up live. The first render
 """
 
 import collections
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db.models import Count, Max
 
 from realtime.models import Message
+from realtime.timestamps import isoformat
 from realtime.visibility import Viewer, can_see
 
 DASHBOARD_GROUP = "dashboard"
@@ -40,7 +41,7 @@ def _stamp(value):
     """A time as fixed-width ISO 8601 UTC text, so that the newest is the greatest string."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return isoformat(value)
 
 
 def _counted_on(known, events):
@@ -83,7 +84,8 @@ async def tally(session_id, events):
         _tallies.move_to_end(session_id)
         return known  # a batch sent again: the tally already counts it
     counted = None
-    if known is not None and [event["seq"] for event in events] == list(range(known_seq + 1, newest + 1)):
+    seqs = [event["seq"] for event in events]  # lengths first: a far jump must not build a list as long as the gap
+    if known is not None and newest - known_seq == len(seqs) and seqs == list(range(known_seq + 1, newest + 1)):
         counted = _counted_on(known, events)
     if counted is None:
         counted = await _read_tally(session_id, newest)

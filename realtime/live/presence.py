@@ -164,7 +164,7 @@ async def _refresh_forever(channel_layer):
 
 
 class PresenceMixin:
-    """Presence for a consumer with ``viewer``, ``session_id`` and ``send_frame``."""
+    """Presence for a consumer with ``viewer``, ``session_id`` and ``send_json``."""
 
     presence_claimed = False
     presence_joined = False
@@ -186,8 +186,8 @@ class PresenceMixin:
             await leave(self.channel_layer, self.session_id, self.channel_name)
 
     async def send_presence(self):
-        await self.send_frame(for_viewer(await presence_frame(self.session_id), self.viewer))
+        await self.send_json(for_viewer(await presence_frame(self.session_id), self.viewer))
 
     async def presence_update(self, message):
         if self.presence_joined:
-            await self.send_frame(for_viewer(message["frame"], self.viewer))
+            await self.send_json(for_viewer(message["frame"], self.viewer))

@@ -46,7 +46,7 @@ read_chunk = DatabaseSyncToAsync(_read_chunk, thread_sensitive=False)
 
 
 class ReplayMixin:
-    """Replay for a consumer with ``viewer``, ``session_id``, ``revoked``, ``send_text`` and ``send_frame``."""
+    """Replay for a consumer with ``viewer``, ``session_id``, ``revoked``, ``send_text`` and ``send_json``."""
 
     async def replay(self, after, upto, announce=True):
         """Send every visible message with ``after < seq <= upto`` (then ``caught_up``), a chunk per drain."""
@@ -60,7 +60,7 @@ class ReplayMixin:
             if not await self.drained():
                 return
         if announce:
-            await self.send_frame({"type": "caught_up", "last_seq": upto})
+            await self.send_json({"type": "caught_up", "last_seq": upto})
 
     async def drained(self):
         """Under Daphne, wait until the client has read all but REPLAY_LOW_WATER bytes; False if it is gone."""

@@ -1,0 +1,143 @@
+"""``realtime.live.daphne_limits``: the unsent-bytes limit on WebSockets and the request body limit, unit by unit.
+
+``install()`` swaps Daphne's protocol classes; each test installs onto attributes
+``monkeypatch`` restores, and records what the bounded classes hand on to Daphne's
+own methods instead of running them. ``test_limits_e2e.py`` checks both limits
+against a real Daphne.
+"""
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+from daphne import http_protocol, server, ws_protocol
+
+from realtime.live import daphne_limits
+
+MAX_UNSENT = 1000
+MAX_BODY = 100
+
+
+class Transport:
+    """What Twisted's TCP transport holds of data the kernel has not taken yet."""
+
+    def __init__(self, buffered=0, offset=0, temp=0):
+        self.dataBuffer, self.offset, self._tempDataLen = b"x" * buffered, offset, temp
+
+
+def daphne_class(cls):
+    """The first class in ``cls``'s MRO defined by Daphne itself."""
+    return next(base for base in cls.__mro__ if base.__module__.startswith("daphne."))
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """The limits installed (MAX_UNSENT, MAX_BODY); ``calls`` lists what reached Daphne's own methods."""
+    calls = []
+    # Daphne's own classes, even where project.asgi already installed the limits in this process.
+    web_request = daphne_class(http_protocol.WebRequest)
+    monkeypatch.setitem(sys.modules, "daphne.server", server)
+    monkeypatch.setattr(ws_protocol.WebSocketProtocol, "serverSend",
+                        lambda self, content, binary=False: calls.append(("sent", content)))
+    monkeypatch.setattr(web_request, "handleContentChunk", lambda self, data: calls.append(("chunk", data)))
+    monkeypatch.setattr(web_request, "gotLength", lambda self, length: None)
+    monkeypatch.setattr(web_request, "process", lambda self: calls.append(("process",)))
+    monkeypatch.setattr(web_request, "basic_error", lambda self, status, text, body: calls.append(("error", status)))
+    monkeypatch.setattr(server.Server, "create_application", lambda self, protocol, scope: scope)
+    monkeypatch.setattr(ws_protocol.WebSocketFactory, "protocol", ws_protocol.WebSocketProtocol)
+    monkeypatch.setattr(http_protocol, "WebRequest", web_request)
+    assert daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY) is True
+    return SimpleNamespace(calls=calls, websocket=ws_protocol.WebSocketFactory.protocol,
+                           request=http_protocol.WebRequest)
+
+
+def test_outside_daphne_install_does_nothing(monkeypatch):
+    monkeypatch.delitem(sys.modules, "daphne.server", raising=False)
+    before = (ws_protocol.WebSocketFactory.protocol, http_protocol.WebRequest, server.Server.create_application)
+    assert daphne_limits.install() is False
+    assert (ws_protocol.WebSocketFactory.protocol, http_protocol.WebRequest,
+            server.Server.create_application) == before
+
+
+def test_unsent_bytes_counts_the_buffer_past_its_offset_and_the_pending_writes():
+    assert daphne_limits.unsent_bytes(Transport(buffered=500, offset=200, temp=50)) == 350
+    assert daphne_limits.unsent_bytes(object()) == 0
+
+
+def websocket(protocol_class, state, unsent):
+    protocol = protocol_class.__new__(protocol_class)  # no connection: only what serverSend looks at
+    protocol.state, protocol.transport = state, Transport(buffered=unsent)
+    protocol.request = SimpleNamespace(path=b"/ws/session_0123456789abcdef/")
+    protocol.dropped = []
+    protocol.dropConnection = lambda abort=False: protocol.dropped.append(abort)
+    return protocol
+
+
+def test_a_websocket_within_the_limit_sends(installed):
+    protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_OPEN, MAX_UNSENT)
+    protocol.serverSend("frame")
+    assert installed.calls == [("sent", "frame")] and protocol.dropped == []
+
+
+def test_a_websocket_whose_client_left_too_much_unread_is_aborted(installed, caplog):
+    protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_OPEN, MAX_UNSENT + 1)
+    protocol.serverSend("frame")
+    assert installed.calls == [] and protocol.dropped == [True]
+    assert "left 1001 bytes unread" in caplog.text
+
+
+@pytest.mark.parametrize("state", ["STATE_CLOSING", "STATE_CLOSED"])
+def test_a_closing_websocket_gets_no_more_frames(installed, state):
+    protocol = websocket(installed.websocket, getattr(ws_protocol.WebSocketProtocol, state), 0)
+    protocol.serverSend("frame")
+    assert installed.calls == [] and protocol.dropped == []
+
+
+def test_the_scope_of_a_websocket_can_measure_its_unsent_bytes(installed):
+    protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_OPEN, 123)
+    scope = server.Server.create_application(None, protocol, {"type": "websocket"})
+    measure = scope[daphne_limits.UNSENT_BYTES]
+    assert measure() == 123
+    protocol.state = ws_protocol.WebSocketProtocol.STATE_CLOSING
+    assert measure() is None
+    http_scope = server.Server.create_application(None, object(), {"type": "http"})
+    assert daphne_limits.UNSENT_BYTES not in http_scope
+
+
+def test_installing_twice_measures_once(installed):
+    wrapped = server.Server.create_application
+    daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)
+    assert server.Server.create_application is wrapped
+
+
+def request(request_class):
+    made = request_class.__new__(request_class)  # no channel: only what the body limit looks at
+    made.method, made.uri = b"POST", b"/broadcast/session_0123456789abcdef"
+    return made
+
+
+def test_a_body_within_the_limit_is_passed_on_and_processed(installed):
+    made = request(installed.request)
+    made.gotLength(MAX_BODY)
+    made.handleContentChunk(b"x" * 60)
+    made.handleContentChunk(b"x" * 40)
+    made.process()
+    assert installed.calls == [("chunk", b"x" * 60), ("chunk", b"x" * 40), ("process",)]
+
+
+def test_a_declared_length_over_the_limit_is_refused_unread(installed):
+    made = request(installed.request)
+    made.gotLength(MAX_BODY + 1)
+    made.handleContentChunk(b"x" * 10)
+    made.process()
+    assert installed.calls == [("error", 413)]
+
+
+def test_a_chunked_body_growing_past_the_limit_is_dropped_from_there_and_refused(installed):
+    made = request(installed.request)
+    made.gotLength(None)  # chunked: no length declared
+    made.handleContentChunk(b"x" * 60)
+    made.handleContentChunk(b"x" * 60)
+    made.handleContentChunk(b"x")
+    made.process()
+    assert installed.calls == [("chunk", b"x" * 60), ("error", 413)]

@@ -1,0 +1,128 @@
+"""``realtime.live.delivery.deliver``: what reaches a session's group and the dashboard group, and when nothing does."""
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from realtime import operations
+from realtime.envelope import encode, message_event
+from realtime.live import dashboard, delivery
+from realtime.live.groups import session_group
+from realtime.models import Message, Session
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
+
+
+@pytest.fixture(autouse=True)
+def forget_known_sessions(monkeypatch):
+    """Each test starts with empty caches (they are process-wide)."""
+    monkeypatch.setattr(delivery, "_known", type(delivery._known)())
+    monkeypatch.setattr(dashboard, "_tallies", type(dashboard._tallies)())
+
+
+async def listener(group):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    return channel
+
+
+async def next_message(channel, timeout=2):
+    return await asyncio.wait_for(get_channel_layer().receive(channel), timeout)
+
+
+async def nothing_arrives(channel):
+    with pytest.raises(TimeoutError):
+        await next_message(channel, timeout=0.2)
+    return True
+
+
+@pytest.fixture
+async def stored():
+    """A session with three messages of different senders and visibilities, and their envelopes."""
+    session = await Session.objects.acreate(purpose="p" * 300, created_by="creator")
+
+    def add(sender, sender_type, visibility):
+        return operations.add_message(session.id, sender=sender, sender_type=sender_type, content=f"{sender} says",
+                                      visibility=visibility, may_write_admin_only=True)
+
+    messages = [await sync_to_async(add)(*fields) for fields in
+                [("alice", "claude", "public"), ("bob", "gemini", "private"), ("root", "admin", "admin_only")]]
+    return session, [message_event(m) for m in messages]
+
+
+async def test_events_reach_the_session_group_in_seq_order_with_their_texts(stored):
+    session, events = stored
+    channel = await listener(session_group(session.id))
+    assert await delivery.deliver(session.id, [events[2], events[0], events[1]]) is True
+    message = await next_message(channel)
+    assert message["type"] == "session.events"
+    assert [event["seq"] for event in message["events"]] == [1, 2, 3]
+    # Encoded once for every viewer: each text is the compact JSON of the event beside it.
+    assert message["texts"] == [encode(event) for event in message["events"]]
+    assert [json.loads(text) for text in message["texts"]] == events
+    assert ", " not in message["texts"][0] and ": " not in message["texts"][0]
+
+
+async def test_an_unknown_session_gets_nothing_delivered(stored):
+    session, events = stored
+    unknown = "session_00000000000000ff"
+    viewers, board = await listener(session_group(unknown)), await listener(dashboard.DASHBOARD_GROUP)
+    moved = [{**event, "session_id": unknown} for event in events]
+    assert await delivery.deliver(unknown, moved) is False
+    assert await nothing_arrives(viewers) and await nothing_arrives(board)
+    assert unknown not in delivery._known  # a miss is not remembered as a session
+
+
+async def test_the_dashboard_gets_a_summary_without_content(stored):
+    session, events = stored
+    board = await listener(dashboard.DASHBOARD_GROUP)
+    await delivery.deliver(session.id, events[:2])
+    summary = await next_message(board)
+    assert summary["type"] == "dashboard.summary"
+    assert summary["session"] == {"id": session.id, "purpose": "p" * dashboard.PURPOSE_CHARS, "created_by": "creator"}
+    assert summary["senders"] == [["alice", "claude", "public"], ["bob", "gemini", "private"]]
+    # The tally counts every stored message up to the newest delivered seq, read from the database.
+    tally = {(visibility, sender): count for visibility, sender, _, count, _ in summary["tally"]}
+    assert tally == {("public", "alice"): 1, ("private", "bob"): 1}
+    assert "says" not in json.dumps(summary)
+
+    await delivery.deliver(session.id, events[2:])  # follows on: counted on, the same figures
+    tally = {(visibility, sender): count for visibility, sender, _, count, _ in (await next_message(board))["tally"]}
+    assert tally == {("public", "alice"): 1, ("private", "bob"): 1, ("admin_only", "root"): 1}
+
+
+async def test_a_batch_far_ahead_of_the_last_one_is_tallied_from_the_database(stored):
+    session, events = stored
+    board = await listener(dashboard.DASHBOARD_GROUP)
+    await delivery.deliver(session.id, events[:1])
+    await next_message(board)
+    far = {**events[1], "seq": 2**62}  # a gap this long must not be walked seq by seq
+    assert await delivery.deliver(session.id, [far]) is True
+    tally = {sender: count for _, sender, _, count, _ in (await next_message(board))["tally"]}
+    assert tally == {"alice": 1, "bob": 1, "root": 1}
+
+
+async def test_a_session_is_looked_up_once_then_remembered(stored, monkeypatch):
+    session, events = stored
+    monkeypatch.setattr(delivery, "KNOWN_SESSIONS", 2)
+    others = [await Session.objects.acreate(purpose=str(n), created_by="x") for n in range(2)]
+    assert await delivery.session_info(session.id) == {"id": session.id, "purpose": "p" * 300,
+                                                        "created_by": "creator"}
+    await Session.objects.filter(pk=session.id).aupdate(purpose="changed")
+    assert (await delivery.session_info(session.id))["purpose"] == "p" * 300  # no second query
+    for other in others:  # two newer sessions push the oldest out
+        await delivery.session_info(other.id)
+    assert list(delivery._known) == [other.id for other in others]
+    assert (await delivery.session_info(session.id))["purpose"] == "changed"
+
+
+async def test_deliver_leaves_the_events_it_was_given_as_they_were(stored):
+    session, events = stored
+    given = [events[1], events[0]]
+    await delivery.deliver(session.id, given)
+    assert [event["seq"] for event in given] == [2, 1]
+    assert await Message.objects.acount() == 3
