@@ -31,6 +31,7 @@ from realtime.tokens import PERMISSIONS
 
 logger = logging.getLogger(__name__)
 
+
 @contextlib.asynccontextmanager
 async def lifespan(server):
     """Run this process's publisher (queued sender, cursor marks, sweeper) while the server runs."""
