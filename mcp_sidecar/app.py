@@ -1,4 +1,4 @@
-"""The FastMCP server object, its lifespan (the bridge) and the ``agent_tool`` decorator.
+"""The FastMCP server object, its lifespan (the publisher) and the ``agent_tool`` decorator.
 
 ``agent_tool(permission=...)`` is where each tool declares the permission it needs; the
 declaration is enforced before the tool's body runs, listed in ``TOOL_PERMISSIONS`` and
@@ -22,33 +22,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from mcp_sidecar.auth import authorize, current_claims
-from mcp_sidecar.bridge import Bridge
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.results import output_schema
-from realtime import conf
 from realtime.errors import ErrorCode, OperationError
+from realtime.publisher import get_publisher
 from realtime.shared_secret import holds_secret
-from realtime.signals import message_stored
 from realtime.tokens import PERMISSIONS
 
 logger = logging.getLogger(__name__)
 
-bridge = Bridge(conf.get("SCS_BROADCAST_URL"), conf.get("SCS_BROADCAST_SECRET"))
-
-
-def _publish(sender, event, **kwargs):
-    bridge.publish(event)
-
 
 @contextlib.asynccontextmanager
 async def lifespan(server):
-    await bridge.start()
-    message_stored.connect(_publish, dispatch_uid="mcp_sidecar.bridge")
+    """Run this process's publisher (queued sender, cursor marks, sweeper) while the server runs."""
+    publisher = get_publisher()
+    await publisher.start()
     try:
         yield {}
     finally:
-        message_stored.disconnect(dispatch_uid="mcp_sidecar.bridge")
-        await bridge.stop()
+        await publisher.stop()
 
 
 def _validation_message(exc):
@@ -166,8 +158,9 @@ def agent_tool(*, permission):
 
 @mcp.custom_route("/health", methods=["GET"])
 async def health(request: Request):
-    """``{"status": "ok"}`` for anyone; the bridge counters (and its last error, which names URLs)
-    only with ``Authorization: Bearer <SCS_BROADCAST_SECRET>``."""
+    """``{"status": "ok"}`` for anyone; the publisher's counters (and its last error, which names URLs)
+    only with ``Authorization: Bearer <SCS_BROADCAST_SECRET>``. They keep the key ``bridge``, which
+    monitoring may read."""
     if holds_secret(request.headers.get("authorization", "")):
-        return JSONResponse({"status": "ok", "bridge": bridge.stats()})
+        return JSONResponse({"status": "ok", "bridge": get_publisher().stats()})
     return JSONResponse({"status": "ok"})

@@ -29,6 +29,19 @@ def env_int(name, default, *, minimum=None, maximum=None):
     return value
 
 
+def env_float(name, default, *, minimum=None):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise EnvError(f"{name} must be a number, got {raw!r}") from None
+    if value != value or (minimum is not None and value < minimum):
+        raise EnvError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
 def env_flag(name, default):
     """A switch: on for 1, true or yes (any case), off for anything else; ``default`` when unset or empty."""
     raw = os.environ.get(name, "").strip().lower()

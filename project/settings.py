@@ -9,6 +9,7 @@ from pathlib import Path
 from project.env import (
     EnvError,
     env_flag,
+    env_float,
     env_int,
     env_list,
     env_networks,
@@ -34,6 +35,13 @@ SCS_BROADCAST_URL = env_str("SCS_BROADCAST_URL", f"http://127.0.0.1:{SCS_WS_PORT
 # Who may POST /broadcast/: the sidecar's address(es) as IPs or networks (comma-separated).
 SCS_BROADCAST_ALLOWED_IPS = env_networks("SCS_BROADCAST_ALLOWED_IPS", SCS_DEFAULTS["SCS_BROADCAST_ALLOWED_IPS"])
 # MCP over stateless HTTP, for several sidecars behind one URL without sticky routing.
+SCS_PUBLISH_VIA = env_str("SCS_PUBLISH_VIA", SCS_DEFAULTS["SCS_PUBLISH_VIA"])
+if SCS_PUBLISH_VIA not in {"auto", "http", "channel_layer"}:
+    raise EnvError(f"SCS_PUBLISH_VIA must be auto, http or channel_layer, got {SCS_PUBLISH_VIA!r}")
+SCS_PUBLISH_MAX_QUEUE = env_int("SCS_PUBLISH_MAX_QUEUE", SCS_DEFAULTS["SCS_PUBLISH_MAX_QUEUE"], minimum=1)
+SCS_ANNOUNCE_SWEEP_INTERVAL = env_float(
+    "SCS_ANNOUNCE_SWEEP_INTERVAL", SCS_DEFAULTS["SCS_ANNOUNCE_SWEEP_INTERVAL"], minimum=0)
+SCS_ANNOUNCE_GRACE = env_float("SCS_ANNOUNCE_GRACE", SCS_DEFAULTS["SCS_ANNOUNCE_GRACE"], minimum=0)
 SCS_MCP_STATELESS = env_flag("SCS_MCP_STATELESS", SCS_DEFAULTS["SCS_MCP_STATELESS"])
 SCS_TOKEN_TTL = env_int("SCS_TOKEN_TTL", SCS_DEFAULTS["SCS_TOKEN_TTL"], minimum=60, maximum=366 * 24 * 3600)
 SCS_USER_VISIBILITY = env_list("SCS_USER_VISIBILITY", SCS_DEFAULTS["SCS_USER_VISIBILITY"])

@@ -26,9 +26,17 @@ DEFAULTS = {
     # The template realtime/base.html extends: the host's own base, with blocks
     # title, extra_head, content and scripts.
     "SCS_BASE_TEMPLATE": "realtime/layout.html",
-    # How realtime.publish pushes: "channel_layer", "http" (POST to SCS_BROADCAST_URL),
-    # or "auto": the channel layer when it is shared between processes (not in-memory), else http.
+    # How every committed message is published (realtime.publisher): "channel_layer", "http" (POST to
+    # SCS_BROADCAST_URL), or "auto": the channel layer when it is shared between processes (not in-memory), else http.
     "SCS_PUBLISH_VIA": "auto",
+    # Events a running publisher keeps waiting while Daphne (or the layer) is down; past it the oldest are dropped,
+    # counted, and announced later by a sweeper.
+    "SCS_PUBLISH_MAX_QUEUE": 10_000,
+    # Seconds between two sweeps for sessions whose newest message was never announced (realtime.announce);
+    # 0 turns the sweeper off in this process.
+    "SCS_ANNOUNCE_SWEEP_INTERVAL": 1.0,
+    # Seconds a session must have been quiet before a sweep announces it, so live sends are not duplicated.
+    "SCS_ANNOUNCE_GRACE": 2.0,
     # Seconds a token issued by authenticate_agent stays valid.
     "SCS_TOKEN_TTL": 24 * 3600,
     # Seconds after expiry during which refresh_token still accepts a genuine token.

@@ -1,4 +1,4 @@
-"""The event envelope: the body the bridge POSTs and every frame a browser receives.
+"""The event envelope: the body the publisher POSTs and every frame a browser receives.
 
 ``{"type": "new_message", "session_id": ..., "seq": N, "data": {...}}``
 """

@@ -33,9 +33,20 @@ class Session(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     # Seq of the newest message; the next message gets last_seq + 1.
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Seq of the newest message some publisher handed to Daphne or the channel layer (realtime.announce).
+    # Below last_seq: something committed was not announced yet, and a sweeper will.
+    announced_seq = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-updated_at"]
+        indexes = [
+            # Only sessions with something unannounced: the sweeper's query reads this small index, never
+            # the sessions that are up to date (nearly all of them).
+            models.Index(
+                fields=["updated_at"], condition=models.Q(last_seq__gt=models.F("announced_seq")),
+                name="session_unannounced",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.id} ({self.purpose[:40]})"

@@ -2,8 +2,9 @@
 
 Each takes already-typed arguments, enforces the limits, and raises
 ``OperationError`` with a stable code and a hint. Storing a message numbers it
-inside its transaction and announces it (``signals.message_stored``) only after
-the commit, so nothing that was rolled back is ever broadcast.
+inside its transaction and hands it to the publisher (``realtime.publisher``) in
+one hook that runs only after the commit, so nothing that was rolled back is
+ever broadcast.
 """
 
 import contextlib
@@ -17,11 +18,10 @@ from django.db.models import F
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from realtime import audit, conf, reads
+from realtime import audit, conf, publisher, reads
 from realtime.envelope import message_event
 from realtime.errors import ErrorCode, OperationError
 from realtime.models import AuditEvent, Message, Session, Visibility, is_session_id
-from realtime.signals import message_stored
 from realtime.visibility import Viewer, visible_q
 
 
@@ -99,8 +99,9 @@ def get_session(session_id):
 
 
 # SQLite has one writer at a time and its busy handler naps 1-100 ms between retries, which
-# starves some of many writer threads; this process's writers queue on a lock instead.
-_sqlite_writers = threading.Lock()
+# starves some of many writer threads; this process's writers queue on a lock instead. Reentrant: the
+# after-commit hook runs while add_message still holds it, and marks the message announced (realtime.announce).
+_sqlite_writers = threading.RLock()
 
 
 def sqlite_writer_turn():
@@ -174,9 +175,7 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
         )
         if visibility == Visibility.ADMIN_ONLY:
             audit.record("admin_only_message", sender, session_id, message_id=message.id)
-        transaction.on_commit(
-            functools.partial(message_stored.send, sender=Message, event=message_event(message)), robust=True
-        )
+        transaction.on_commit(functools.partial(publisher.committed, message_event(message)), robust=True)
     return message
 
 

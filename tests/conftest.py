@@ -51,10 +51,10 @@ def scaled_stack(tmp_path_factory, postgres_template):
     """Two Daphne processes and two sidecars on Redis + Postgres, shared by one module.
 
     Skipped unless SCS_TEST_REDIS_URL and SCS_TEST_DATABASE_URL are set. Watchers
-    connect to ``ws_port``; the sidecar at ``mcp_port`` broadcasts to the other
-    Daphne (``broadcast_port``), so every live frame crosses Redis. The sidecar at
-    ``failover_mcp_port`` lists a dead address before ``ws_port`` in its
-    SCS_BROADCAST_URL, so its bridge must move on to the second.
+    connect to ``ws_port``; the sidecar at ``mcp_port`` publishes on the Redis layer
+    (``SCS_PUBLISH_VIA=auto``), so every live frame crosses Redis. The sidecar at
+    ``failover_mcp_port`` publishes over HTTP and lists a dead address before
+    ``ws_port`` in its SCS_BROADCAST_URL, so its publisher must move on to the second.
     """
     from tests.scale import ScaledStack, services
 
@@ -66,7 +66,7 @@ def scaled_stack(tmp_path_factory, postgres_template):
         running.start()
         running.broadcast_port = running.add_daphne(broadcast_port)
         running.failover_mcp_port = running.add_sidecar(
-            SCS_BROADCAST_URL=f"http://127.0.0.1:{free_port()},{running.http_url}"
+            SCS_PUBLISH_VIA="http", SCS_BROADCAST_URL=f"http://127.0.0.1:{free_port()},{running.http_url}"
         )
         yield running
     finally:

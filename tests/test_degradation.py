@@ -16,7 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mcp_sidecar.bridge import MAX_BODY_BYTES, Bridge
+from realtime.broadcast_client import MAX_BODY_BYTES, BroadcastClient
+from realtime.publisher import Publisher
+from realtime.strategies import HttpStrategy
 from tests.helpers import eventually, new_session
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -209,7 +211,7 @@ def recording_daphne():
 
 async def test_bridge_splits_a_batch_too_big_for_one_request_and_keeps_order(recording_daphne):
     host, port = recording_daphne.server_address
-    bridge = Bridge(f"http://{host}:{port}", "secret")
+    bridge = Publisher(HttpStrategy(BroadcastClient(f"http://{host}:{port}", "secret")), mark=None, sweep=None)
     await bridge.start()
     try:
         for seq in range(1, 41):  # queued together, as after an outage: 40 x 95 kB in one batch

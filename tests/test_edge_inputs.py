@@ -8,12 +8,14 @@ import types
 import pytest
 from django.contrib.auth import get_user_model
 
-from mcp_sidecar.bridge import Bridge
 from mcp_sidecar.metrics import MAX_TOOLS, ToolMetrics
 from realtime import memory, operations, search, tokens
+from realtime.broadcast_client import BroadcastClient
 from realtime.errors import OperationError
 from realtime.live import consumers
 from realtime.live.consumers import parse_since
+from realtime.publisher import Publisher
+from realtime.strategies import HttpStrategy
 from tests.helpers import Viewer, agent_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
@@ -87,8 +89,9 @@ async def test_an_agent_websocket_closes_when_its_token_expires(monkeypatch):
 
 
 @pytest.mark.asyncio(loop_scope="function")
-async def test_the_bridge_keeps_running_with_a_malformed_broadcast_url():
-    bridge = Bridge("http://127.0.0.1:80a", "secret", backoff_start=0.01, backoff_max=0.02)
+async def test_the_publisher_keeps_running_with_a_malformed_broadcast_url():
+    bridge = Publisher(HttpStrategy(BroadcastClient("http://127.0.0.1:80a", "secret")), backoff_start=0.01,
+                       backoff_max=0.02, mark=None, sweep=None)
     await bridge.start()
     try:
         bridge.publish({"session_id": "session_0123456789abcdef", "seq": 1})
@@ -96,7 +99,7 @@ async def test_the_bridge_keeps_running_with_a_malformed_broadcast_url():
             if bridge.counters["failed_attempts"] >= 2:
                 break
             await asyncio.sleep(0.01)
-        assert bridge.counters["failed_attempts"] >= 2 and not bridge._task.done()
+        assert bridge.counters["failed_attempts"] >= 2 and bridge.running
         assert bridge.stats()["last_error"].startswith("InvalidURL")
     finally:
         await bridge.stop(flush_timeout=0)

@@ -136,12 +136,14 @@ def tool_world(db, settings, monkeypatch):
     from mcp_sidecar.app import mcp
     from mcp_sidecar.ratelimit import tool_limits
     from mcp_sidecar.tools.guidance import TOOL_PERMISSIONS
+    from realtime.publisher import get_publisher
 
     settings.SCS_TOOL_RATE = settings.SCS_TOOL_BURST = 10**6  # limits have their own tests
     settings.SCS_MAX_SESSIONS_PER_HOUR = 10**6
     monkeypatch.setattr(tool_limits, "buckets", collections.OrderedDict())
     # In-process calls carry no HTTP request: admit them as stdio does without SCS_AGENT_KEY (the shared key).
     monkeypatch.setattr(auth, "_stdio", {"enabled": True, "key": ""})
+    monkeypatch.setattr(get_publisher(), "publish", lambda event: None)  # no Daphne here; the signal still says
     published = Published()
 
     def on_stored(sender, event, **kwargs):

@@ -37,7 +37,7 @@ async def test_viewers_on_both_daphne_processes_get_every_message_once_in_order(
                 assert [m["data"]["content"] for m in watcher.messages] == [f"message {n}" for n in range(1, 41)]
 
 
-async def test_bridge_moves_on_to_the_next_daphne_when_the_first_is_down(scaled_stack):
+async def test_the_http_publisher_moves_on_to_the_next_daphne_when_the_first_is_down(scaled_stack):
     sidecar = scaled_stack.via(mcp_port=scaled_stack.failover_mcp_port)  # SCS_BROADCAST_URL=<dead>,<ws_port>
     async with await sidecar.agent("failover-writer") as agent:
         session_id = await new_session(agent)
@@ -49,7 +49,7 @@ async def test_bridge_moves_on_to_the_next_daphne_when_the_first_is_down(scaled_
             await watcher.wait_for_seq(5)
             assert watcher.seqs == [1, 2, 3, 4, 5]
     bridge = sidecar.sidecar_health()["bridge"]
-    assert bridge["target"] == scaled_stack.http_url
+    assert bridge["via"] == "http" and bridge["target"] == scaled_stack.http_url
     assert bridge["failed_attempts"] >= 1 and bridge["dropped"] == 0 and bridge["rejected"] == 0
 
 
@@ -85,9 +85,12 @@ async def test_sidecar_processes_writing_at_once_number_seqs_without_gaps_or_dup
     finally:
         for agent in agents:
             await agent.close()
+    strategies = set()
     for port in ports:
         bridge = scaled_stack.via(mcp_port=port).sidecar_health()["bridge"]
         assert bridge["dropped"] == 0 and bridge["rejected"] == 0, (port, bridge)
+        strategies.add(bridge["via"])
+    assert strategies == {"channel_layer", "http"}  # auto on Redis publishes on the layer; the other over HTTP
 
 
 WRITER = textwrap.dedent("""

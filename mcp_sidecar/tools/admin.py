@@ -5,12 +5,13 @@ from typing import Literal, TypedDict
 from django.db import connection
 from django.utils import timezone
 
-from mcp_sidecar.app import agent_tool, bridge
+from mcp_sidecar.app import agent_tool
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.params import AuthToken
 from mcp_sidecar.results import JsonObject, Timestamp
 from realtime import timestamps
 from realtime.models import AuditEvent, MemoryEntry, Message, Session
+from realtime.publisher import get_publisher
 
 
 def database_figures():
@@ -52,7 +53,7 @@ class PerformanceMetrics(TypedDict):
 
 @agent_tool(permission="admin")
 def get_performance_metrics(auth_token: AuthToken = None) -> PerformanceMetrics:
-    """Request counts and latencies per tool, broadcast bridge counters, database figures.
+    """Request counts and latencies per tool, the publisher's counters (as ``bridge``), database figures.
 
     Latencies (p50_ms, p99_ms) cover the latest 1000 calls of each tool in this sidecar process.
     """
@@ -62,6 +63,6 @@ def get_performance_metrics(auth_token: AuthToken = None) -> PerformanceMetrics:
         "timestamp": timestamps.now(),
         "uptime_seconds": metrics["uptime_seconds"],
         "tools": metrics["tools"],
-        "bridge": bridge.stats(),
+        "bridge": get_publisher().stats(),
         "database": database_figures(),
     }

@@ -52,6 +52,7 @@ from realtime.live.groups import session_group, user_group
 from realtime.live.presence import PresenceMixin
 from realtime.live.replay import ReplayMixin
 from realtime.models import Session, is_session_id
+from realtime.publisher import start_in_daphne
 from realtime.ratelimit import TokenBucket
 from realtime.visibility import Viewer, can_see_message
 
@@ -173,6 +174,7 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
     rate_limited = False
 
     async def connect(self):
+        start_in_daphne()  # this process's publisher and sweeper, on Daphne's loop (realtime.publisher)
         handshake_agent(self.scope)  # fails clearly where the routes are not wrapped in TokenAuthMiddleware
         self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
         if not is_session_id(self.session_id):

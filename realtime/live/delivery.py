@@ -1,8 +1,8 @@
 """Handing stored events to the channel layer: the session's viewers, then the dashboard.
 
-The broadcast view (events the sidecar POSTs) and ``realtime.publish`` (events from
-host code, when the channel layer is shared between processes) both go through
-``deliver``, so every path reaches the same groups with the same messages.
+The broadcast door (events a publisher POSTs) and the publisher's channel-layer
+strategy (``realtime.publisher``: in Daphne, or wherever the layer is shared) both
+go through ``deliver``, so every path reaches the same groups with the same messages.
 """
 
 import collections

@@ -1,0 +1,138 @@
+"""The client side of Daphne's broadcast door: ``POST <SCS_BROADCAST_URL>/broadcast/<session_id>``.
+
+Everything about that protocol lives here, for both callers: the publisher's
+queued sender (``send``, async, one attempt per call: the sender backs off and
+calls again) and host code with no publisher loop (``send_sync``: a shell, a
+Celery worker; it tries each listed Daphne in turn, then gives up and logs).
+
+- ``SCS_BROADCAST_URL`` may list several Daphne processes, comma-separated. Any
+  one will do (a shared channel layer reaches the viewers of every process), so
+  a failure moves the client to the next one.
+- Re-sending is always safe: viewers drop any seq they already have. So a POST
+  is retried on connection errors and on ``RETRYABLE_STATUS``; any other status
+  means Daphne refused the events for good, and ``hint`` says what to check.
+- A batch whose body would exceed ``MAX_BODY_BYTES`` goes as several requests,
+  older events first.
+"""
+
+import dataclasses
+import json
+
+import httpx
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Django reads request bodies of at most DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default) and answers 413 above.
+MAX_BODY_BYTES = 1024 * 1024
+SENT, RETRY, REJECTED = "sent", "retry", "rejected"
+
+
+def parse_targets(base_url):
+    """The Daphne base URLs listed in ``base_url`` (comma-separated), without trailing slashes."""
+    return [url.strip().rstrip("/") for url in str(base_url).split(",") if url.strip()] or [""]
+
+
+def hint(status, text=""):
+    """What an operator should check when Daphne answers ``status`` (not retryable) to a broadcast."""
+    if status in (401, 403):
+        return ("SCS_BROADCAST_SECRET differs from Daphne's, or this address is not in SCS_BROADCAST_ALLOWED_IPS "
+                "(and a proxy must not relay /broadcast/)")
+    if status == 404 and "SESSION_NOT_FOUND" in text:
+        return "the session is not in Daphne's database: check that both use the same DATABASE_URL / SCS_DATA_DIR"
+    if status == 404:
+        return "SCS_BROADCAST_URL may miss the prefix the app is mounted under"
+    if status == 413:
+        return "the batch is larger than Daphne accepts (SCS_HTTP_MAX_BODY, DATA_UPLOAD_MAX_MEMORY_SIZE)"
+    return "see Daphne's log"
+
+
+UNREACHABLE_HINT = "Is Daphne running there? Check SCS_BROADCAST_URL (it includes the prefix the app is mounted under)."
+
+
+@dataclasses.dataclass
+class Result:
+    """What one attempt came to: ``SENT``, ``RETRY`` (try again, perhaps elsewhere) or ``REJECTED`` (for good)."""
+
+    outcome: str
+    error: str = ""  # for the operator: what failed, where (names a URL, never a secret)
+    hint: str = ""
+
+
+def bodies(events):
+    """``events`` of one session as request bodies of at most ``MAX_BODY_BYTES`` (unless one event is larger)."""
+    body = json.dumps(events[0] if len(events) == 1 else {"events": events}, separators=(",", ":")).encode()
+    if len(body) <= MAX_BODY_BYTES or len(events) == 1:
+        return [body]
+    half = len(events) // 2  # the older half first, so order holds
+    return bodies(events[:half]) + bodies(events[half:])
+
+
+class BroadcastClient:
+    """One keep-alive connection pool per process to the Daphne processes in ``base_url``."""
+
+    def __init__(self, base_url, secret, *, timeout=5.0):
+        self.targets = parse_targets(base_url)
+        self.target = self.targets[0]
+        self.timeout = timeout
+        self._headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+        self._async = None
+        self._sync = None
+
+    def _options(self):
+        return {"timeout": httpx.Timeout(self.timeout, connect=min(self.timeout, 1.0)), "headers": self._headers,
+                "limits": httpx.Limits(max_connections=4, max_keepalive_connections=4)}
+
+    async def send(self, session_id, events):
+        """One attempt to hand ``events`` of one session to the current Daphne; on failure, move to the next."""
+        if self._async is None:
+            self._async = httpx.AsyncClient(**self._options())
+        url = f"{self.target}/broadcast/{session_id}"
+        for body in bodies(events):
+            try:
+                response = await self._async.post(url, content=body)
+            except httpx.HTTPError as exc:
+                return self._unreachable(url, exc)
+            result = self._answered(url, response)
+            if result.outcome != SENT:
+                return result
+        return Result(SENT)
+
+    def send_sync(self, session_id, events):
+        """Hand ``events`` to the first listed Daphne that accepts them (each tried once); the last failure."""
+        if self._sync is None:
+            # Connection failures are retried twice by the transport before the next Daphne is tried.
+            self._sync = httpx.Client(transport=httpx.HTTPTransport(retries=2), **self._options())
+        result = Result(RETRY, "SCS_BROADCAST_URL is empty", UNREACHABLE_HINT)
+        for _ in self.targets:
+            url = f"{self.target}/broadcast/{session_id}"
+            for body in bodies(events):
+                try:
+                    result = self._answered(url, self._sync.post(url, content=body))
+                except httpx.HTTPError as exc:
+                    result = self._unreachable(url, exc)
+                if result.outcome != SENT:
+                    break
+            if result.outcome != RETRY:
+                return result
+        return result
+
+    def _unreachable(self, url, exc):
+        self._next_target()
+        return Result(RETRY, f"{type(exc).__name__} posting to {url}", UNREACHABLE_HINT)
+
+    def _answered(self, url, response):
+        if response.status_code == 202:
+            return Result(SENT)
+        error = f"HTTP {response.status_code} from {url}"
+        if response.status_code in RETRYABLE_STATUS:
+            self._next_target()
+            return Result(RETRY, error, "Daphne is overloaded or restarting; retrying")
+        return Result(REJECTED, error, hint(response.status_code, response.text[:1000]))
+
+    def _next_target(self):
+        """The next Daphne listed in ``SCS_BROADCAST_URL`` (the same one when it lists one)."""
+        self.target = self.targets[(self.targets.index(self.target) + 1) % len(self.targets)]
+
+    async def aclose(self):
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
