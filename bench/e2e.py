@@ -1,4 +1,4 @@
-"""End to end: MCP ``add_message`` → sidecar → bridge → Daphne → WebSocket frame.
+"""End to end: MCP ``add_message`` → sidecar → publisher → Daphne → WebSocket frame.
 
 ``python -m bench e2e [--messages 500] [--agents 8] [--per-agent 250] [--json]``
 
@@ -200,7 +200,7 @@ async def up_versus_hung(stack, agent, rounds, calls):
                 finally:
                     if state == "hung":
                         stack.resume_daphne()
-                # Let the bridge catch up before the next round, so rounds do not overlap.
+                # Let the publisher catch up before the next round, so rounds do not overlap.
                 await watcher.wait_for_all(seqs, 30)
         delivery = watcher.delivery(seqs)
     up, hung = summary_ms(latencies["up"]), summary_ms(latencies["hung"])

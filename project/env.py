@@ -16,30 +16,29 @@ def env_str(name, default):
     return os.environ.get(name, default).strip()
 
 
+def _env_number(name, default, parse, kind, minimum, maximum):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise EnvError(f"{name} must be {kind}, got {raw!r}") from None
+    if value != value:  # NaN
+        raise EnvError(f"{name} must be {kind}, got {raw!r}")
+    if minimum is not None and value < minimum:
+        raise EnvError(f"{name} must be at least {minimum}, got {raw.strip()}")
+    if maximum is not None and value > maximum:
+        raise EnvError(f"{name} must be at most {maximum}, got {raw.strip()}")
+    return value
+
+
 def env_int(name, default, *, minimum=None, maximum=None):
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise EnvError(f"{name} must be a whole number, got {raw!r}") from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise EnvError(f"{name} must be between {minimum} and {maximum}, got {value}")
-    return value
+    return _env_number(name, default, int, "a whole number", minimum, maximum)
 
 
-def env_float(name, default, *, minimum=None):
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise EnvError(f"{name} must be a number, got {raw!r}") from None
-    if value != value or (minimum is not None and value < minimum):
-        raise EnvError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
+def env_float(name, default, *, minimum=None, maximum=None):
+    return _env_number(name, default, float, "a number", minimum, maximum)
 
 
 def env_flag(name, default):
