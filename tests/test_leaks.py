@@ -126,13 +126,13 @@ async def build(stack):
             await http.post(f"{stack.http_url}/broadcast/{world.session_id}", json={},
                             headers={"Authorization": f"Bearer {stack.api_key}"})
         await peer.raw("get_messages", session_id=world.session_id, auth_token=owner.token + "x")
-        # A private message stored while Daphne is down: the sidecar's bridge holds it, fails, logs that
+        # A private message stored while Daphne is down: the sidecar's publisher holds it, fails, logs that
         # and retries until Daphne is back. The log check then covers a process that logged with hidden
         # content in hand.
         await asyncio.to_thread(stack.stop_daphne)
         await owner.call("add_message", session_id=world.session_id, content=f"outage {markers['private']}",
                          visibility="private", metadata={"note": markers["private"]})
-        await eventually(lambda: "cannot reach Daphne" in stack.log("sidecar"), 20, "the bridge's warning")
+        await eventually(lambda: "cannot publish" in stack.log("sidecar"), 20, "the publisher's warning")
         await asyncio.to_thread(stack.start_daphne)
         await eventually(lambda: bridge_drained(stack), 30, "the bridge's queue drained")
     finally:
@@ -268,7 +268,7 @@ def test_logs_hold_no_secret_and_no_hidden_content(world):
     # The logs hold what the world provoked (else finding no secret in them would prove nothing):
     assert "broadcast refused: wrong secret" in logs["daphne"]  # logged without the secret it was sent
     assert f"MCP sidecar on {stack.mcp_url}" in logs["sidecar"]
-    assert f"cannot reach Daphne at {stack.env['SCS_BROADCAST_URL']}" in logs["sidecar"]
+    assert f"cannot publish (ConnectError posting to {stack.env['SCS_BROADCAST_URL']}/broadcast/" in logs["sidecar"]
     secrets_ = {"API key": stack.api_key, "JWT secret": stack.jwt_secret,
                 "broadcast secret": stack.broadcast_secret, "Django secret key": stack.env["DJANGO_SECRET_KEY"],
                 **{f"{name}'s token": token for name, token in world.tokens.items()},

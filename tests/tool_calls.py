@@ -166,7 +166,7 @@ def wrong_values(world, tool, arguments):
     per_tool = {
         "add_message": [
             ("content", blank, {"INVALID_CONTENT"}),
-            ("parent_message_id", st.sampled_from([world.other_message_id, 2**62]), {"PARENT_NOT_FOUND"}),
+            ("parent_message_id", st.sampled_from([foreign_parent(world, arguments), 2**62]), {"PARENT_NOT_FOUND"}),
         ],
         "create_session": [("purpose", blank, {"INVALID_PURPOSE"})],
         "search_context": [("query", st.text("!?-. ,;", min_size=1, max_size=8), {"INVALID_QUERY"})],
@@ -186,6 +186,11 @@ def wrong_values(world, tool, arguments):
     if tool == "add_message":  # admin_only from an agent without admin (draw_call gives the writer's token)
         per_tool["add_message"].append(("visibility", st.just("admin_only"), {"PERMISSION_DENIED"}))
     return cases + per_tool.get(tool, [])
+
+
+def foreign_parent(world, arguments):
+    """A message id that exists, but in another session than the call's."""
+    return world.other_message_id if arguments.get("session_id") == world.session_id else world.message_ids[0]
 
 
 def draw_call(world, tool, schema, draw):
