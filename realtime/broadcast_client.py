@@ -99,8 +99,9 @@ class BroadcastClient:
     def send_sync(self, session_id, events):
         """Hand ``events`` to the first listed Daphne that accepts them (each tried once); the last failure."""
         if self._sync is None:
-            # Connection failures are retried twice by the transport before the next Daphne is tried.
-            self._sync = httpx.Client(transport=httpx.HTTPTransport(retries=2), **self._options())
+            # One attempt per Daphne (a transport retry would wait 0.5 s in the caller's thread): what none
+            # accepts is left unannounced, and a sweeper announces it (realtime.announce).
+            self._sync = httpx.Client(**self._options())
         result = Result(RETRY, "SCS_BROADCAST_URL is empty", UNREACHABLE_HINT)
         for _ in self.targets:
             url = f"{self.target}/broadcast/{session_id}"

@@ -7,7 +7,6 @@ one hook that runs only after the commit, so nothing that was rolled back is
 ever broadcast.
 """
 
-import contextlib
 import functools
 import json
 import threading
@@ -99,16 +98,36 @@ def get_session(session_id):
 
 
 # SQLite has one writer at a time and its busy handler naps 1-100 ms between retries, which
-# starves some of many writer threads; this process's writers queue on a lock instead. Reentrant: the
-# after-commit hook runs while add_message still holds it, and marks the message announced (realtime.announce).
+# starves some of many writer threads; this process's writers queue on a lock instead. Reentrant: a thread
+# that holds its turn may write again (the publisher marking what it sent, realtime.announce).
 _sqlite_writers = threading.RLock()
+
+
+class WriterTurn:
+    """This thread's turn to write, held for a ``with`` block; ``done`` ends it early (idempotent)."""
+
+    def __init__(self, lock):
+        self.lock = lock
+        self.held = False
+
+    def __enter__(self):
+        if self.lock is not None:
+            self.lock.acquire()
+            self.held = True
+        return self
+
+    def done(self):
+        if self.held:
+            self.held = False
+            self.lock.release()
+
+    def __exit__(self, *exc_info):
+        self.done()
 
 
 def sqlite_writer_turn():
     """This thread's turn to write (SQLite, outside a transaction); a no-op elsewhere."""
-    if connection.vendor == "sqlite" and not connection.in_atomic_block:
-        return _sqlite_writers
-    return contextlib.nullcontext()
+    return WriterTurn(_sqlite_writers if connection.vendor == "sqlite" and not connection.in_atomic_block else None)
 
 
 NEXT_SEQ_SQL = (
@@ -134,6 +153,15 @@ def next_seq(session_id, now):
     return Session.objects.filter(pk=session_id).values_list("last_seq", flat=True).get()
 
 
+def committed(turn, event):
+    """The one after-commit hook of a stored message: end this thread's writer turn, then publish.
+
+    Other writers of the process go on while the publisher sends (network I/O in a shell or a worker).
+    """
+    turn.done()
+    publisher.committed(event)
+
+
 def add_message(session_id, *, sender, sender_type, content, visibility=Visibility.PUBLIC, metadata=None,
                 parent_message_id=None, may_write_admin_only=False):
     """Store a message with the session's next seq; return the Message."""
@@ -156,7 +184,7 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
             ErrorCode.CONTENT_TOO_LARGE, f"content is longer than {limit} characters", "Split it into several messages."
         )
     metadata = check_metadata(metadata)
-    with sqlite_writer_turn(), transaction.atomic():
+    with sqlite_writer_turn() as turn, transaction.atomic():
         if parent_message_id is not None and not Message.objects.filter(
             pk=parent_message_id, session_id=session_id
         ).exists():
@@ -175,7 +203,7 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
         )
         if visibility == Visibility.ADMIN_ONLY:
             audit.record("admin_only_message", sender, session_id, message_id=message.id)
-        transaction.on_commit(functools.partial(publisher.committed, message_event(message)), robust=True)
+        transaction.on_commit(functools.partial(committed, turn, message_event(message)), robust=True)
     return message
 
 

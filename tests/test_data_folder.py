@@ -34,7 +34,10 @@ def assert_private(folder):
 def make_readable(folder):
     for path in modes(folder):
         full = os.path.join(folder, path)
-        os.chmod(full, 0o755 if os.path.isdir(full) else 0o644)
+        try:
+            os.chmod(full, 0o755 if os.path.isdir(full) else 0o644)
+        except FileNotFoundError:  # a running process's last connection closing removes SQLite's -wal and -shm
+            pass
 
 
 def write_messages(stack, count=3):

@@ -1,6 +1,7 @@
 """``realtime.publisher``, ``realtime.broadcast_client`` and ``realtime.announce``, in process."""
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import httpx
@@ -140,6 +141,35 @@ def test_with_sweeping_off_daphne_starts_no_publisher_loop(settings):
     settings.SCS_ANNOUNCE_SWEEP_INTERVAL = 0
     publisher.start_in_daphne()
     assert not publisher.get_publisher().running
+
+
+def test_a_slow_synchronous_send_does_not_hold_up_the_processs_other_writers(monkeypatch):
+    """The hook frees the writer turn (SQLite's one-writer lock) before it sends."""
+    sending, release = threading.Event(), threading.Event()
+
+    class Slow(Accepting):
+        def send_sync(self, session_id, events):
+            if events[0]["seq"] == 1:  # the first message's send hangs until released
+                sending.set()
+                release.wait(10)
+            return super().send_sync(session_id, events)
+
+    slow = Slow()
+    monkeypatch.setattr(publisher.get_publisher(), "strategy", slow)
+    session = publish.create_session("slow send")
+    first = threading.Thread(target=lambda: (stored(session, "first"), connection.close()))
+    first.start()
+    try:
+        assert sending.wait(10), "the first message was never sent"
+        second = threading.Thread(target=lambda: (stored(session, "second"), connection.close()))
+        second.start()
+        second.join(5)
+        assert not second.is_alive(), "the second writer waited for the first one's send"
+    finally:
+        release.set()
+        first.join(10)
+        second.join(10)
+    assert sorted(seq for _, seqs in slow.sent for seq in seqs) == [1, 2]
 
 
 # The synchronous path marks at once; the queued one batches its marks
