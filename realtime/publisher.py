@@ -117,11 +117,11 @@ class Publisher:
                 self._loop.call_soon_threadsafe(self._enqueue, event)
             return
         try:
-            asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:
             self.send_now(event)
         else:  # host code on an event loop of its own: do not block it
-            asyncio.get_running_loop().run_in_executor(None, self.send_now, event)
+            loop.run_in_executor(None, self.send_now, event)
 
     def send_now(self, event):
         """The synchronous path: send ``event`` at once, mark it, or log what to check."""
