@@ -31,7 +31,7 @@ from channels.db import DatabaseSyncToAsync
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from realtime import announce, conf
+from realtime import announce, conf, wake
 from realtime.broadcast_client import REJECTED, RETRY, SENT, Result
 from realtime.models import Message
 from realtime.signals import message_stored
@@ -278,7 +278,9 @@ def _rebuild(setting, **kwargs):
 
 
 def committed(event):
-    """The one after-commit hook of a stored message: publish it, then tell host receivers."""
+    """The one after-commit hook of a stored message: wake this process's waiting agents, publish it, then
+    tell host receivers."""
+    wake.hub.notify((event,))
     get_publisher().publish(event)
     message_stored.send(sender=Message, event=event)
 

@@ -1,0 +1,165 @@
+"""Waking the agents that wait: one hub per process, told of every message event the process hears of.
+
+An agent blocked in ``wait_for_messages``, in ``get_inbox(wait=...)`` or watching a
+session holds a ``Waiter`` registered here under a session id (or, for an inbox,
+under its agent id). The hub hands each waiter the events of its session (or the
+events mentioning its agent) and wakes it; an idle waiter is an ``asyncio.Event``
+nobody sets, and costs nothing.
+
+Events reach the hub the way they reach browsers, from the one publisher:
+
+- this process's own commits: ``realtime.publisher.committed`` calls ``notify``,
+  at once, from whichever thread committed;
+- other processes' commits: what their publishers delivered to the channel layer,
+  relayed by a wake stream (``realtime.wake_stream``) that calls ``notify`` too;
+- when events may have been missed (the stream was down, a gap in seqs), ``invalidate``
+  marks waiters stale, and they read the database.
+
+A waiter never trusts the hub to be complete: it reads the database when it starts
+and whenever it is stale or sees a gap in seqs (``realtime.waiting``). The hub only
+makes it fast.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from realtime import mentions
+
+logger = logging.getLogger(__name__)
+
+
+class Waiter:
+    """One waiting call: the events handed to it since it last took them, and whether it must re-read."""
+
+    __slots__ = ("events", "stale", "_ready")
+
+    def __init__(self):
+        self.events = []
+        self.stale = False
+        self._ready = asyncio.Event()
+
+    def offer(self, event):
+        self.events.append(event)
+        self._ready.set()
+
+    def invalidate(self):
+        self.stale = True
+        self._ready.set()
+
+    async def wait(self, within):
+        """True once something was handed over (or the waiter went stale); False after ``within`` seconds."""
+        if self.events or self.stale:
+            return True
+        try:
+            await asyncio.wait_for(self._ready.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self):
+        """``(events, stale)`` handed over since the last take; resets both."""
+        events, stale = self.events, self.stale
+        self.events, self.stale = [], False
+        self._ready.clear()
+        return events, stale
+
+
+class Hub:
+    """This process's waiters, by session id and by mentioned agent id. Used on one event loop."""
+
+    def __init__(self):
+        self._loop = None
+        self.sessions = {}  # session id -> set of Waiter
+        self.inboxes = {}  # agent id -> set of Waiter
+        self.counters = {"notified": 0, "offered": 0, "invalidated": 0}
+
+    @property
+    def waiting(self):
+        return bool(self.sessions or self.inboxes)
+
+    @contextlib.contextmanager
+    def _register(self, table, key):
+        self._loop = asyncio.get_running_loop()
+        waiter = Waiter()
+        table.setdefault(key, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = table.get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del table[key]
+
+    def session(self, session_id):
+        """``with hub.session(id) as waiter``: the events of that session, while the block runs."""
+        return self._register(self.sessions, session_id)
+
+    def inbox(self, agent_id):
+        """``with hub.inbox(agent_id) as waiter``: the events mentioning that agent, while the block runs."""
+        return self._register(self.inboxes, agent_id)
+
+    # Feeding the hub (from any thread)
+
+    def notify(self, events):
+        """Hand stored message events to the waiters they concern. Thread-safe; never raises."""
+        if not self.waiting:
+            # Nobody waits. A waiter registering now reads the database after registering, and these
+            # events were committed before: it will find them there.
+            return
+        self._call(self._dispatch, list(events))
+
+    def invalidate(self, session_ids=None):
+        """Events of these sessions (of every session and inbox when None) may have been missed. Thread-safe."""
+        if self.waiting:
+            self._call(self._invalidate, None if session_ids is None else set(session_ids))
+
+    def _call(self, fn, argument):
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn(argument)
+            return
+        try:
+            loop.call_soon_threadsafe(fn, argument)
+        except RuntimeError:  # the loop closed meanwhile: its waiters are gone with it
+            pass
+
+    def _dispatch(self, events):
+        self.counters["notified"] += len(events)
+        for event in events:
+            for waiter in self.sessions.get(event.get("session_id"), ()):
+                waiter.offer(event)
+                self.counters["offered"] += 1
+            if self.inboxes:
+                for agent_id in mentions.of_event(event):
+                    for waiter in self.inboxes.get(agent_id, ()):
+                        waiter.offer(event)
+                        self.counters["offered"] += 1
+
+    def _invalidate(self, session_ids):
+        self.counters["invalidated"] += 1
+        for session_id, waiters in self.sessions.items():
+            if session_ids is None or session_id in session_ids:
+                for waiter in waiters:
+                    waiter.invalidate()
+        for waiters in self.inboxes.values():  # a missed event may have mentioned anyone
+            for waiter in waiters:
+                waiter.invalidate()
+
+    def stats(self):
+        return {
+            **self.counters,
+            "sessions": len(self.sessions),
+            "session_waiters": sum(len(waiters) for waiters in self.sessions.values()),
+            "inbox_waiters": sum(len(waiters) for waiters in self.inboxes.values()),
+        }
+
+
+hub = Hub()
