@@ -13,6 +13,7 @@ import logging
 import time
 from typing import get_type_hints
 
+from channels.db import DatabaseSyncToAsync
 from django.db import close_old_connections
 from fastmcp import FastMCP
 from fastmcp.exceptions import ValidationError
@@ -118,7 +119,8 @@ def agent_tool(*, permission):
     hold ``permission``; the body gets the caller as its ``agent`` parameter (and ``claims`` if it names
     one), which clients do not see; the tool's description ends with what it needs. The body's return
     annotation is the success half of the tool's outputSchema (``mcp_sidecar.results``); an
-    OperationError becomes the ToolFailure half.
+    OperationError becomes the ToolFailure half. A sync body runs in a worker thread with fresh database
+    connection state; an async one (a tool that waits) on the event loop, doing its own database work in threads.
     """
     if permission is not None and permission not in PERMISSIONS:
         raise ValueError(f"permission must be one of {PERMISSIONS} or None, not {permission!r}")
@@ -133,12 +135,25 @@ def agent_tool(*, permission):
         hints = get_type_hints(fn, include_extras=True)
         success_type = hints.pop("return")
 
-        def checked(**arguments):
+        def admit_call(arguments):
             if permission is not None:
                 claims = current_claims(arguments.get("auth_token"))
                 given = {"agent": authorize(claims, permission), "claims": claims}
                 arguments.update((name, given[name]) for name in injected)
-            return fn(**arguments)
+            return arguments
+
+        if inspect.iscoroutinefunction(fn):
+            # A tool that waits: the token is checked (a few queries) in a worker thread, the body runs on the
+            # event loop, and no thread is held while it waits.
+            async def checked(**arguments):
+                try:
+                    arguments = await DatabaseSyncToAsync(admit_call, thread_sensitive=False)(arguments)
+                    return await fn(**arguments)
+                except OperationError as exc:
+                    return exc.as_dict()
+        else:
+            def checked(**arguments):
+                return fn(**admit_call(arguments))
 
         # What FastMCP (and so the client) sees: the arguments without the injected ones, returning a plain
         # dict (sent as it is, not filtered through the success type: that would drop an error's fields).
@@ -150,8 +165,8 @@ def agent_tool(*, permission):
             setattr(checked, attribute, getattr(fn, attribute))
         checked.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{needs(permission)}"
         TOOL_PERMISSIONS[fn.__name__] = permission
-        return mcp.tool(orm_call(checked, lambda exc: exc.as_dict()), output_schema=output_schema(success_type),
-                        meta={"permission": permission or "none"})
+        body = checked if inspect.iscoroutinefunction(fn) else orm_call(checked, lambda exc: exc.as_dict())
+        return mcp.tool(body, output_schema=output_schema(success_type), meta={"permission": permission or "none"})
 
     return register
 
