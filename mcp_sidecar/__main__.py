@@ -1,4 +1,4 @@
-"""``python -m mcp_sidecar [--transport http|stdio] [--host H] [--port P]``."""
+"""``python -m mcp_sidecar [--transport http|stdio] [--host H] [--port P] [--watch SESSION_ID ...]``."""
 
 import argparse
 import asyncio
@@ -15,7 +15,12 @@ def main(argv=None):
     parser.add_argument("--transport", choices=["http", "stdio"], default="http")
     parser.add_argument("--host", default=None, help="listen address (default: SCS_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="listen port (default: SCS_MCP_PORT or 23456)")
+    parser.add_argument("--watch", action="append", default=[], metavar="SESSION_ID",
+                        help="stdio: push this session's new messages to the client from the start, as the agent "
+                             "of SCS_AGENT_KEY (repeat for more sessions)")
     args = parser.parse_args(argv)
+    if args.watch and args.transport != "stdio":
+        parser.error("--watch works with --transport stdio (over HTTP, call the watch_session tool)")
 
     try:
         import django
@@ -36,7 +41,7 @@ def main(argv=None):
     except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
         runner = asyncio.run
     try:
-        runner(run(args.transport, host, port))
+        runner(run(args.transport, host, port, watch=args.watch))
     except StartupError as exc:
         sys.exit(f"mcp_sidecar: {exc}")
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from fastmcp.tools.base import ToolResult
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from mcp_sidecar import push
 from mcp_sidecar.auth import authorize, current_claims
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.results import output_schema
@@ -85,6 +86,8 @@ mcp = FastMCP(
     ),
     lifespan=lifespan,
     middleware=[StructuredErrors()],
+    # Claude Code listens for notifications/claude/channel from servers that declare this (mcp_sidecar.push).
+    experimental_capabilities={push.CHANNEL_CAPABILITY: {}},
 )
 
 
@@ -177,5 +180,5 @@ async def health(request: Request):
     only with ``Authorization: Bearer <SCS_BROADCAST_SECRET>``. They keep the key ``bridge``, which
     monitoring may read."""
     if holds_secret(request.headers.get("authorization", "")):
-        return JSONResponse({"status": "ok", "bridge": get_publisher().stats()})
+        return JSONResponse({"status": "ok", "bridge": get_publisher().stats(), **push.stats()})
     return JSONResponse({"status": "ok"})

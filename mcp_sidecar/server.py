@@ -45,8 +45,8 @@ def keep_database_connections(max_age=60):
             connections.settings[alias]["CONN_MAX_AGE"] = max_age
 
 
-async def run(transport, host, port):
-    from mcp_sidecar import tools  # noqa: F401  (registers every tool)
+async def run(transport, host, port, watch=()):
+    from mcp_sidecar import push, tools  # noqa: F401  (registers every tool)
     from mcp_sidecar.app import mcp
     from mcp_sidecar.auth import ApiKeyMiddleware, use_stdio_key
     from realtime import conf
@@ -56,6 +56,8 @@ async def run(transport, host, port):
     if transport == "stdio":
         try:
             await anyio.to_thread.run_sync(use_stdio_key)
+            if watch:
+                mcp.add_middleware(await anyio.to_thread.run_sync(push.watch_at_start, watch))
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         await mcp.run_stdio_async(show_banner=False, log_level="WARNING")

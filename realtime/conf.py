@@ -117,6 +117,9 @@ DEFAULTS = {
     "SCS_MAX_MEMORY_ENTRIES": 1_000,
     # Sessions one agent id may create per rolling hour.
     "SCS_MAX_SESSIONS_PER_HOUR": 100,
+    # Sessions one MCP session (one client connection) may watch at once (watch_session, resources/subscribe,
+    # --watch): each is a task and a hub waiter in the sidecar.
+    "SCS_MAX_WATCHES": 20,
     # Audit events older than this are deleted (at most once an hour per process, in batches).
     "SCS_AUDIT_RETENTION_DAYS": 90,
 }

@@ -78,6 +78,13 @@ class ErrorCode(StrEnum):
         "set_memory(overwrite=false) found a value; pass overwrite=true to replace it."
     )
     MEMORY_FULL = "MEMORY_FULL", "You hold the most memory entries allowed; overwrite or let some expire."
+    # Pushed messages.
+    PUSH_UNAVAILABLE = (
+        "PUSH_UNAVAILABLE",
+        "This connection has no stream for the server to push on (stateless HTTP, or a client without the "
+        "initialize handshake): use stdio or stateful HTTP, or wait_for_messages / get_messages(since_seq)."
+    )
+    TOO_MANY_WATCHES = "TOO_MANY_WATCHES", "Unwatch a session first (unwatch_session), or open another connection."
 
 
 class OperationError(Exception):

@@ -26,6 +26,8 @@ import httpx
 import websockets
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
+from mcp.client.extension import ClientExtension, NotificationBinding
+from pydantic import BaseModel, ConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -293,15 +295,26 @@ class Stack:
 
     # Clients
 
-    def mcp_client(self, headers=None, key=None):
-        """An MCP client admitted by ``key`` (an agent key) or, by default, the shared API key."""
-        headers = {"X-API-Key": key or self.api_key, **(headers or {})}
-        return Client(StreamableHttpTransport(self.mcp_url, headers=headers))
+    def mcp_client(self, headers=None, key=None, **client):
+        """An MCP client admitted by ``key`` (an agent key) or, by default, the shared API key.
 
-    async def agent(self, agent_id, agent_type="claude", permissions=("read", "write", "admin"), key=None):
+        ``client``: options of fastmcp's Client, e.g. ``mode="legacy"`` (the initialize handshake, an MCP session
+        with a GET stream the server can push on) and ``extensions=[ChannelListener()]``.
+        """
+        headers = {"X-API-Key": key or self.api_key, **(headers or {})}
+        return Client(StreamableHttpTransport(self.mcp_url, headers=headers), **client)
+
+    async def agent(self, agent_id, agent_type="claude", permissions=("read", "write", "admin"), key=None, **client):
         """An Agent holding a token; ``key``: connect with that agent key instead of the shared key."""
-        agent = Agent(self, key=key)
+        agent = Agent(self, key=key, **client)
         await agent.open(agent_id, agent_type, list(permissions))
+        return agent
+
+    async def listening_agent(self, agent_id, agent_type="claude", permissions=("read", "write"), key=None):
+        """An Agent on an MCP session (the initialize handshake) whose ``listener`` collects pushed messages."""
+        listener = ChannelListener()
+        agent = await self.agent(agent_id, agent_type, permissions, key=key, mode="legacy", extensions=[listener])
+        agent.listener = listener
         return agent
 
     def issue_key(self, agent_id, agent_type="claude", *options):
@@ -310,24 +323,79 @@ class Stack:
         (key,) = re.findall(r"^(scs_[0-9a-f]+_\S+)$", out, re.MULTILINE)
         return key
 
-    def stdio_client(self, **env):
-        """An MCP client that launches ``python -m mcp_sidecar --transport stdio`` with this stack's env (+ ``env``)."""
-        transport = StdioTransport(PYTHON, ["-m", "mcp_sidecar", "--transport", "stdio"], env={**self.env, **env},
-                                   cwd=str(ROOT), keep_alive=False, log_file=self.data_dir / "stdio.log")
-        return Client(transport)
+    def stdio_client(self, *, argv=(), client=None, **env):
+        """An MCP client that launches ``python -m mcp_sidecar --transport stdio [argv]`` with this stack's env
+        (+ ``env``); ``client``: options of fastmcp's Client."""
+        transport = StdioTransport(PYTHON, ["-m", "mcp_sidecar", "--transport", "stdio", *argv],
+                                   env={**self.env, **env}, cwd=str(ROOT), keep_alive=False,
+                                   log_file=self.data_dir / "stdio.log")
+        return Client(transport, **(client or {}))
 
     def watcher(self, session_id, token=None, since=None, **kwargs):
         return Watcher(self, session_id, token=token, since=since, **kwargs)
 
 
+class ChannelParams(BaseModel):
+    """What ``notifications/claude/channel`` carries: text, and string attributes (Claude Code's contract)."""
+
+    model_config = ConfigDict(extra="forbid")
+    content: str
+    meta: dict[str, str]
+
+
+class ChannelListener(ClientExtension):
+    """Collects the ``notifications/claude/channel`` a server pushes to an MCP client.
+
+    The MCP client drops a notification whose method it does not know (``ClientSession._on_notify``) unless a
+    client extension binds it: this is that binding. Each notification is kept with when it came
+    (``time.perf_counter()``), for latency measurements.
+    """
+
+    identifier = "io.github.shared-context-server/channel-listener"
+
+    def __init__(self):
+        self.received = []  # {"content": ..., "meta": {...}} in the order they came
+        self.arrived = []  # time.perf_counter() of each
+        self._changed = asyncio.Event()
+
+    def notifications(self):
+        return [NotificationBinding(method="notifications/claude/channel", params_type=ChannelParams,
+                                    handler=self._receive)]
+
+    async def _receive(self, params):
+        self.received.append(params.model_dump())
+        self.arrived.append(time.perf_counter())
+        self._changed.set()
+
+    @property
+    def seqs(self):
+        return [int(item["meta"]["seq"]) for item in self.received]
+
+    async def wait(self, predicate, timeout=10.0):
+        """Wait until ``predicate(self)`` holds; TimeoutError with what came otherwise."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate(self):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met; received: {self.received[-5:]}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return self
+
+    async def wait_for_seq(self, seq, timeout=10.0):
+        return await self.wait(lambda listener: listener.seqs and listener.seqs[-1] >= seq, timeout)
+
+
 class Agent:
     """A real MCP client with an agent token; ``call`` adds ``auth_token`` for you."""
 
-    def __init__(self, stack, key=None):
+    def __init__(self, stack, key=None, **client):
         self.stack = stack
         self.key = key
-        self.client = stack.mcp_client(key=key)
+        self.client = stack.mcp_client(key=key, **client)
         self.token = None
+        self.listener = None
 
     async def open(self, agent_id, agent_type, permissions):
         await self.client.__aenter__()

@@ -1,0 +1,278 @@
+"""Pushing a session's new messages to an MCP client, without a tool call.
+
+A *watch* follows one session for one MCP session (one client connection): a task
+that loops on ``realtime.waiting.Follower`` with the agent's Viewer and sends what
+it returns, in seq order and once each, on the connection's standalone stream (the
+stdio pipe, or the client's GET stream over stateful HTTP). Two kinds:
+
+- ``channel`` (``watch_session``, ``--watch``): each message as Claude Code's
+  ``notifications/claude/channel`` (https://code.claude.com/docs/en/channels-reference):
+  ``{"content": <message content>, "meta": {...}}``. Meta keys are identifiers (letters,
+  digits, underscores: Claude Code drops other keys) and every value is a string.
+  The agent's own messages are not sent.
+- ``resource`` (``resources/subscribe`` to ``session://{id}``): one
+  ``notifications/resources/updated`` per batch of messages the subscriber may see.
+
+A watch ends on unwatch, when the MCP session ends (the connection's exit stack
+cancels its tasks), and when its agent's rights end: before each push, and at least
+every ``RECHECK`` seconds, the token (or the stdio agent key) is checked again with
+``realtime.credentials``, and an expired token ends it at its expiry.
+"""
+
+import asyncio
+import contextvars
+import logging
+import os
+import time
+
+from channels.db import DatabaseSyncToAsync
+from fastmcp.server.dependencies import get_http_request
+from fastmcp.server.middleware import Middleware
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from mcp_sidecar.auth import STDIO_KEY_VARIABLE
+from realtime import conf, credentials, operations
+from realtime.errors import ErrorCode, OperationError
+from realtime.visibility import Viewer
+from realtime.waiting import Follower, check_cursor
+from realtime.wake import hub
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_CAPABILITY = "claude/channel"  # capabilities.experimental key that makes Claude Code listen
+CHANNEL_METHOD = "notifications/claude/channel"
+RECHECK = 10.0  # seconds an idle watch waits before it checks its agent's rights again
+_STATE_KEY = "scs.watches"  # in the connection's state: (kind, session id) -> Watch
+
+_running = set()  # every watch task of this process
+
+
+def in_thread(fn):
+    return DatabaseSyncToAsync(fn, thread_sensitive=False)
+
+
+def connection_of(session):
+    """The MCP ``Connection`` behind a ``ServerSession`` (FastMCP reads it the same way: Context.session_id)."""
+    return session._connection
+
+
+def channel_params(session_id, record):
+    """A message record as the params of ``notifications/claude/channel``."""
+    return {
+        "content": record["content"],
+        "meta": {
+            "session_id": session_id,
+            "seq": str(record["seq"]),
+            "message_id": str(record["id"]),
+            "sender": record["sender"],
+            "sender_type": record["sender_type"],
+            "visibility": record["visibility"],
+        },
+    }
+
+
+async def push_channel(connection, session_id, records):
+    for record in records:
+        await connection.notify(CHANNEL_METHOD, channel_params(session_id, record))
+
+
+async def push_resource(connection, session_id, records):
+    await connection.send_resource_updated(f"session://{session_id}")
+
+
+KINDS = {"channel": (push_channel, False), "resource": (push_resource, True)}  # kind -> (push, include own)
+
+
+def token_rights(claims):
+    """``allowed()`` for a watch made with a token: unexpired, not retired, its key still valid."""
+    def allowed():
+        return claims.expires_at > time.time() and credentials.token_refusal(claims) is None
+
+    return allowed, claims.expires_at
+
+
+def key_rights(key):
+    """``allowed()`` for a watch made with the stdio process's agent key: the key still admits its agent."""
+    return (lambda: credentials.admit(key) is not None), None
+
+
+class Watch:
+    """One session followed for one MCP session."""
+
+    def __init__(self, connection, kind, viewer, session_id, cursor, rights):
+        self.connection = connection
+        self.kind = kind
+        self.viewer = viewer
+        self.session_id = session_id
+        self.cursor = cursor
+        self.allowed, self.expires_at = rights
+        self.task = None
+
+    def start(self):
+        # A context of its own: the task outlives the request that started it, and must not carry its state.
+        self.task = asyncio.get_running_loop().create_task(self.run(), context=contextvars.Context())
+        _running.add(self.task)
+        self.task.add_done_callback(_running.discard)
+
+    def within(self):
+        if self.expires_at is None:
+            return RECHECK
+        return max(0.0, min(RECHECK, self.expires_at - time.time()))
+
+    async def run(self):
+        push, include_own = KINDS[self.kind]
+        try:
+            with hub.session(self.session_id) as waiter:
+                follower = Follower(self.viewer, self.session_id, self.cursor, waiter, include_own=include_own)
+                while True:
+                    batch = await follower.next(self.within())
+                    if not await in_thread(self.allowed)():
+                        logger.info("watch of %s by %s ended: its token or key is no longer valid",
+                                    self.session_id, self.viewer.id)
+                        return
+                    if batch.records:
+                        await push(self.connection, self.session_id, batch.records)
+                    self.cursor = batch.last_seq
+        except OperationError as exc:  # the session is gone
+            logger.info("watch of %s by %s ended: %s", self.session_id, self.viewer.id, exc.message)
+        except Exception:
+            logger.exception("watch of %s by %s failed", self.session_id, self.viewer.id)
+        finally:
+            watches = self.connection.state.get(_STATE_KEY, {})
+            if watches.get((self.kind, self.session_id)) is self:
+                del watches[(self.kind, self.session_id)]
+
+
+def refuse_without_stream(connection):
+    """PUSH_UNAVAILABLE unless this connection is an MCP session with a standing stream to push on."""
+    try:
+        get_http_request()
+        over_http = True
+    except RuntimeError:
+        over_http = False
+    if over_http and connection.session_id is None:
+        raise OperationError(
+            ErrorCode.PUSH_UNAVAILABLE,
+            "this sidecar serves stateless HTTP (SCS_MCP_STATELESS=1): it keeps no MCP session, so it has no "
+            "stream to push notifications on",
+            "Connect to a sidecar with stateful HTTP (the default) or over stdio; or read with get_messages "
+            "(since_seq).",
+        )
+    if not connection.has_standalone_channel or connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        raise OperationError(
+            ErrorCode.PUSH_UNAVAILABLE,
+            f"this client connected without an MCP session (protocol {connection.protocol_version}): there is "
+            "no stream to push notifications on",
+            "Connect with the initialize handshake (protocol 2025-11-25 or earlier, as Claude Code does; a "
+            "fastmcp Client with mode='legacy'); or read with get_messages(since_seq).",
+        )
+
+
+async def _stop(watches):
+    tasks = [watch.task for watch in watches.values() if watch.task is not None]
+    watches.clear()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def watches_of(connection):
+    """This MCP session's watches; the first call arranges for them to end with it."""
+    watches = connection.state.get(_STATE_KEY)
+    if watches is None:
+        watches = connection.state[_STATE_KEY] = {}
+        connection.exit_stack.push_async_callback(_stop, watches)
+    return watches
+
+
+async def watch(session, kind, viewer, session_id, since_seq, rights):
+    """Follow ``session_id`` for this MCP session from ``since_seq`` (None: from now); returns the cursor.
+
+    Watching a session again replaces its watch (and its cursor).
+    """
+    connection = connection_of(session)
+    refuse_without_stream(connection)
+    last = await in_thread(check_cursor)(session_id, since_seq or 0)
+    cursor = last if since_seq is None else since_seq
+    watches = watches_of(connection)
+    key = (kind, session_id)
+    limit = conf.get("SCS_MAX_WATCHES")
+    if key not in watches and len(watches) >= limit:
+        raise OperationError(
+            ErrorCode.TOO_MANY_WATCHES, f"this connection already watches {limit} sessions (SCS_MAX_WATCHES)",
+            "Unwatch one first (unwatch_session), or open another connection.",
+        )
+    old = watches.pop(key, None)
+    if old is not None:
+        old.task.cancel()
+    new = watches[key] = Watch(connection, kind, viewer, session_id, cursor, rights)
+    new.start()
+    return cursor
+
+
+def unwatch(session, kind, session_id):
+    """Stop following ``session_id`` for this MCP session; False if it was not followed."""
+    old = connection_of(session).state.get(_STATE_KEY, {}).pop((kind, session_id), None)
+    if old is None:
+        return False
+    old.task.cancel()
+    return True
+
+
+def watched(session):
+    """The session ids this MCP session watches, by kind."""
+    found = {}
+    for kind, session_id in connection_of(session).state.get(_STATE_KEY, {}):
+        found.setdefault(kind, []).append(session_id)
+    return found
+
+
+def stats():
+    return {"watches": len(_running)}
+
+
+class WatchAtStart(Middleware):
+    """``--watch``: once the client's ``notifications/initialized`` arrives, watch these sessions as the agent
+    whose key admitted this stdio process."""
+
+    def __init__(self, session_ids, key):
+        self.session_ids = session_ids
+        self.key = key
+
+    async def on_notification(self, context, call_next):
+        result = await call_next(context)
+        if context.method == "notifications/initialized":
+            admission = await in_thread(credentials.admit)(self.key)
+            if admission is None:
+                logger.warning("--watch: %s no longer admits its agent; nothing is watched", STDIO_KEY_VARIABLE)
+                return result
+            viewer = Viewer.for_agent(admission.agent_id, admission.agent_type, admission.permissions)
+            for session_id in self.session_ids:
+                try:
+                    await watch(context.fastmcp_context.session, "channel", viewer, session_id, None,
+                                key_rights(self.key))
+                except OperationError as exc:
+                    logger.warning("--watch %s: %s (%s)", session_id, exc.message, exc.code)
+        return result
+
+
+def watch_at_start(session_ids):
+    """The middleware that carries out ``--watch``, once the sessions and the stdio agent key were checked.
+
+    ValueError (one line) if there is no agent key, it may not read, or a session does not exist.
+    """
+    key = os.environ.get(STDIO_KEY_VARIABLE, "").strip()
+    if not key:
+        raise ValueError(f"--watch needs an agent key: set {STDIO_KEY_VARIABLE} to the key of the agent that watches")
+    admission = credentials.admit(key)
+    if admission is None or "read" not in admission.permissions:
+        raise ValueError(f"--watch: the agent of {STDIO_KEY_VARIABLE} may not read (no read permission, or revoked)")
+    session_ids = list(dict.fromkeys(session_ids))
+    if len(session_ids) > conf.get("SCS_MAX_WATCHES"):
+        raise ValueError(f"--watch: at most {conf.get('SCS_MAX_WATCHES')} sessions (SCS_MAX_WATCHES)")
+    for session_id in session_ids:
+        try:
+            operations.get_session(session_id)
+        except OperationError as exc:
+            raise ValueError(f"--watch {session_id}: {exc.message}") from None
+    return WatchAtStart(session_ids, key)
