@@ -82,7 +82,7 @@ class ErrorCode(StrEnum):
     PUSH_UNAVAILABLE = (
         "PUSH_UNAVAILABLE",
         "This connection has no stream for the server to push on (stateless HTTP, or a client without the "
-        "initialize handshake): use stdio or stateful HTTP, or wait_for_messages / get_messages(since_seq)."
+        "initialize handshake): connect over stdio or stateful HTTP, or read with get_messages(since_seq)."
     )
     TOO_MANY_WATCHES = "TOO_MANY_WATCHES", "Unwatch a session first (unwatch_session), or open another connection."
 

@@ -206,6 +206,8 @@ TOOL_ARGS = {
     "list_memory": lambda w, c: {},
     "get_usage_guidance": lambda w, c: {},
     "get_performance_metrics": lambda w, c: {},
+    "watch_session": lambda w, c: {"session_id": w.session_id},
+    "unwatch_session": lambda w, c: {"session_id": w.session_id},
 }
 
 # Resources and prompts identify the caller by Authorization: Bearer only.
@@ -240,7 +242,8 @@ def mcp_client(stack, caller):
         headers["Authorization"] = f"Bearer {caller.token}"
     if caller.cookie:
         headers["Cookie"] = f"sessionid={caller.cookie}"
-    return Client(StreamableHttpTransport(stack.mcp_url, headers=headers))
+    # The initialize handshake: an MCP session, which watch_session needs (it pushes on the session's stream).
+    return Client(StreamableHttpTransport(stack.mcp_url, headers=headers), mode="legacy")
 
 
 def raw_mcp(stack, caller, method, params):

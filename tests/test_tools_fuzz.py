@@ -54,6 +54,8 @@ def valid_arguments(tool, token, session_id, message_id):
         "list_memory": {},
         "get_usage_guidance": {},
         "get_performance_metrics": {},
+        "watch_session": {"session_id": session_id, "since_seq": 0},
+        "unwatch_session": {"session_id": session_id},
     }
     assert tool in examples, f"add a valid example call for the new tool {tool!r}"
     arguments = dict(examples[tool])
@@ -82,7 +84,8 @@ def stored_rows(stack):
 
 TOOLS = ["add_message", "authenticate_agent", "create_session", "get_memory", "get_messages",
          "get_performance_metrics", "get_session", "get_usage_guidance", "list_memory", "refresh_token",
-         "search_by_sender", "search_by_timerange", "search_context", "set_memory"]
+         "search_by_sender", "search_by_timerange", "search_context", "set_memory", "unwatch_session",
+         "watch_session"]
 
 
 def test_every_tool_is_fuzzed(fuzz_client):

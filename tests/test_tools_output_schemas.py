@@ -57,7 +57,15 @@ def calls(session_id, refresh_token, keyed_agent):
             ({"guidance_type": "gossip"}, "INVALID_ARGUMENT"),
         ]),
         "get_performance_metrics": ({}, []),
+        "watch_session": ({"session_id": session_id, "since_seq": 0}, [
+            ({"session_id": MISSING_SESSION}, "SESSION_NOT_FOUND"),
+            ({"session_id": session_id, "since_seq": 10**9}, "INVALID_ARGUMENT"),
+        ]),
+        "unwatch_session": ({"session_id": session_id}, [({"session_id": ""}, "INVALID_ARGUMENT")]),
     }
+
+
+PUSHING = ("watch_session", "unwatch_session")  # they need an MCP session: called by a client with the handshake
 
 
 class ParseErrors(logging.Handler):
@@ -94,7 +102,8 @@ async def test_every_tool_answers_within_its_schema(stack):
     keyed_agent = "schema-keyed"
     stack.issue_key(keyed_agent)
     writer, reader = await stack.agent("schema-writer", "admin"), await stack.agent("schema-reader", "observer")
-    async with writer, reader:
+    pusher = await stack.agent("schema-writer", "admin", mode="legacy")
+    async with writer, reader, pusher:
         listed = {tool.name: tool for tool in await writer.client.list_tools()}
         session_id = (await writer.call("create_session", purpose="schema checks"))["session_id"]
         spare = (await writer.raw("authenticate_agent", agent_id="schema-writer", agent_type="admin"))["token"]
@@ -104,11 +113,12 @@ async def test_every_tool_answers_within_its_schema(stack):
         with parse_errors() as unparsed:
             for tool, (arguments, refusals) in table.items():
                 assert listed[tool].output_schema, f"{tool} publishes no outputSchema"
-                result, data = await call(writer, tool, arguments)
+                caller = pusher if tool in PUSHING else writer
+                result, data = await call(caller, tool, arguments)
                 assert result["success"] is True, (tool, result)
                 assert data is not None, (tool, result)
                 for bad, code in refusals:
-                    result, data = await call(writer, tool, bad)
+                    result, data = await call(caller, tool, bad)
                     assert result["success"] is False and result["code"] == code, (tool, bad, result)
                     assert result["error"] and result["hint"], result
                     seen_codes.add(code)

@@ -10,6 +10,7 @@ from mcp_sidecar.app import agent_tool
 from mcp_sidecar.params import AuthToken, SessionId
 from realtime.tokens import AgentClaims
 from realtime.visibility import Viewer
+from realtime.waiting import session_last_seq
 
 
 class Watching(TypedDict):
@@ -55,5 +56,7 @@ async def unwatch_session(session_id: SessionId, auth_token: AuthToken = None) -
     """Stop the pushes of a session watch_session started on this connection."""
     session = get_context().session
     was_watching = push.unwatch(session, "channel", session_id)
+    if not was_watching:
+        await push.in_thread(session_last_seq)(session_id)  # a wrong or unknown id is an error, as everywhere
     return {"success": True, "session_id": session_id, "was_watching": was_watching,
             "watching": push.watched(session).get("channel", [])}
