@@ -8,6 +8,8 @@ import asyncio
 import subprocess
 
 import pytest
+from fastmcp.client.messages import MessageHandler
+from mcp.shared.exceptions import MCPError
 
 from tests.helpers import eventually, new_session, say, succeeded
 from tests.stack import PYTHON, ROOT, ChannelListener
@@ -229,3 +231,44 @@ async def test_the_watch_flag_is_checked_at_start(stack):
     over_http = await asyncio.to_thread(subprocess.run, [PYTHON, "-m", "mcp_sidecar", "--watch", "session_0"],
                                         cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=60)
     assert over_http.returncode == 2 and "--watch works with --transport stdio" in over_http.stderr
+
+
+class ResourceUpdates(MessageHandler):
+    def __init__(self):
+        self.uris = []
+
+    async def on_resource_updated(self, message):
+        self.uris.append(str(message.params.uri))
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")  # from 2026-07-28; Claude Code uses it
+async def test_a_subscribed_session_resource_says_when_it_changed(stack):
+    alice = await stack.agent("subscribe-alice", "claude", ("read", "write"))
+    bob = await stack.agent("subscribe-bob", "claude", ("read", "write"))
+    async with alice, bob:
+        session_id = await new_session(alice)
+        updates = ResourceUpdates()
+        client = stack.mcp_client(headers={"Authorization": f"Bearer {bob.token}"}, mode="legacy",
+                                  message_handler=updates)
+        async with client:
+            capabilities = client.initialize_result.capabilities
+            assert capabilities.resources.subscribe is True
+            assert capabilities.experimental == {"claude/channel": {}}
+            uri = f"session://{session_id}"
+            await client.session.subscribe_resource(uri)
+            await say(alice, session_id, "a secret", visibility="private")  # bob may not see it: no update
+            await say(alice, session_id, "hello")
+            await eventually(lambda: updates.uris, within=10, what="the update")
+            assert updates.uris == [uri]
+            with pytest.raises(MCPError, match="SESSION_NOT_FOUND"):
+                await client.session.subscribe_resource("session://session_0000000000000000")
+            with pytest.raises(MCPError, match="only session://"):
+                await client.session.subscribe_resource("agent://subscribe-bob/memory")
+
+            other = await new_session(alice)
+            await client.session.subscribe_resource(f"session://{other}")
+            await client.session.unsubscribe_resource(uri)
+            await say(alice, session_id, "after the unsubscribe")
+            await say(alice, other, "marker")
+            await eventually(lambda: len(updates.uris) > 1, within=10, what="the marker's update")
+            assert updates.uris == [uri, f"session://{other}"]
