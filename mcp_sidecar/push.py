@@ -17,6 +17,13 @@ A watch ends on unwatch, when the MCP session ends (the connection's exit stack
 cancels its tasks), and when its agent's rights end: before each push, and at least
 every ``RECHECK`` seconds, the token (or the stdio agent key) is checked again with
 ``realtime.credentials``, and an expired token ends it at its expiry.
+
+How, in mcp 2.3.0 under FastMCP 4.2.3: a tool's ``Context.session`` is a per-request
+``ServerSession`` over the connection's ``Connection`` (read as ``session._connection``,
+as FastMCP's own ``Context.session_id`` does), whose ``notify`` is the library's way to
+send an off-spec notification on the standalone stream (mcp/server/connection.py), and
+whose ``state`` and ``exit_stack`` live as long as the MCP session. The capability is
+``FastMCP(experimental_capabilities=...)`` (mcp_sidecar.app).
 """
 
 import asyncio
