@@ -11,7 +11,7 @@ import pytest
 from fastmcp.client.messages import MessageHandler
 from mcp.shared.exceptions import MCPError
 
-from tests.helpers import eventually, new_session, say, succeeded
+from tests.helpers import eventually, new_session, say, signed_token, succeeded
 from tests.stack import PYTHON, ROOT, ChannelListener
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -140,6 +140,22 @@ async def test_a_refreshed_token_ends_the_watch_made_with_it(stack):
         succeeded(await bob.raw("refresh_token", current_token=bob.token))
         await say(alice, session_id, "after the refresh")
         await eventually(lambda: watches(stack) == before - 1, within=20, what="the watch ending")
+        assert bob.listener.received == []
+
+
+async def test_an_expiring_token_ends_the_watch_at_its_expiry(stack):
+    alice = await stack.agent("expiry-alice", "claude", ("read", "write"))
+    bob = await stack.listening_agent("expiry-bob", "claude")
+    async with alice, bob:
+        session_id = await new_session(alice)
+        short = signed_token(stack.jwt_secret, expires_in=3, sub="expiry-bob", agent_type="claude",
+                             permissions=["read"])
+        before = watches(stack)
+        succeeded(await bob.raw("watch_session", session_id=session_id, auth_token=short))
+        assert watches(stack) == before + 1
+        # Nothing is posted: the watch ends by itself once the token has expired.
+        await eventually(lambda: watches(stack) == before, within=20, what="the watch ending at the expiry")
+        await say(alice, session_id, "too late")
         assert bob.listener.received == []
 
 
