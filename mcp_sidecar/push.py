@@ -127,7 +127,7 @@ class Watch:
         return max(0.0, min(RECHECK, self.expires_at - time.time()))
 
     async def run(self):
-        push, include_own = KINDS[self.kind]
+        send, include_own = KINDS[self.kind]
         try:
             with hub.session(self.session_id) as waiter:
                 follower = Follower(self.viewer, self.session_id, self.cursor, waiter, include_own=include_own)
@@ -138,7 +138,7 @@ class Watch:
                                     self.session_id, self.viewer.id)
                         return
                     if batch.records:
-                        await push(self.connection, self.session_id, batch.records)
+                        await send(self.connection, self.session_id, batch.records)
                     self.cursor = batch.last_seq
         except OperationError as exc:  # the session is gone
             logger.info("watch of %s by %s ended: %s", self.session_id, self.viewer.id, exc.message)
@@ -157,7 +157,7 @@ def refuse_without_stream(connection):
         over_http = True
     except RuntimeError:
         over_http = False
-    if over_http and connection.session_id is None:
+    if over_http and conf.get("SCS_MCP_STATELESS"):
         raise OperationError(
             ErrorCode.PUSH_UNAVAILABLE,
             "this sidecar serves stateless HTTP (SCS_MCP_STATELESS=1): it keeps no MCP session, so it has no "
@@ -165,7 +165,8 @@ def refuse_without_stream(connection):
             "Connect to a sidecar with stateful HTTP (the default) or over stdio; or read with get_messages "
             "(since_seq).",
         )
-    if not connection.has_standalone_channel or connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
+    modern = connection.protocol_version in MODERN_PROTOCOL_VERSIONS
+    if modern or not connection.has_standalone_channel or (over_http and connection.session_id is None):
         raise OperationError(
             ErrorCode.PUSH_UNAVAILABLE,
             f"this client connected without an MCP session (protocol {connection.protocol_version}): there is "

@@ -163,7 +163,8 @@ async def test_a_client_without_an_mcp_session_is_told_there_is_no_stream(stack)
     async with await stack.agent("modern-bob", "claude") as bob:  # the 2026-07-28 protocol: no session
         session_id = await new_session(bob)
         refused = await bob.call("watch_session", session_id=session_id)
-        assert refused["code"] == "PUSH_UNAVAILABLE" and refused["hint"], refused
+        assert refused["code"] == "PUSH_UNAVAILABLE" and "without an MCP session" in refused["error"], refused
+        assert "mode='legacy'" in refused["hint"], refused
 
 
 async def test_the_watches_of_one_connection_are_limited(fresh_stack):
