@@ -38,10 +38,10 @@ from fastmcp.server.middleware import Middleware
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_sidecar.auth import STDIO_KEY_VARIABLE
-from realtime import conf, credentials, operations
+from realtime import conf, credentials
 from realtime.errors import ErrorCode, OperationError
 from realtime.visibility import Viewer
-from realtime.waiting import Follower, check_cursor
+from realtime.waiting import Follower, check_cursor, session_last_seq
 from realtime.wake import hub
 
 logger = logging.getLogger(__name__)
@@ -241,10 +241,10 @@ def stats():
 
 class WatchAtStart(Middleware):
     """``--watch``: once the client's ``notifications/initialized`` arrives, watch these sessions as the agent
-    whose key admitted this stdio process."""
+    whose key admitted this stdio process, from their last seq when the process started (``cursors``)."""
 
-    def __init__(self, session_ids, key):
-        self.session_ids = session_ids
+    def __init__(self, cursors, key):
+        self.cursors = cursors
         self.key = key
 
     async def on_notification(self, context, call_next):
@@ -255,9 +255,9 @@ class WatchAtStart(Middleware):
                 logger.warning("--watch: %s no longer admits its agent; nothing is watched", STDIO_KEY_VARIABLE)
                 return result
             viewer = Viewer.for_agent(admission.agent_id, admission.agent_type, admission.permissions)
-            for session_id in self.session_ids:
+            for session_id, cursor in self.cursors.items():
                 try:
-                    await watch(context.fastmcp_context.session, "channel", viewer, session_id, None,
+                    await watch(context.fastmcp_context.session, "channel", viewer, session_id, cursor,
                                 key_rights(self.key))
                 except OperationError as exc:
                     logger.warning("--watch %s: %s (%s)", session_id, exc.message, exc.code)
@@ -278,9 +278,10 @@ def watch_at_start(session_ids):
     session_ids = list(dict.fromkeys(session_ids))
     if len(session_ids) > conf.get("SCS_MAX_WATCHES"):
         raise ValueError(f"--watch: at most {conf.get('SCS_MAX_WATCHES')} sessions (SCS_MAX_WATCHES)")
+    cursors = {}
     for session_id in session_ids:
         try:
-            operations.get_session(session_id)
+            cursors[session_id] = session_last_seq(session_id)
         except OperationError as exc:
             raise ValueError(f"--watch {session_id}: {exc.message}") from None
-    return WatchAtStart(session_ids, key)
+    return WatchAtStart(cursors, key)
