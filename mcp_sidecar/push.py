@@ -121,6 +121,10 @@ class Watch:
         _running.add(self.task)
         self.task.add_done_callback(_running.discard)
 
+    async def end(self):
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
     def within(self):
         if self.expires_at is None:
             return RECHECK
@@ -177,11 +181,9 @@ def refuse_without_stream(connection):
 
 
 async def _stop(watches):
-    tasks = [watch.task for watch in watches.values() if watch.task is not None]
+    ending = list(watches.values())
     watches.clear()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(watch.end() for watch in ending))
 
 
 def watches_of(connection):
@@ -212,18 +214,19 @@ async def watch(session, kind, viewer, session_id, since_seq, rights):
         )
     old = watches.pop(key, None)
     if old is not None:
-        old.task.cancel()
+        await old.end()
     new = watches[key] = Watch(connection, kind, viewer, session_id, cursor, rights)
     new.start()
     return cursor
 
 
-def unwatch(session, kind, session_id):
-    """Stop following ``session_id`` for this MCP session; False if it was not followed."""
+async def unwatch(session, kind, session_id):
+    """Stop following ``session_id`` for this MCP session (nothing more is pushed for it once this returns);
+    False if it was not followed."""
     old = connection_of(session).state.get(_STATE_KEY, {}).pop((kind, session_id), None)
     if old is None:
         return False
-    old.task.cancel()
+    await old.end()
     return True
 
 

@@ -46,7 +46,7 @@ async def subscribe(ctx, params):
 
 
 async def unsubscribe(ctx, params):
-    push.unwatch(ctx.session, "resource", session_of(str(params.uri)))
+    await push.unwatch(ctx.session, "resource", session_of(str(params.uri)))
     return mcp_types.EmptyResult()
 
 

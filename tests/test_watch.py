@@ -23,6 +23,10 @@ def watches(stack):
     return stack.sidecar_health()["watches"]
 
 
+async def no_watches(stack, what="the earlier tests' watches ending with their clients"):
+    await eventually(lambda: watches(stack) == 0, within=20, what=what)
+
+
 async def sync_point(listener, alice, watcher, marker_session):
     """Push one marker through a second watch; once it came, what the first would have pushed came too."""
     succeeded(await watcher.call("watch_session", session_id=marker_session))
@@ -105,13 +109,13 @@ async def test_a_watch_ends_with_its_mcp_session(stack):
     alice = await stack.agent("leak-alice", "claude", ("read", "write"))
     async with alice:
         session_id = await new_session(alice)
-        before = watches(stack)
+        await no_watches(stack)
         bob = await stack.listening_agent("leak-bob", "claude")
         async with bob:
             succeeded(await bob.call("watch_session", session_id=session_id))
             succeeded(await bob.call("watch_session", session_id=session_id, since_seq=0))  # replaces the first
-            assert watches(stack) == before + 1
-        await eventually(lambda: watches(stack) == before, within=10, what="the watch task ending with its client")
+            assert watches(stack) == 1
+        await no_watches(stack, "the watch task ending with its client")
 
 
 async def test_a_revoked_key_stops_the_pushes(stack):
@@ -120,13 +124,13 @@ async def test_a_revoked_key_stops_the_pushes(stack):
     bob = await stack.listening_agent("revoked-bob", "claude", key=key)
     async with alice, bob:
         session_id = await new_session(alice)
+        await no_watches(stack)
         succeeded(await bob.call("watch_session", session_id=session_id))
         first = await say(alice, session_id, "while the key is good")
         await bob.listener.wait_for_seq(first["seq"])
-        before = watches(stack)
         stack.manage("agent_key", "revoke", "revoked-bob")
         await say(alice, session_id, "after the revocation")
-        await eventually(lambda: watches(stack) == before - 1, within=20, what="the watch ending")
+        await no_watches(stack, "the watch ending")
         assert [m["content"] for m in bob.listener.received] == ["while the key is good"]
 
 
@@ -135,11 +139,12 @@ async def test_a_refreshed_token_ends_the_watch_made_with_it(stack):
     bob = await stack.listening_agent("refresh-bob", "claude")
     async with alice, bob:
         session_id = await new_session(alice)
+        await no_watches(stack)
         succeeded(await bob.call("watch_session", session_id=session_id))
-        before = watches(stack)
+        assert watches(stack) == 1
         succeeded(await bob.raw("refresh_token", current_token=bob.token))
         await say(alice, session_id, "after the refresh")
-        await eventually(lambda: watches(stack) == before - 1, within=20, what="the watch ending")
+        await no_watches(stack, "the watch ending")
         assert bob.listener.received == []
 
 
@@ -150,11 +155,11 @@ async def test_an_expiring_token_ends_the_watch_at_its_expiry(stack):
         session_id = await new_session(alice)
         short = signed_token(stack.jwt_secret, expires_in=3, sub="expiry-bob", agent_type="claude",
                              permissions=["read"])
-        before = watches(stack)
+        await no_watches(stack)
         succeeded(await bob.raw("watch_session", session_id=session_id, auth_token=short))
-        assert watches(stack) == before + 1
+        assert watches(stack) == 1
         # Nothing is posted: the watch ends by itself once the token has expired.
-        await eventually(lambda: watches(stack) == before, within=20, what="the watch ending at the expiry")
+        await no_watches(stack, "the watch ending at the expiry")
         await say(alice, session_id, "too late")
         assert bob.listener.received == []
 

@@ -55,7 +55,7 @@ async def watch_session(
 async def unwatch_session(session_id: SessionId, auth_token: AuthToken = None) -> Unwatched:
     """Stop the pushes of a session watch_session started on this connection."""
     session = get_context().session
-    was_watching = push.unwatch(session, "channel", session_id)
+    was_watching = await push.unwatch(session, "channel", session_id)
     if not was_watching:
         await push.in_thread(session_last_seq)(session_id)  # a wrong or unknown id is an error, as everywhere
     return {"success": True, "session_id": session_id, "was_watching": was_watching,
