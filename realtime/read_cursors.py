@@ -48,7 +48,8 @@ def mark(agent_id, session_id, seq):
         return read_seq(agent_id, session_id)
     with operations.sqlite_writer_turn(), transaction.atomic():
         if not mine.filter(seq__lt=seq).update(seq=seq, updated_at=timezone.now()):
-            cursor, created = mine.get_or_create(defaults={"seq": seq})
+            cursor, created = ReadCursor.objects.get_or_create(agent_id=agent_id, session_id=session_id,
+                                                              defaults={"seq": seq})
             if not created and cursor.seq < seq:  # created by a concurrent mark in between, behind this one
                 mine.filter(seq__lt=seq).update(seq=seq, updated_at=timezone.now())
     return read_seq(agent_id, session_id)
