@@ -325,3 +325,19 @@ def test_the_inbox_reads_in_a_fixed_number_of_queries(django_assert_max_num_quer
     with django_assert_max_num_queries(3):
         page = inbox.read(BOB, None, 50)
     assert len(page.records) == 10 and page.cursor == 10
+
+
+# Guidance
+
+
+async def test_the_guidance_and_the_prompt_teach_the_loop(bob):
+    from mcp_sidecar.prompts import setup_collaboration
+
+    loop = ("list_sessions", "wait_for_messages", "last_seq", "add_message", "mark_read", "get_inbox", "watch_session")
+    guidance = await bob("get_usage_guidance")
+    workflow = " ".join(guidance["guidance"]["workflow"])
+    prompt = setup_collaboration("ship it")
+    for word in loop:
+        assert word in workflow and word in prompt, word
+    assert {"get_inbox", "mark_read", "list_sessions"} <= set(guidance["available_tools"])
+    assert guidance["guidance"]["limits"]["wait_max_seconds"] == 300
