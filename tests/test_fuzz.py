@@ -45,7 +45,7 @@ from tests import tool_calls
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCALE = float(os.environ.get("SCS_FUZZ_SCALE", "1"))
-MCP_EXAMPLES_PER_TOOL = int(75 * SCALE)  # × 14 tools = 1,050 calls, seven in ten valid
+MCP_EXAMPLES_PER_TOOL = int(75 * SCALE)  # × 17 tools = 1,275 calls, seven in ten valid
 DOOR_EXAMPLES = int(2000 * SCALE)  # the Channels door, in two halves
 VIEW_EXAMPLES = int(1000 * SCALE)  # the Django fallback view
 FRAME_EXAMPLES = int(3000 * SCALE)

@@ -179,7 +179,7 @@ def wrong_values(world, tool, arguments):
         ],
         "get_messages": [("offset", st.integers(conf.get("SCS_MAX_OFFSET") + 1, 10**9), {"OFFSET_TOO_LARGE"})],
         "list_sessions": [("offset", st.integers(conf.get("SCS_MAX_OFFSET") + 1, 10**9), {"OFFSET_TOO_LARGE"})],
-        "get_inbox": [("since", st.integers(1, 2**63 - 1), {"INVALID_ARGUMENT"})],  # past the newest mention
+        "get_inbox": [("since", st.integers(10**6, 2**63 - 1), {"INVALID_ARGUMENT"})],  # past the newest mention
         "mark_read": [("seq", st.integers(10**6, 2**63 - 1), {"INVALID_ARGUMENT"})],  # past the newest message
         "set_memory": [
             ("value", st.sampled_from([math.nan, math.inf, [1, math.nan]]), {"INVALID_VALUE"}),
