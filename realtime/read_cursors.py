@@ -40,19 +40,22 @@ def mark(agent_id, session_id, seq):
     last = operations.get_session(session_id).last_seq
     if not 0 <= seq <= last:
         raise OperationError(
-            ErrorCode.INVALID_ARGUMENT, f"seq {seq} is past the newest message of {session_id} (seq {last})",
+            ErrorCode.INVALID_ARGUMENT, f"seq must be between 0 and {last}, the newest message of {session_id}",
             f"Mark a seq you read (at most {last}): last_seq of wait_for_messages, or a message's seq.",
         )
-    mine = ReadCursor.objects.filter(agent_id=agent_id, session_id=session_id)
     if seq == 0:
         return read_seq(agent_id, session_id)
+    mine = ReadCursor.objects.filter(agent_id=agent_id, session_id=session_id)
     with operations.sqlite_writer_turn(), transaction.atomic():
-        if not mine.filter(seq__lt=seq).update(seq=seq, updated_at=timezone.now()):
-            cursor, created = ReadCursor.objects.get_or_create(agent_id=agent_id, session_id=session_id,
-                                                              defaults={"seq": seq})
-            if not created and cursor.seq < seq:  # created by a concurrent mark in between, behind this one
-                mine.filter(seq__lt=seq).update(seq=seq, updated_at=timezone.now())
-    return read_seq(agent_id, session_id)
+        if mine.filter(seq__lt=seq).update(seq=seq, updated_at=timezone.now()):
+            return seq  # the row stays locked to the commit: nobody moved it further meanwhile
+        cursor, created = ReadCursor.objects.get_or_create(agent_id=agent_id, session_id=session_id,
+                                                          defaults={"seq": seq})
+        if created or cursor.seq >= seq:
+            return cursor.seq
+        # Created by a concurrent mark between the two statements, behind this one.
+        mine.filter(seq__lt=seq).update(seq=seq, updated_at=timezone.now())
+        return seq
 
 
 mark_async = DatabaseSyncToAsync(mark, thread_sensitive=False)

@@ -254,6 +254,27 @@ async def test_unread_only_on_an_unknown_session_is_refused(bob):
     assert answer["code"] == "INVALID_SESSION_ID", answer
 
 
+def test_concurrent_marks_leave_the_furthest():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    session_id = new_session()
+    for n in range(8):
+        store(session_id, f"m{n}")
+
+    def mark(seq):
+        try:
+            return read_cursors.mark("bob", session_id, seq)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(mark, [3, 8, 1, 5, 2, 7, 4, 6] * 3))
+    assert all(answer >= seq for answer, seq in zip(answers, [3, 8, 1, 5, 2, 7, 4, 6] * 3, strict=True))
+    assert read_cursors.read_seq("bob", session_id) == 8
+
+
 def test_mark_is_what_a_waiting_tool_calls():
     session_id = new_session()
     store(session_id, "one")
