@@ -5,6 +5,7 @@ tool's outputSchema), and the domain functions underneath.
 """
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -182,6 +183,21 @@ async def test_a_waiting_inbox_wakes_for_a_mention_it_may_see_only(bob):
     await astore(session_id, "@bob here it is")
     answer = await waiting
     assert contents(answer) == ["@bob here it is"] and answer["timed_out"] is False and answer["cursor"] == 2
+
+
+async def test_a_token_revoked_during_the_wait_gets_no_message(bob):
+    from realtime import tokens
+    from realtime.models import RevokedToken
+
+    session_id = await sync_to_async(new_session)()
+    waiting = asyncio.ensure_future(bob("get_inbox", wait=30))
+    await asyncio.sleep(0.2)
+    claims = tokens.verify(bob.token)
+    await sync_to_async(RevokedToken.objects.create)(jti=claims.token_id, agent_id="bob", reason="revoked",
+                                                     expires_at=datetime.fromtimestamp(claims.expires_at, UTC))
+    await astore(session_id, "@bob a secret plan")
+    answer = await waiting
+    assert answer["success"] is False and answer["code"] == "TOKEN_REVOKED", answer
 
 
 async def test_a_wait_with_no_mention_times_out(bob):

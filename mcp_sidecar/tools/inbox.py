@@ -2,12 +2,15 @@
 
 from typing import Annotated, Literal, TypedDict
 
+from channels.db import DatabaseSyncToAsync
 from pydantic import Field
 
 from mcp_sidecar.app import agent_tool
+from mcp_sidecar.auth import refusal_error
 from mcp_sidecar.params import AuthToken, SessionId
 from mcp_sidecar.results import MessageRecord
-from realtime import conf, inbox, read_cursors
+from realtime import conf, credentials, inbox, read_cursors
+from realtime.tokens import AgentClaims
 from realtime.visibility import Viewer
 
 
@@ -33,6 +36,7 @@ class MarkedRead(TypedDict):
 @agent_tool(permission="read")
 async def get_inbox(
     agent: Viewer,
+    claims: AgentClaims,
     since: Annotated[int | None, Field(ge=0, le=2**63 - 1, description=(
         "The cursor the previous get_inbox returned: only mentions after it. Leave it out for the mentions "
         "in messages you have not marked read."))] = None,
@@ -48,6 +52,11 @@ async def get_inbox(
     with wait > 0 the call blocks until a mention arrives (timed_out: true if none did).
     """
     page = await inbox.wait(agent, since, wait, limit)
+    if wait and page.records:
+        # Rights checked again after a wait: a token revoked meanwhile gets no message.
+        refusal = await DatabaseSyncToAsync(credentials.token_refusal, thread_sensitive=False)(claims)
+        if refusal:
+            raise refusal_error(refusal)
     return {"success": True, "messages": page.records, "count": len(page.records), "has_more": page.has_more,
             "cursor": page.cursor, "timed_out": page.timed_out}
 
