@@ -1,4 +1,4 @@
-"""Sessions, their numbered messages, agents' private memory, and the audit log."""
+"""Sessions, their numbered messages, read cursors and mentions, agents' private memory, and the audit log."""
 
 import re
 import secrets
