@@ -113,6 +113,8 @@ DEFAULTS = {
     "SCS_MAX_READ_BYTES": 512 * 1024,
     # The highest offset get_messages accepts; page further with since_seq.
     "SCS_MAX_OFFSET": 10_000,
+    # The longest an agent's call may wait for messages (wait_for_messages' timeout, get_inbox's wait), in seconds.
+    "SCS_WAIT_MAX_TIMEOUT": 300,
     # Memory entries one agent may hold (unexpired, global and per session together).
     "SCS_MAX_MEMORY_ENTRIES": 1_000,
     # Sessions one agent id may create per rolling hour.

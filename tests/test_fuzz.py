@@ -45,7 +45,7 @@ from tests import tool_calls
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCALE = float(os.environ.get("SCS_FUZZ_SCALE", "1"))
-MCP_EXAMPLES_PER_TOOL = int(75 * SCALE)  # × 14 tools = 1,050 calls, seven in ten valid
+MCP_EXAMPLES_PER_TOOL = int(75 * SCALE)  # × 17 tools = 1,275 calls, seven in ten valid
 DOOR_EXAMPLES = int(2000 * SCALE)  # the Channels door, in two halves
 VIEW_EXAMPLES = int(1000 * SCALE)  # the Django fallback view
 FRAME_EXAMPLES = int(3000 * SCALE)
@@ -122,7 +122,7 @@ async def rows_unchanged(world):
 TOOL_NAMES = [
     "authenticate_agent", "refresh_token", "create_session", "get_session", "add_message", "get_messages",
     "search_context", "search_by_sender", "search_by_timerange", "set_memory", "get_memory", "list_memory",
-    "get_usage_guidance", "get_performance_metrics",
+    "get_usage_guidance", "get_performance_metrics", "get_inbox", "mark_read", "list_sessions",
 ]
 # What a successful call adds: (sessions, messages, memory entries).
 ADDS = {"create_session": {(1, 0, 0)}, "add_message": {(0, 1, 0)}, "set_memory": {(0, 0, 0), (0, 0, 1)}}

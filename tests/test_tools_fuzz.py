@@ -54,6 +54,9 @@ def valid_arguments(tool, token, session_id, message_id):
         "list_memory": {},
         "get_usage_guidance": {},
         "get_performance_metrics": {},
+        "get_inbox": {},
+        "mark_read": {"session_id": session_id, "seq": 1},
+        "list_sessions": {},
     }
     assert tool in examples, f"add a valid example call for the new tool {tool!r}"
     arguments = dict(examples[tool])
@@ -80,9 +83,9 @@ def stored_rows(stack):
         return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in STORED_TABLES}
 
 
-TOOLS = ["add_message", "authenticate_agent", "create_session", "get_memory", "get_messages",
-         "get_performance_metrics", "get_session", "get_usage_guidance", "list_memory", "refresh_token",
-         "search_by_sender", "search_by_timerange", "search_context", "set_memory"]
+TOOLS = ["add_message", "authenticate_agent", "create_session", "get_inbox", "get_memory", "get_messages",
+         "get_performance_metrics", "get_session", "get_usage_guidance", "list_memory", "list_sessions", "mark_read",
+         "refresh_token", "search_by_sender", "search_by_timerange", "search_context", "set_memory"]
 
 
 def test_every_tool_is_fuzzed(fuzz_client):
