@@ -109,12 +109,17 @@ def read(viewer: Viewer, since, limit):
 read_async = DatabaseSyncToAsync(read, thread_sensitive=False)
 
 
-async def wait(viewer: Viewer, since, within, limit):
-    """``read``, and when it finds nothing, wait up to ``within`` seconds for a mention the agent may see."""
+async def wait(viewer: Viewer, since, within, limit, claims=None):
+    """``read``, and when it finds nothing, wait up to ``within`` seconds for a mention the agent may see.
+
+    With ``claims``, the wait ends (the refusal raised) once that token stops being good (``realtime.wait_guard``).
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    with hub.inbox(viewer.id) as waiter:  # registered before the first read: nothing committed after it is missed
+    # Registered before the first read: nothing committed after it is missed.
+    with hub.inbox(viewer.id, claims) as waiter:
         while True:
+            waiter.check()
             waiter.take()  # what was handed over so far is in the database
             page = await read_async(viewer, since, limit)
             if page.records:

@@ -51,7 +51,7 @@ async def get_inbox(
     Only messages you may see; never your own. Pass the returned cursor as since next time;
     with wait > 0 the call blocks until a mention arrives (timed_out: true if none did).
     """
-    page = await inbox.wait(agent, since, wait, limit)
+    page = await inbox.wait(agent, since, wait, limit, claims)
     if wait and page.records:
         # Rights checked again after a wait: a token revoked meanwhile gets no message.
         refusal = await DatabaseSyncToAsync(credentials.token_refusal, thread_sensitive=False)(claims)
