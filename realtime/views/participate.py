@@ -67,6 +67,11 @@ def user_action(view):
     return wrapped
 
 
+def text_field(request, name):
+    """A text field of the form as typed: browsers send a textarea's line breaks as CRLF."""
+    return request.POST.get(name, "").replace("\r\n", "\n")
+
+
 def parent_id(value):
     """The reply's parent id from the form ('' for none); PARENT_NOT_FOUND when it is not a message id."""
     value = (value or "").strip()
@@ -95,7 +100,7 @@ def check_visibility(viewer, visibility):
 def post_message(request, session_id):
     """``POST /sessions/<id>/post``: content, visibility (default public), parent_message_id (optional)."""
     viewer = Viewer.for_user(request.user)
-    content = request.POST.get("content", "")
+    content = text_field(request, "content")
     try:
         message = operations.add_message(
             session_id, sender=viewer.id, sender_type=SENDER_TYPE, content=content,
@@ -119,11 +124,11 @@ def post_message(request, session_id):
 def create_session(request):
     """``POST /sessions/new``: purpose; created by the signed-in user."""
     try:
-        session = operations.create_session(request.POST.get("purpose", ""), request.user.get_username())
+        session = operations.create_session(text_field(request, "purpose"), request.user.get_username())
     except OperationError as error:
         if wants_page(request):
             return pages.render_dashboard(request, create_error=error.message,
-                                          draft=request.POST.get("purpose", ""), status=STATUS.get(error.code, 400))
+                                          draft=text_field(request, "purpose"), status=STATUS.get(error.code, 400))
         return refusal(error)
     url = reverse("realtime:session", args=[session.id])
     if wants_page(request):
@@ -160,4 +165,4 @@ def reopen_session(request, session_id):
 @user_action
 def edit_purpose(request, session_id):
     """``POST /sessions/<id>/purpose`` (staff): purpose."""
-    return staff_change(request, session_id, purpose=request.POST.get("purpose", ""))
+    return staff_change(request, session_id, purpose=text_field(request, "purpose"))
