@@ -303,3 +303,14 @@ def test_export_session_command_writes_everything(mixed, tmp_path):
     assert re.findall(r"^### #(\d+) ", markdown, re.M) == ["1", "2", "3", "4", "5"]
     with pytest.raises(Exception, match="no session"):
         call_command("export_session", "session_0123456789abcdef")
+
+
+def test_a_change_saved_in_the_admin_is_announced(session, nothing_published, django_capture_on_commit_callbacks):
+    admin = client_for("root", staff=True)
+    get_user_model().objects.filter(username="root").update(is_superuser=True)
+    form = {"purpose": "Renamed in the admin", "created_by": session.created_by, "metadata": "{}"}  # is_active off
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin.post(f"/admin/realtime/session/{session.id}/change/", form)
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    assert nothing_published == [{"type": "session_state", "session_id": session.id,
+                                   "data": {"is_active": False, "purpose": "Renamed in the admin"}}]
