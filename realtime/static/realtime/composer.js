@@ -75,6 +75,7 @@
   // moment to come first, so the order stays that of seq. Shown once either way (by seq).
   function showOwn(event) {
     const session = window.SharedContext.session;
+    if (!session) return;  // the live frame shows it
     if (event.seq <= session.lastSeq() + 1) {
       session.show(event);
     } else {

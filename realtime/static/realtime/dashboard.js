@@ -123,7 +123,10 @@
   // A session closed, reopened or renamed by staff: its row follows, or leaves a filter it no longer fits.
   function applyState(frame) {
     const row = findRow(frame.session_id);
-    if (!row) return;
+    if (!row) {
+      if (stateFilter === "closed" && !frame.is_active && page === 1) scheduleRefresh();  // its row comes from the server
+      return;
+    }
     if ((stateFilter === "open" && !frame.is_active) || (stateFilter === "closed" && frame.is_active)) {
       row.remove();
       return;
