@@ -60,7 +60,7 @@ def user_action(view):
         wait = post_limits.take(request.user.get_username())
         if wait:
             seconds = max(1, math.ceil(wait))
-            return refusal(OperationError(ErrorCode.RATE_LIMITED, "too many posts; slow down",
+            return refusal(OperationError(ErrorCode.RATE_LIMITED, "too many writes from this account; slow down",
                                           f"Wait {seconds} s and send again."), retry_after=seconds)
         return view(request, *args, **kwargs)
 
