@@ -11,7 +11,7 @@ import pytest
 
 from realtime.models import Visibility
 from tests.helpers import eventually, new_session, say
-from tests.test_browser import browser, close_contexts, sign_in, site  # noqa: F401 - fixtures
+from tests.test_browser import SIGNED_IN, Tab, browser, close_contexts, new_context, sign_in, site  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -171,3 +171,20 @@ async def test_exports_hold_exactly_what_the_page_shows(site, browser, tmp_path)
     target = tmp_path / "export.md"
     site.manage("export_session", session_id, "--output", str(target))
     assert seqs_in_markdown(target.read_text()) == [1, 2, 3, 4, 5]
+
+
+async def test_without_script_the_composer_is_a_plain_form(site, browser):  # noqa: F811
+    async with await site.agent("plain", "claude") as agent:
+        session_id = await new_session(agent, "No script")
+        await say(agent, session_id, "hello")
+        await sign_in(browser, site, "member")  # the signed-in cookies, kept for the next context
+        context = await new_context(browser, java_script_enabled=False, storage_state=SIGNED_IN[(id(site), "member")])
+        tab = Tab(await context.new_page())
+        await tab.page.goto(f"{site.http_url}/sessions/{session_id}/")
+        await tab.page.fill("#composer textarea[name=content]", "posted by a plain form")
+        await tab.page.click("#composer button:has-text('Send')")
+        await tab.page.wait_for_url(f"{site.http_url}/sessions/{session_id}/#m2")
+        assert await tab.page.text_content("#m2 .content") == "posted by a plain form"
+        assert await tab.page.text_content("#m2 .sender") == "member"
+        listed = await agent.call("get_messages", session_id=session_id)
+        assert [m["sender_type"] for m in listed["messages"]] == ["claude", "human"]
