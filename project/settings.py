@@ -53,6 +53,8 @@ if not SCS_API_KEY_PERMISSIONS or set(SCS_API_KEY_PERMISSIONS) - {"read", "write
 SCS_TOKEN_MAX_AGE = env_int("SCS_TOKEN_MAX_AGE", SCS_DEFAULTS["SCS_TOKEN_MAX_AGE"], minimum=60)
 SCS_TOOL_RATE = env_int("SCS_TOOL_RATE", SCS_DEFAULTS["SCS_TOOL_RATE"], minimum=1)
 SCS_TOOL_BURST = env_int("SCS_TOOL_BURST", SCS_DEFAULTS["SCS_TOOL_BURST"], minimum=1)
+SCS_USER_POST_RATE = env_float("SCS_USER_POST_RATE", SCS_DEFAULTS["SCS_USER_POST_RATE"], minimum=0.001)
+SCS_USER_POST_BURST = env_int("SCS_USER_POST_BURST", SCS_DEFAULTS["SCS_USER_POST_BURST"], minimum=1)
 # Per WebSocket connection: client frames per second (burst saved up), and bytes Daphne may
 # hold unsent for a client that does not read before it drops the connection.
 SCS_WS_FRAME_RATE = env_int("SCS_WS_FRAME_RATE", SCS_DEFAULTS["SCS_WS_FRAME_RATE"], minimum=1)

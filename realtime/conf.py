@@ -62,6 +62,10 @@ DEFAULTS = {
         "test": ["read", "write"],
         "*": ["read"],
     },
+    # Writes from the pages (messages from the composer, new sessions, staff's changes) per second per signed-in
+    # user (token bucket, per Daphne process), and the burst allowed; past it they are answered 429.
+    "SCS_USER_POST_RATE": 1.0,
+    "SCS_USER_POST_BURST": 10,
     # Visibility levels a signed-in, non-staff user may read in the browser.
     "SCS_USER_VISIBILITY": ["public"],
     "SCS_MAX_CONTENT_LENGTH": 100_000,

@@ -69,7 +69,8 @@ def check_session_quota(created_by):
         )
 
 
-def create_session(purpose, created_by, metadata=None):
+def check_purpose(purpose):
+    """``purpose`` stripped; INVALID_PURPOSE when empty or longer than ``SCS_MAX_PURPOSE_LENGTH``."""
     purpose = (purpose or "").strip()
     limit = conf.get("SCS_MAX_PURPOSE_LENGTH")
     if not purpose:
@@ -79,6 +80,11 @@ def create_session(purpose, created_by, metadata=None):
     if len(purpose) > limit:
         raise OperationError(ErrorCode.INVALID_PURPOSE, f"purpose is longer than {limit} characters",
                              "Shorten the purpose.")
+    return purpose
+
+
+def create_session(purpose, created_by, metadata=None):
+    purpose = check_purpose(purpose)
     metadata = check_metadata(metadata)
     check_session_quota(created_by)
     with transaction.atomic():
@@ -196,7 +202,10 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
         seq = next_seq(session_id, now)
         if seq is None:
             get_session(session_id)  # raises SESSION_NOT_FOUND when absent
-            raise OperationError(ErrorCode.SESSION_INACTIVE, f"session {session_id} is closed", "Create a new session.")
+            raise OperationError(
+                ErrorCode.SESSION_CLOSED, f"session {session_id} is closed",
+                "It takes no new messages until staff reopen it; create_session for new work.",
+            )
         message = Message.objects.create(
             session_id=session_id, seq=seq, sender=sender, sender_type=sender_type, content=content,
             visibility=visibility, metadata=metadata, parent_id=parent_message_id, timestamp=now,
