@@ -26,13 +26,19 @@ def setup_collaboration(purpose: str, agent_types: str | None = None, project_na
         "1. Each participant calls authenticate_agent with its own agent_id and its agent_type "
         f"({', '.join(types)}), and keeps the token it returns.",
         f"2. One participant calls create_session(purpose={purpose!r}, metadata={metadata!r}) and shares "
-        "the session_id with the others.",
-        "3. Post findings with add_message(session_id, content, visibility): public for everyone, "
-        "agent_only for agents of your own type, private for yourself.",
-        "4. Reply to a message with parent_message_id; read a thread with get_messages(thread_id=...).",
-        "5. Catch up with get_messages(since_seq=<last seq you saw>); find earlier decisions with search_context.",
-        "6. Keep your own progress with set_memory(key, value, session_id=...); it is private to you.",
-        "7. When a tool answers TOKEN_EXPIRED, call refresh_token(current_token) and carry on.",
+        "the session_id with the others; they find it with list_sessions too.",
+        "3. Work in a loop: wait_for_messages(session_id, since_seq=cursor) blocks until something new arrives "
+        "(start with cursor 0; pass the last_seq it returns as the next cursor). Reply with "
+        "add_message(session_id, content, visibility): public for everyone, agent_only for agents of your own "
+        "type, private for yourself. Then mark_read(session_id, seq), or pass mark_read=true to wait_for_messages.",
+        "4. Mention a participant as @agent_id to reach it; get_inbox(since=cursor, wait=...) returns the messages "
+        "that mention you in any session (pass its cursor as since next time).",
+        "5. Clients that take pushed notifications (Claude Code channels) call watch_session(session_id) instead "
+        "of waiting, and unwatch_session(session_id) when done.",
+        "6. Reply to a message with parent_message_id; read a thread with get_messages(thread_id=...). Catch up "
+        "with get_messages(unread_only=true); find earlier decisions with search_context.",
+        "7. Keep your own progress with set_memory(key, value, session_id=...); it is private to you.",
+        "8. When a tool answers TOKEN_EXPIRED, call refresh_token(current_token) and carry on.",
     ]
     if len(types) > 1:
         lines.append("")

@@ -14,9 +14,10 @@ stdio pipe, or the client's GET stream over stateful HTTP). Two kinds:
   ``notifications/resources/updated`` per batch of messages the subscriber may see.
 
 A watch ends on unwatch, when the MCP session ends (the connection's exit stack
-cancels its tasks), and when its agent's rights end: before each push, and at least
-every ``RECHECK`` seconds, the token (or the stdio agent key) is checked again with
-``realtime.credentials``, and an expired token ends it at its expiry.
+cancels its tasks), and when its agent's rights end: before each push the token (or
+the stdio agent key) is checked again with ``realtime.credentials``; a token's watch
+is also guarded like every wait (``realtime.wait_guard``: refused within a second,
+expiry included), and a key's is checked at least every ``RECHECK`` seconds.
 
 How, in mcp 2.3.0 under FastMCP 4.2.3: a tool's ``Context.session`` is a per-request
 ``ServerSession`` over the connection's ``Connection`` (read as ``session._connection``,
@@ -31,6 +32,7 @@ import contextvars
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 from channels.db import DatabaseSyncToAsync
 from fastmcp.server.dependencies import get_http_request
@@ -90,17 +92,27 @@ async def push_resource(connection, session_id, records):
 KINDS = {"channel": (push_channel, False), "resource": (push_resource, True)}  # kind -> (push, include own)
 
 
+@dataclass(frozen=True)
+class Rights:
+    """What a watch checks before each push (``allowed()``, in a thread), until when, and the token it is made with
+    (its hub waiter is then guarded: ``realtime.wait_guard`` ends it within a second once the token is refused)."""
+
+    allowed: object
+    expires_at: float = None
+    claims: object = None
+
+
 def token_rights(claims):
-    """``allowed()`` for a watch made with a token: unexpired, not retired, its key still valid."""
+    """A watch made with a token: unexpired, not retired, its key still valid."""
     def allowed():
         return claims.expires_at > time.time() and credentials.token_refusal(claims) is None
 
-    return allowed, claims.expires_at
+    return Rights(allowed, claims.expires_at, claims)
 
 
 def key_rights(key):
-    """``allowed()`` for a watch made with the stdio process's agent key: the key still admits its agent."""
-    return (lambda: credentials.admit(key) is not None), None
+    """A watch made with the stdio process's agent key: the key still admits its agent."""
+    return Rights(lambda: credentials.admit(key) is not None)
 
 
 class Watch:
@@ -112,7 +124,7 @@ class Watch:
         self.viewer = viewer
         self.session_id = session_id
         self.cursor = cursor
-        self.allowed, self.expires_at = rights
+        self.rights = rights
         self.task = None
 
     def start(self):
@@ -126,25 +138,25 @@ class Watch:
         await asyncio.gather(self.task, return_exceptions=True)
 
     def within(self):
-        if self.expires_at is None:
+        if self.rights.expires_at is None:
             return RECHECK
-        return max(0.0, min(RECHECK, self.expires_at - time.time()))
+        return max(0.0, min(RECHECK, self.rights.expires_at - time.time()))
 
     async def run(self):
         send, include_own = KINDS[self.kind]
         try:
-            with hub.session(self.session_id) as waiter:
+            with hub.session(self.session_id, self.rights.claims) as waiter:
                 follower = Follower(self.viewer, self.session_id, self.cursor, waiter, include_own=include_own)
                 while True:
                     batch = await follower.next(self.within())
-                    if not await in_thread(self.allowed)():
+                    if not await in_thread(self.rights.allowed)():
                         logger.info("watch of %s by %s ended: its token or key is no longer valid",
                                     self.session_id, self.viewer.id)
                         return
                     if batch.records:
                         await send(self.connection, self.session_id, batch.records)
                     self.cursor = batch.last_seq
-        except OperationError as exc:  # the session is gone
+        except OperationError as exc:  # the session is gone, or the wait guard refused the token
             logger.info("watch of %s by %s ended: %s", self.session_id, self.viewer.id, exc.message)
         except Exception:
             logger.exception("watch of %s by %s failed", self.session_id, self.viewer.id)

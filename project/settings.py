@@ -53,6 +53,8 @@ if not SCS_API_KEY_PERMISSIONS or set(SCS_API_KEY_PERMISSIONS) - {"read", "write
 SCS_TOKEN_MAX_AGE = env_int("SCS_TOKEN_MAX_AGE", SCS_DEFAULTS["SCS_TOKEN_MAX_AGE"], minimum=60)
 SCS_TOOL_RATE = env_int("SCS_TOOL_RATE", SCS_DEFAULTS["SCS_TOOL_RATE"], minimum=1)
 SCS_TOOL_BURST = env_int("SCS_TOOL_BURST", SCS_DEFAULTS["SCS_TOOL_BURST"], minimum=1)
+SCS_USER_POST_RATE = env_float("SCS_USER_POST_RATE", SCS_DEFAULTS["SCS_USER_POST_RATE"], minimum=0.001)
+SCS_USER_POST_BURST = env_int("SCS_USER_POST_BURST", SCS_DEFAULTS["SCS_USER_POST_BURST"], minimum=1)
 # Per WebSocket connection: client frames per second (burst saved up), and bytes Daphne may
 # hold unsent for a client that does not read before it drops the connection.
 SCS_WS_FRAME_RATE = env_int("SCS_WS_FRAME_RATE", SCS_DEFAULTS["SCS_WS_FRAME_RATE"], minimum=1)
@@ -69,6 +71,7 @@ SCS_HTTP_MAX_BODY = env_int("SCS_HTTP_MAX_BODY", SCS_DEFAULTS["SCS_HTTP_MAX_BODY
 # Bounds on one MCP call and on what one agent keeps (defaults and their reasons in realtime/conf.py).
 SCS_MAX_READ_BYTES = env_int("SCS_MAX_READ_BYTES", SCS_DEFAULTS["SCS_MAX_READ_BYTES"], minimum=64 * 1024)
 SCS_SEARCH_MAX_WORK = env_int("SCS_SEARCH_MAX_WORK", SCS_DEFAULTS["SCS_SEARCH_MAX_WORK"], minimum=1_000_000)
+SCS_WAIT_MAX_TIMEOUT = env_int("SCS_WAIT_MAX_TIMEOUT", SCS_DEFAULTS["SCS_WAIT_MAX_TIMEOUT"], minimum=1)
 SCS_MAX_MEMORY_ENTRIES = env_int("SCS_MAX_MEMORY_ENTRIES", SCS_DEFAULTS["SCS_MAX_MEMORY_ENTRIES"], minimum=1)
 SCS_MAX_SESSIONS_PER_HOUR = env_int("SCS_MAX_SESSIONS_PER_HOUR", SCS_DEFAULTS["SCS_MAX_SESSIONS_PER_HOUR"], minimum=1)
 SCS_MAX_WATCHES = env_int("SCS_MAX_WATCHES", SCS_DEFAULTS["SCS_MAX_WATCHES"], minimum=1)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from realtime import credentials
+from realtime import credentials, session_state
 from realtime.models import AgentCredential, AuditEvent, MemoryEntry, Message, RevokedToken, Session
 
 admin.site.site_header = "Shared Context administration"
@@ -34,6 +34,11 @@ class SessionAdmin(admin.ModelAdmin):
               "live", "message_list")
     date_hierarchy = "updated_at"
     show_full_result_count = False
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and {"is_active", "purpose"} & set(form.changed_data):
+            session_state.announce_on_commit(obj)  # open pages show it closed, reopened or renamed
 
     @admin.display(description="purpose", ordering="purpose")
     def short_purpose(self, obj):

@@ -62,6 +62,10 @@ DEFAULTS = {
         "test": ["read", "write"],
         "*": ["read"],
     },
+    # Writes from the pages (messages from the composer, new sessions, staff's changes) per second per signed-in
+    # user (token bucket, per Daphne process), and the burst allowed; past it they are answered 429.
+    "SCS_USER_POST_RATE": 1.0,
+    "SCS_USER_POST_BURST": 10,
     # Visibility levels a signed-in, non-staff user may read in the browser.
     "SCS_USER_VISIBILITY": ["public"],
     "SCS_MAX_CONTENT_LENGTH": 100_000,
@@ -113,6 +117,8 @@ DEFAULTS = {
     "SCS_MAX_READ_BYTES": 512 * 1024,
     # The highest offset get_messages accepts; page further with since_seq.
     "SCS_MAX_OFFSET": 10_000,
+    # The longest an agent's call may wait for messages (wait_for_messages' timeout, get_inbox's wait), in seconds.
+    "SCS_WAIT_MAX_TIMEOUT": 300,
     # Memory entries one agent may hold (unexpired, global and per session together).
     "SCS_MAX_MEMORY_ENTRIES": 1_000,
     # Sessions one agent id may create per rolling hour.

@@ -1,6 +1,8 @@
 """The event envelope: the body the publisher POSTs and every frame a browser receives.
 
-``{"type": "new_message", "session_id": ..., "seq": N, "data": {...}}``
+``{"type": "new_message", "session_id": ..., "seq": N, "data": {...}}``, and, when staff close,
+reopen or rename a session, ``{"type": "session_state", "session_id": ..., "data": {"is_active": …,
+"purpose": …}}`` (no seq: it is not a message).
 """
 
 import json
@@ -11,6 +13,9 @@ from realtime.models import Visibility
 from realtime.timestamps import isoformat
 
 NEW_MESSAGE = "new_message"
+SESSION_STATE = "session_state"
+STATE_FIELDS = frozenset({"type", "session_id", "data"})
+STATE_DATA_FIELDS = frozenset({"is_active", "purpose"})
 EVENT_FIELDS = frozenset({"type", "session_id", "seq", "data"})
 DATA_FIELDS = frozenset(
     {"id", "sender", "sender_type", "content", "visibility", "metadata", "parent_message_id", "timestamp"}
@@ -42,6 +47,12 @@ def message_event(message):
     return {"type": NEW_MESSAGE, "session_id": message.session_id, "seq": message.seq, "data": message_data(message)}
 
 
+def state_event(session):
+    """A Session's open/closed state and purpose as a ``session_state`` event."""
+    return {"type": SESSION_STATE, "session_id": session.id,
+            "data": {"is_active": session.is_active, "purpose": session.purpose}}
+
+
 def _is_id(value):
     """A positive integer that fits the database's bigint (seqs, message ids)."""
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
@@ -64,10 +75,12 @@ def validate_event(event, session_id):
     """
     if not isinstance(event, dict):
         return "each event must be a JSON object"
+    if event.get("type") == SESSION_STATE:
+        return validate_state(event, session_id)
     if event.keys() != EVENT_FIELDS:
         return f"an event has exactly the fields {', '.join(sorted(EVENT_FIELDS))}"
     if event["type"] != NEW_MESSAGE:
-        return f"event type must be {NEW_MESSAGE!r}"
+        return f"event type must be {NEW_MESSAGE!r} or {SESSION_STATE!r}"
     if event["session_id"] != session_id:
         return "event session_id must match the URL's session id"
     if not _is_id(event["seq"]):
@@ -88,6 +101,20 @@ def validate_event(event, session_id):
         return "event data.parent_message_id must be null or a message id"
     if not _is_timestamp(data["timestamp"]):
         return "event data.timestamp must be an ISO 8601 date-time with a zone, e.g. 2026-05-01T14:00:00.000000Z"
+    return None
+
+
+def validate_state(event, session_id):
+    """``validate_event`` for a ``session_state`` event."""
+    if event.keys() != STATE_FIELDS:
+        return f"a {SESSION_STATE} event has exactly the fields {', '.join(sorted(STATE_FIELDS))}"
+    if event["session_id"] != session_id:
+        return "event session_id must match the URL's session id"
+    data = event["data"]
+    if not isinstance(data, dict) or data.keys() != STATE_DATA_FIELDS:
+        return f"{SESSION_STATE} data must be an object with exactly {', '.join(sorted(STATE_DATA_FIELDS))}"
+    if not isinstance(data["is_active"], bool) or not isinstance(data["purpose"], str):
+        return f"{SESSION_STATE} data.is_active must be a boolean and data.purpose a string"
     return None
 
 

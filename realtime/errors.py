@@ -66,7 +66,11 @@ class ErrorCode(StrEnum):
     INVALID_TTL = "INVALID_TTL", "expires_in is a whole number of seconds, 0 (keep) up to the server's maximum."
     # What is there.
     SESSION_NOT_FOUND = "SESSION_NOT_FOUND", "Check the session id, or create_session."
-    SESSION_INACTIVE = "SESSION_INACTIVE", "The session was closed; create a new one."
+    SESSION_CLOSED = (
+        "SESSION_CLOSED",
+        "Staff closed the session and it takes no new messages until they reopen it; you can still read it, or "
+        "create_session for new work."
+    )
     PARENT_NOT_FOUND = "PARENT_NOT_FOUND", "parent_message_id must be a message of the same session."
     SESSION_QUOTA_EXCEEDED = (
         "SESSION_QUOTA_EXCEEDED",

@@ -1,4 +1,4 @@
-"""Sessions, their numbered messages, agents' private memory, and the audit log."""
+"""Sessions, their numbered messages, read cursors and mentions, agents' private memory, and the audit log."""
 
 import re
 import secrets
@@ -75,6 +75,57 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.session_id}#{self.seq} from {self.sender}"
+
+
+class ReadCursor(models.Model):
+    """How far one agent has read one session: every message up to ``seq`` (``realtime.read_cursors``)."""
+
+    agent_id = models.CharField(max_length=100)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="read_cursors")
+    seq = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent_id", "session"], name="read_cursor_unique_per_agent"),
+        ]
+
+    def __str__(self):
+        return f"{self.agent_id} read {self.session_id} to #{self.seq}"
+
+
+class Inbox(models.Model):
+    """One agent's inbox: the position of its newest mention; the next mention gets ``last_seq + 1``."""
+
+    agent_id = models.CharField(primary_key=True, max_length=100)
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "inboxes"
+
+    def __str__(self):
+        return f"{self.agent_id} ({self.last_seq} mentions)"
+
+
+class Mention(models.Model):
+    """One agent named by one message (``realtime.mentions``), stored with the message (``realtime.inbox``).
+
+    ``seq`` is the mention's position in the agent's inbox, taken under the agent's Inbox row
+    inside the message's transaction: in commit order, so a reader's cursor never skips one.
+    """
+
+    agent_id = models.CharField(max_length=100)
+    seq = models.PositiveBigIntegerField()
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent_id", "seq"], name="mention_unique_seq_per_agent"),
+        ]
+
+    def __str__(self):
+        return f"{self.agent_id} #{self.seq} in {self.session_id}"
 
 
 class MemoryEntry(models.Model):

@@ -2,9 +2,9 @@
 
 Each takes already-typed arguments, enforces the limits, and raises
 ``OperationError`` with a stable code and a hint. Storing a message numbers it
-inside its transaction and hands it to the publisher (``realtime.publisher``) in
-one hook that runs only after the commit, so nothing that was rolled back is
-ever broadcast.
+and stores the mentions it makes (``realtime.inbox``) inside its transaction, and
+hands it to the publisher (``realtime.publisher``) in one hook that runs only after
+the commit, so nothing that was rolled back is ever broadcast.
 """
 
 import functools
@@ -17,7 +17,7 @@ from django.db.models import F
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from realtime import audit, conf, publisher, reads
+from realtime import audit, conf, inbox, publisher, read_cursors, reads
 from realtime.envelope import message_event
 from realtime.errors import ErrorCode, OperationError
 from realtime.models import AuditEvent, Message, Session, Visibility, is_session_id
@@ -69,7 +69,8 @@ def check_session_quota(created_by):
         )
 
 
-def create_session(purpose, created_by, metadata=None):
+def check_purpose(purpose):
+    """``purpose`` stripped; INVALID_PURPOSE when empty or longer than ``SCS_MAX_PURPOSE_LENGTH``."""
     purpose = (purpose or "").strip()
     limit = conf.get("SCS_MAX_PURPOSE_LENGTH")
     if not purpose:
@@ -79,6 +80,11 @@ def create_session(purpose, created_by, metadata=None):
     if len(purpose) > limit:
         raise OperationError(ErrorCode.INVALID_PURPOSE, f"purpose is longer than {limit} characters",
                              "Shorten the purpose.")
+    return purpose
+
+
+def create_session(purpose, created_by, metadata=None):
+    purpose = check_purpose(purpose)
     metadata = check_metadata(metadata)
     check_session_quota(created_by)
     with transaction.atomic():
@@ -196,15 +202,37 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
         seq = next_seq(session_id, now)
         if seq is None:
             get_session(session_id)  # raises SESSION_NOT_FOUND when absent
-            raise OperationError(ErrorCode.SESSION_INACTIVE, f"session {session_id} is closed", "Create a new session.")
+            raise OperationError(
+                ErrorCode.SESSION_CLOSED, f"session {session_id} is closed",
+                "It takes no new messages until staff reopen it; create_session for new work.",
+            )
         message = Message.objects.create(
             session_id=session_id, seq=seq, sender=sender, sender_type=sender_type, content=content,
             visibility=visibility, metadata=metadata, parent_id=parent_message_id, timestamp=now,
         )
+        inbox.store(message)
         if visibility == Visibility.ADMIN_ONLY:
             audit.record("admin_only_message", sender, session_id, message_id=message.id)
         transaction.on_commit(functools.partial(committed, turn, message_event(message)), robust=True)
     return message
+
+
+def check_offset(offset, hint="Page with since_seq instead: pass the seq of the last message you have."):
+    max_offset = conf.get("SCS_MAX_OFFSET")
+    if not 0 <= offset <= max_offset:
+        raise OperationError(ErrorCode.OFFSET_TOO_LARGE, f"offset must be between 0 and {max_offset}", hint)
+
+
+def list_sessions(viewer: Viewer, *, include_closed=False, limit=50, offset=0):
+    """Sessions newest activity first, each with the viewer's ``read_seq`` and ``unread``; ``(sessions, has_more)``.
+
+    Every agent that may read may read every session (visibility applies to messages); one query.
+    """
+    check_offset(offset, "Sessions past that are the least recently active; leave closed ones out.")
+    sessions = Session.objects.all() if include_closed else Session.objects.filter(is_active=True)
+    sessions = read_cursors.with_unread(sessions, viewer).order_by("-updated_at", "-pk")
+    page = list(sessions[offset : offset + limit + 1])
+    return page[:limit], len(page) > limit
 
 
 def visible_messages(viewer: Viewer, session_id):
@@ -235,12 +263,7 @@ def thread_ids(session_id, root_id, limit=1000):
 def list_messages(viewer: Viewer, session_id, *, limit=50, offset=0, visibility_filter=None, since_seq=None,
                   thread_id=None):
     """A page of visible messages in seq order within the read budget; returns ``(messages, has_more)``."""
-    max_offset = conf.get("SCS_MAX_OFFSET")
-    if not 0 <= offset <= max_offset:
-        raise OperationError(
-            ErrorCode.OFFSET_TOO_LARGE, f"offset must be between 0 and {max_offset}",
-            "Page with since_seq instead: pass the seq of the last message you have.",
-        )
+    check_offset(offset)
     get_session(session_id)
     queryset = visible_messages(viewer, session_id)
     if visibility_filter is not None:

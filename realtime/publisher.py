@@ -6,7 +6,8 @@ per message, ``committed``, which hands the event to this process's publisher
 that was rolled back is ever published. The publisher sends by one strategy,
 chosen by ``SCS_PUBLISH_VIA`` when it is first used (``realtime.strategies``:
 ``http`` through Daphne's broadcast door, or ``channel_layer``). In Daphne itself
-the publisher always uses its own channel layer (``start_in_daphne``).
+the publisher always uses its own channel layer (``start_in_daphne``). A session's
+change of state (closed, reopened, renamed) leaves the same way (``state_changed``).
 
 Where a publisher loop runs (the sidecar's lifespan; Daphne once a WebSocket
 connected), ``publish`` only appends to a bounded queue, from any thread, so
@@ -125,7 +126,8 @@ class Publisher:
 
     def send_now(self, event):
         """The synchronous path: send ``event`` at once, mark it, or log what to check."""
-        session_id, seq = event["session_id"], event["seq"]
+        session_id, seq = event["session_id"], event.get("seq")  # a session_state event has none
+        what = f"message {seq}" if seq is not None else "state change"
         try:
             result = self.strategy.send_sync(session_id, [event])
         except Exception as exc:  # noqa: BLE001 - e.g. a malformed SCS_BROADCAST_URL; the message is stored
@@ -133,11 +135,10 @@ class Publisher:
         if result.outcome != SENT:
             self.counters["rejected" if result.outcome == REJECTED else "failed_attempts"] += 1
             self.last_error = result.error
-            logger.warning("message %s of %s stored but not published: %s. %s", seq, session_id, result.error,
-                           result.hint)
+            logger.warning("%s of %s stored but not published: %s. %s", what, session_id, result.error, result.hint)
             return
         self.counters["sent"] += 1
-        if self.mark is not None:
+        if self.mark is not None and seq is not None:
             try:
                 self.mark({session_id: seq})
                 self.counters["marks"] += 1
@@ -200,8 +201,9 @@ class Publisher:
             if result.outcome == SENT:
                 self.counters["sent"] += len(events)
                 self.counters["batches"] += 1
-                newest = max(event["seq"] for event in events)
-                self._marks[session_id] = max(newest, self._marks.get(session_id, 0))
+                newest = max((event["seq"] for event in events if "seq" in event), default=0)
+                if newest:
+                    self._marks[session_id] = max(newest, self._marks.get(session_id, 0))
             else:
                 self.counters["rejected"] += len(events)
                 self.last_error = result.error
@@ -283,6 +285,15 @@ def committed(event):
     wake.hub.notify((event,))
     get_publisher().publish(event)
     message_stored.send(sender=Message, event=event)
+
+
+def state_changed(event):
+    """The after-commit hook of a session closed, reopened or renamed: publish its ``session_state`` event.
+
+    It takes the messages' way out (queued in order behind them, or sent at once), but no sweeper
+    announces it again if it is lost: a page shows the state it reads when it loads.
+    """
+    get_publisher().publish(event)
 
 
 def start_in_daphne():

@@ -81,3 +81,12 @@ def can_see_message(viewer: Viewer, message):
     if isinstance(message, dict):
         return can_see(viewer, message.get("visibility"), message.get("sender"), message.get("sender_type"))
     return can_see(viewer, message.visibility, message.sender, message.sender_type)
+
+
+def postable_levels(viewer: Viewer):
+    """The levels ``viewer`` may post at, in ``Visibility`` order: those it could read back from itself.
+
+    A signed-in person who is not staff gets public plus what ``SCS_USER_VISIBILITY`` grants (never
+    ``private``, which only admins read in the browser); staff get every level.
+    """
+    return [level for level in Visibility.values if can_see(viewer, level, viewer.id, viewer.agent_type)]

@@ -111,6 +111,7 @@ class Follower:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while True:
+            self.waiter.check()
             if self.stale:
                 self.stale = False
                 self.waiter.take()  # what was handed over so far is in the database

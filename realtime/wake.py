@@ -18,6 +18,10 @@ Events reach the hub the way they reach browsers, from the one publisher:
 A waiter never trusts the hub to be complete: it reads the database when it starts
 and whenever it is stale or sees a gap in seqs (``realtime.waiting``). The hub only
 makes it fast.
+
+A waiter registered with the claims of the token it waits under is guarded: while
+it waits, ``realtime.wait_guard`` checks that token with every other waiter's, and
+refuses the waiter (ending its wait with ``refusal``) once the token stops being good.
 """
 
 import asyncio
@@ -32,11 +36,12 @@ logger = logging.getLogger(__name__)
 class Waiter:
     """One waiting call: the events handed to it since it last took them, and whether it must re-read."""
 
-    __slots__ = ("events", "stale", "_ready")
+    __slots__ = ("events", "stale", "refusal", "_ready")
 
     def __init__(self):
         self.events = []
         self.stale = False
+        self.refusal = None  # an OperationError once the token it waits under stopped being good
         self._ready = asyncio.Event()
 
     def offer(self, event):
@@ -47,9 +52,18 @@ class Waiter:
         self.stale = True
         self._ready.set()
 
+    def refuse(self, error):
+        self.refusal = error
+        self._ready.set()
+
+    def check(self):
+        """Raise the refusal, if the token this waiter waits under stopped being good."""
+        if self.refusal is not None:
+            raise self.refusal
+
     async def wait(self, within):
-        """True once something was handed over (or the waiter went stale); False after ``within`` seconds."""
-        if self.events or self.stale:
+        """True once something was handed over (the waiter went stale or was refused); False after ``within`` s."""
+        if self.events or self.stale or self.refusal is not None:
             return True
         try:
             await asyncio.wait_for(self._ready.wait(), within)
@@ -72,33 +86,42 @@ class Hub:
         self._loop = None
         self.sessions = {}  # session id -> set of Waiter
         self.inboxes = {}  # agent id -> set of Waiter
-        self.counters = {"notified": 0, "offered": 0, "invalidated": 0}
+        self.guarded = {}  # Waiter -> the claims of the token it waits under
+        self._guard = None  # the task checking them (realtime.wait_guard), while any is registered
+        self.counters = {"notified": 0, "offered": 0, "invalidated": 0, "refused": 0}
 
     @property
     def waiting(self):
         return bool(self.sessions or self.inboxes)
 
     @contextlib.contextmanager
-    def _register(self, table, key):
+    def _register(self, table, key, claims):
         self._loop = asyncio.get_running_loop()
         waiter = Waiter()
         table.setdefault(key, set()).add(waiter)
+        if claims is not None:
+            self.guarded[waiter] = claims
+            if self._guard is None or self._guard.done():
+                from realtime import wait_guard
+
+                self._guard = self._loop.create_task(wait_guard.guard_forever(self), name="wait-guard")
         try:
             yield waiter
         finally:
+            self.guarded.pop(waiter, None)
             waiters = table.get(key)
             if waiters is not None:
                 waiters.discard(waiter)
                 if not waiters:
                     del table[key]
 
-    def session(self, session_id):
-        """``with hub.session(id) as waiter``: the events of that session, while the block runs."""
-        return self._register(self.sessions, session_id)
+    def session(self, session_id, claims=None):
+        """``with hub.session(id, claims) as waiter``: the events of that session, while the block runs."""
+        return self._register(self.sessions, session_id, claims)
 
-    def inbox(self, agent_id):
-        """``with hub.inbox(agent_id) as waiter``: the events mentioning that agent, while the block runs."""
-        return self._register(self.inboxes, agent_id)
+    def inbox(self, agent_id, claims=None):
+        """``with hub.inbox(agent_id, claims) as waiter``: the events mentioning that agent, while the block runs."""
+        return self._register(self.inboxes, agent_id, claims)
 
     # Feeding the hub (from any thread)
 
@@ -159,6 +182,7 @@ class Hub:
             "sessions": len(self.sessions),
             "session_waiters": sum(len(waiters) for waiters in self.sessions.values()),
             "inbox_waiters": sum(len(waiters) for waiters in self.inboxes.values()),
+            "guarded": len(self.guarded),
         }
 
 

@@ -50,7 +50,7 @@ def postgres_template(tmp_path_factory):
 def scaled_stack(tmp_path_factory, postgres_template):
     """Two Daphne processes and two sidecars on Redis + Postgres, shared by one module.
 
-    Skipped unless SCS_TEST_REDIS_URL and SCS_TEST_DATABASE_URL are set. Watchers
+    Skipped, saying so, when Redis or Postgres does not answer (``tests.scale.services``). Watchers
     connect to ``ws_port``; the sidecar at ``mcp_port`` publishes on the Redis layer
     (``SCS_PUBLISH_VIA=auto``), so every live frame crosses Redis. The sidecar at
     ``failover_mcp_port`` publishes over HTTP and lists a dead address before

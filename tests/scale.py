@@ -1,10 +1,12 @@
 """Stacks past one process: Redis channel layer, Postgres, several Daphne and sidecar processes.
 
-They run when ``SCS_TEST_REDIS_URL`` and ``SCS_TEST_DATABASE_URL`` are set (``.ci/run``
-sets both); each stack gets a database of its own, copied from one migrated once per
-test run, and dropped when it stops.
+They run on ``SCS_TEST_REDIS_URL`` and ``SCS_TEST_DATABASE_URL`` when set, else on the
+local services (``redis://127.0.0.1:6379/0``, ``postgres://postgres@127.0.0.1:5432/postgres``)
+when those answer, and are skipped, saying why, when neither. Each stack gets a database
+of its own, copied from one migrated once per test run, and dropped when it stops.
 """
 
+import functools
 import os
 import secrets
 import subprocess
@@ -16,16 +18,47 @@ from tests.stack import PYTHON, ROOT, Stack
 
 REDIS_ENV = "SCS_TEST_REDIS_URL"
 DATABASE_ENV = "SCS_TEST_DATABASE_URL"
+LOCAL = {REDIS_ENV: "redis://127.0.0.1:6379/0", DATABASE_ENV: "postgres://postgres@127.0.0.1:5432/postgres"}
+
+
+def redis_answers(url):
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def postgres_answers(url):
+    import psycopg
+
+    psycopg.connect(url, connect_timeout=2).close()
+
+
+@functools.cache
+def found():
+    """``{variable: url or None}`` and ``{variable: why not}``: set in the environment, else local if it answers."""
+    urls, problems = {}, {}
+    for name, check in ((REDIS_ENV, redis_answers), (DATABASE_ENV, postgres_answers)):
+        urls[name] = os.environ.get(name, "").strip() or None
+        if urls[name] is None:
+            try:
+                check(LOCAL[name])
+            except Exception as exc:  # noqa: BLE001 - any failure means: not there
+                problems[name] = f"{name} is not set and {LOCAL[name]} did not answer ({type(exc).__name__})"
+            else:
+                urls[name] = LOCAL[name]
+    return urls, problems
 
 
 def services():
-    """``(redis_url, database_url)``, or skip saying which variable is missing."""
-    redis_url, database_url = os.environ.get(REDIS_ENV, "").strip(), os.environ.get(DATABASE_ENV, "").strip()
-    missing = [name for name, value in ((REDIS_ENV, redis_url), (DATABASE_ENV, database_url)) if not value]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not set: the Redis + Postgres scale-out tests did not run "
-                    "(.ci/run sets them, e.g. redis://127.0.0.1:6379/0 and postgres://postgres@127.0.0.1:5432/postgres)")
-    return redis_url, database_url
+    """``(redis_url, database_url)``, or skip saying which service is missing."""
+    urls, problems = found()
+    if problems:
+        pytest.skip(f"{'; '.join(problems.values())}: the Redis + Postgres scale-out tests did not run")
+    return urls[REDIS_ENV], urls[DATABASE_ENV]
 
 
 class ThrowawayDatabase:

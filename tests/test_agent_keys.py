@@ -17,7 +17,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from mcp.shared.exceptions import MCPError
 
-from mcp_sidecar.ratelimit import ToolLimits
+from realtime.ratelimit import Limits
 from realtime.tokens import ALGORITHM
 from tests.helpers import signed_token
 from tests.stack import PYTHON, ROOT
@@ -216,7 +216,7 @@ async def test_tool_calls_are_rate_limited_per_agent(fresh_stack):
 
 def test_the_bucket_table_refills_with_time_and_stays_bounded():
     now = [0.0]
-    limits = ToolLimits(clock=lambda: now[0], max_buckets=3)
+    limits = Limits("SCS_TOOL_RATE", "SCS_TOOL_BURST", clock=lambda: now[0], max_buckets=3)
     from django.test import override_settings
 
     with override_settings(SCS_TOOL_RATE=2, SCS_TOOL_BURST=2):

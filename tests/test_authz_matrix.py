@@ -206,6 +206,9 @@ TOOL_ARGS = {
     "list_memory": lambda w, c: {},
     "get_usage_guidance": lambda w, c: {},
     "get_performance_metrics": lambda w, c: {},
+    "get_inbox": lambda w, c: {},
+    "mark_read": lambda w, c: {"session_id": w.session_id, "seq": 1},
+    "list_sessions": lambda w, c: {},
     "watch_session": lambda w, c: {"session_id": w.session_id},
     "unwatch_session": lambda w, c: {"session_id": w.session_id},
 }

@@ -260,7 +260,7 @@ async def test_auto_scroll_stops_when_reading_above_and_the_marker_jumps_back(si
         await tab.wait_for_message(16)
         await tab.page.wait_for_function(at_bottom)
         assert await tab.page.is_hidden("#jump")
-        await tab.page.mouse.wheel(0, -2000)
+        await tab.page.mouse.wheel(0, -5000)  # to the top, past the composer too
         await tab.page.wait_for_function("() => scrollY === 0")
         await say(agent, session_id, "while reading above")
         await tab.page.wait_for_selector("#jump", state="visible")

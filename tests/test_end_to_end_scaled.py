@@ -2,8 +2,8 @@
 
 Every test of ``tests/test_end_to_end.py`` is collected here a second time with
 ``stack`` bound to ``scaled_stack`` (watchers on one Daphne, broadcasts to the
-other) and ``fresh_stack`` to ``scaled_fresh_stack``. Skipped, saying so, unless
-SCS_TEST_REDIS_URL and SCS_TEST_DATABASE_URL are set.
+other) and ``fresh_stack`` to ``scaled_fresh_stack``. Runs whenever Redis and
+Postgres answer (``tests.scale.services``); skipped, saying so, otherwise.
 """
 
 import pytest

@@ -45,7 +45,7 @@ from tests import tool_calls
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCALE = float(os.environ.get("SCS_FUZZ_SCALE", "1"))
-MCP_EXAMPLES_PER_TOOL = int(75 * SCALE)  # × 14 tools = 1,050 calls, seven in ten valid
+MCP_EXAMPLES_PER_TOOL = int(75 * SCALE)  # × 17 tools = 1,275 calls, seven in ten valid
 DOOR_EXAMPLES = int(2000 * SCALE)  # the Channels door, in two halves
 VIEW_EXAMPLES = int(1000 * SCALE)  # the Django fallback view
 FRAME_EXAMPLES = int(3000 * SCALE)
@@ -122,7 +122,7 @@ async def rows_unchanged(world):
 TOOL_NAMES = [
     "authenticate_agent", "refresh_token", "create_session", "get_session", "add_message", "get_messages",
     "search_context", "search_by_sender", "search_by_timerange", "set_memory", "get_memory", "list_memory",
-    "get_usage_guidance", "get_performance_metrics",
+    "get_usage_guidance", "get_performance_metrics", "get_inbox", "mark_read", "list_sessions",
 ]
 # What a successful call adds: (sessions, messages, memory entries).
 ADDS = {"create_session": {(1, 0, 0)}, "add_message": {(0, 1, 0)}, "set_memory": {(0, 0, 0), (0, 0, 1)}}
@@ -299,6 +299,8 @@ def test_mcp_tool_calls(tool_world, tool_caller, outcomes, tool, data):
 LEVELS = ("public", "private", "agent_only", "admin_only")
 ENVELOPE_KEYS = {"type", "session_id", "seq", "data"}
 DATA_KEYS = {"id", "sender", "sender_type", "content", "visibility", "metadata", "parent_message_id", "timestamp"}
+STATE_KEYS = {"type", "session_id", "data"}
+STATE_DATA_KEYS = {"is_active", "purpose"}
 BIGINT = 2**63 - 1  # seqs and ids are database bigints
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 SESSION_ID_FORM = re.compile(r"session_[0-9a-f]{16}")
@@ -320,8 +322,19 @@ def is_time(value):
     return True
 
 
+def state_is_valid(event, session_id):
+    """The README's ``session_state`` event, read on its own."""
+    if set(event) != STATE_KEYS:
+        return False
+    data = event["data"]
+    return (event["session_id"] == session_id and isinstance(data, dict) and set(data) == STATE_DATA_KEYS
+            and type(data["is_active"]) is bool and isinstance(data["purpose"], str))
+
+
 def envelope_is_valid(event, session_id):
     """The README's event envelope, read on its own (not through realtime.envelope)."""
+    if isinstance(event, dict) and event.get("type") == "session_state":
+        return state_is_valid(event, session_id)
     if not isinstance(event, dict) or set(event) != ENVELOPE_KEYS:
         return False
     data = event["data"]
@@ -377,8 +390,11 @@ def envelopes(session_id):
         "visibility": st.sampled_from(LEVELS), "metadata": st.dictionaries(st.text(max_size=5), JSON, max_size=3),
         "parent_message_id": st.none() | st.integers(1, BIGINT), "timestamp": timestamps(),
     })
-    return st.fixed_dictionaries({"type": st.just("new_message"), "session_id": st.just(session_id),
-                                  "seq": st.integers(1, BIGINT), "data": data})
+    messages = st.fixed_dictionaries({"type": st.just("new_message"), "session_id": st.just(session_id),
+                                      "seq": st.integers(1, BIGINT), "data": data})
+    states = st.fixed_dictionaries({"type": st.just("session_state"), "session_id": st.just(session_id),
+                                    "data": st.fixed_dictionaries({"is_active": st.booleans(), "purpose": TEXT})})
+    return st.integers(0, 9).flatmap(lambda n: states if n == 0 else messages)  # one in ten a session_state
 
 
 # Values just outside the contract, field by field (besides any JSON value).
@@ -394,6 +410,8 @@ NEAR_MISSES = {
     "metadata": [[], "x", None],
     "sender": [None, 1, ["a"]],
     "content": [None, 0, {"text": "x"}],
+    "is_active": [0, 1, "true", None],
+    "purpose": [None, 1, ["a"]],
 }
 
 

@@ -22,6 +22,7 @@ from tests.helpers import eventually, sign_in
 from tests.stack import Stack
 
 PASSWORD = "a-long-password-for-tests"
+READERS = ["leak-peer", "leak-gemini"]  # the hidden messages mention them: their inboxes must not show them
 
 
 def marker(kind):
@@ -107,14 +108,14 @@ async def build(stack):
                          "a hello on every socket")
         await owner.call("add_message", session_id=world.session_id, content=f"hello {markers['public']}")
         private = await owner.call("add_message", session_id=world.session_id, content=f"mine {markers['private']}",
-                                   visibility="private", metadata={"note": markers["private"]})
+                                   visibility="private", metadata={"note": markers["private"], "mentions": READERS})
         world.private_id = private["message_id"]
         await owner.call("add_message", session_id=world.session_id, content=f"claude {markers['agent_only']}",
-                         visibility="agent_only", metadata={"note": markers["agent_only"]})
+                         visibility="agent_only", metadata={"note": markers["agent_only"], "mentions": READERS})
         await admin.call("add_message", session_id=world.session_id, content=f"root {markers['admin_only']}",
-                         visibility="admin_only", metadata={"note": markers["admin_only"]})
+                         visibility="admin_only", metadata={"note": markers["admin_only"], "mentions": READERS})
         await hidden.call("add_message", session_id=world.session_id, content=markers["hidden"],
-                          visibility="private")
+                          visibility="private", metadata={"mentions": READERS})
         await owner.call("add_message", session_id=world.session_id, content="reply", visibility="public",
                          parent_message_id=world.private_id)
         await owner.call("add_message", session_id=world.session_id, content=end)
@@ -155,7 +156,11 @@ async def mcp_reads(agent, world):
     calls += [
         ("get_messages", {"session_id": sid, "thread_id": world.private_id}),
         ("get_messages", {"session_id": sid, "since_seq": 0}),
+        ("get_messages", {"session_id": sid, "unread_only": True}),
         ("get_session", {"session_id": sid}),
+        ("get_inbox", {}),
+        ("get_inbox", {"since": 0}),
+        ("list_sessions", {"include_closed": True}),
         ("search_by_sender", {"session_id": sid, "sender": "leak-owner"}),
         ("search_by_sender", {"session_id": sid, "sender": world.hidden_sender}),
         ("search_by_sender", {"session_id": sid, "sender": "leak-admin"}),
@@ -260,6 +265,9 @@ def test_every_mcp_read_search_resource_prompt_and_error(world, reader):
     assert world.markers["public"] in readable["resource session://"]
     assert world.markers["public"] in readable["prompt debug-session"]
     assert "PERMISSION_DENIED" in readable["resource agent://leak-owner/memory"]
+    inbox = json.loads(readable["get_inbox({'since': 0})"])
+    # Each reader is mentioned by the four hidden-level messages; its inbox holds what it may read of them.
+    assert [m["visibility"] for m in inbox["messages"]] == (["agent_only"] if reader == "peer" else [])
 
 
 def test_logs_hold_no_secret_and_no_hidden_content(world):

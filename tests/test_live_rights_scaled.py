@@ -1,8 +1,8 @@
 """The rights tests again on Redis + Postgres, and the connection cap across two Daphne processes.
 
 Every test of ``tests/test_live_rights.py`` is collected here a second time with
-``stack`` on Redis + Postgres. Skipped, saying so, unless SCS_TEST_REDIS_URL and
-SCS_TEST_DATABASE_URL are set.
+``stack`` on Redis + Postgres. Runs whenever Redis and Postgres
+answer (``tests.scale.services``); skipped, saying so, otherwise.
 """
 
 import asyncio

@@ -34,7 +34,7 @@ def test_a_closed_session_takes_no_message_and_keeps_its_seq():
     Session.objects.filter(pk=session.id).update(is_active=False)
     with pytest.raises(OperationError) as caught:
         add(session.id)
-    assert caught.value.code == "SESSION_INACTIVE"
+    assert caught.value.code == "SESSION_CLOSED"
     session.refresh_from_db()
     assert session.last_seq == 1
     assert Message.objects.filter(session=session).count() == 1

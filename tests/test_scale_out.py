@@ -1,7 +1,7 @@
 """Past one process: several Daphne and sidecar processes on Redis + Postgres.
 
-The stack tests run when SCS_TEST_REDIS_URL and SCS_TEST_DATABASE_URL are set
-(``.ci/run`` sets them) and are skipped, saying so, otherwise.
+The stack tests run whenever Redis and Postgres answer (``tests.scale.services``) and are
+skipped, saying so, otherwise.
 """
 
 import asyncio

@@ -54,6 +54,9 @@ def valid_arguments(tool, token, session_id, message_id):
         "list_memory": {},
         "get_usage_guidance": {},
         "get_performance_metrics": {},
+        "get_inbox": {},
+        "mark_read": {"session_id": session_id, "seq": 1},
+        "list_sessions": {},
         "watch_session": {"session_id": session_id, "since_seq": 0},
         "unwatch_session": {"session_id": session_id},
     }
@@ -82,9 +85,9 @@ def stored_rows(stack):
         return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in STORED_TABLES}
 
 
-TOOLS = ["add_message", "authenticate_agent", "create_session", "get_memory", "get_messages",
-         "get_performance_metrics", "get_session", "get_usage_guidance", "list_memory", "refresh_token",
-         "search_by_sender", "search_by_timerange", "search_context", "set_memory", "unwatch_session",
+TOOLS = ["add_message", "authenticate_agent", "create_session", "get_inbox", "get_memory", "get_messages",
+         "get_performance_metrics", "get_session", "get_usage_guidance", "list_memory", "list_sessions", "mark_read",
+         "refresh_token", "search_by_sender", "search_by_timerange", "search_context", "set_memory", "unwatch_session",
          "watch_session"]
 
 

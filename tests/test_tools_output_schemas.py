@@ -57,6 +57,12 @@ def calls(session_id, refresh_token, keyed_agent):
             ({"guidance_type": "gossip"}, "INVALID_ARGUMENT"),
         ]),
         "get_performance_metrics": ({}, []),
+        "get_inbox": ({"wait": 0.01}, [({"since": 10**9}, "INVALID_ARGUMENT")]),
+        "mark_read": ({"session_id": session_id, "seq": 1}, [
+            ({"session_id": session_id, "seq": 10**9}, "INVALID_ARGUMENT"),
+            ({"session_id": MISSING_SESSION, "seq": 1}, "SESSION_NOT_FOUND"),
+        ]),
+        "list_sessions": ({"include_closed": True, "limit": 2}, [({"offset": 10**9}, "OFFSET_TOO_LARGE")]),
         "watch_session": ({"session_id": session_id, "since_seq": 0}, [
             ({"session_id": MISSING_SESSION}, "SESSION_NOT_FOUND"),
             ({"session_id": session_id, "since_seq": 10**9}, "INVALID_ARGUMENT"),

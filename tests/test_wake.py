@@ -176,3 +176,43 @@ def test_mentions(content, metadata, expected):
 
 def test_mentions_are_capped():
     assert len(mentions.mentioned(" ".join(f"@a{n}" for n in range(80)), {})) == mentions.MAX_MENTIONS
+
+
+def issued(agent_id="bob", ttl=3600):
+    from realtime import tokens
+
+    return tokens.issue(agent_id, "claude", ("read", "write"), ttl)[1]
+
+
+async def test_a_wait_ends_soon_after_its_token_is_retired(session_id):
+    from realtime import credentials
+
+    claims = issued()
+    with wake.hub.session(session_id, claims) as waiter:
+        follower = Follower(BOB, session_id, 0, waiter)
+        waiting = asyncio.ensure_future(follower.next(30))
+        await asyncio.sleep(0.1)
+        assert not waiting.done() and wake.hub.stats()["guarded"] == 1
+        await sync_to_async(credentials.retire)(claims, "revoked")
+        with pytest.raises(OperationError) as refused:
+            await asyncio.wait_for(waiting, 10)
+    assert refused.value.code == ErrorCode.TOKEN_REVOKED and "authenticate_agent" in refused.value.hint
+    assert not wake.hub.guarded
+
+
+async def test_a_wait_ends_when_its_token_expires(session_id):
+    with wake.hub.session(session_id, issued(ttl=1)) as waiter:
+        with pytest.raises(OperationError) as refused:
+            await asyncio.wait_for(Follower(BOB, session_id, 0, waiter).next(30), 10)
+    assert refused.value.code == ErrorCode.TOKEN_EXPIRED
+
+
+async def test_a_good_token_keeps_waiting_and_the_guard_stops_with_the_last_waiter(session_id):
+    from realtime import wait_guard
+
+    claims = issued()
+    with wake.hub.session(session_id, claims) as waiter:
+        assert await wait_guard.check(wake.hub) == 0
+        assert waiter.refusal is None
+        guard = wake.hub._guard
+    await asyncio.wait_for(guard, 5)  # ends once nobody is guarded

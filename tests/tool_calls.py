@@ -98,6 +98,9 @@ def valid_value(world, tool, name, schema):
         "metadata": st.none() | schema_values.JSON_OBJECTS,
         "value": schema_values.JSON_VALUES,
         "expires_in": st.none() | st.just(0) | st.integers(3600, conf.get("SCS_MAX_MEMORY_TTL")),
+        "wait": st.just(0),  # a valid wait blocks for as long: the inbox's waiting has its own tests
+        "since": st.none() | st.just(0),  # the fuzzing agents are never mentioned: 0 is their newest cursor
+        "seq": st.integers(0, 1),  # mark_read: both sessions hold at least one message
     }
     if tool in ("set_memory", "get_memory", "list_memory") and name == "session_id":
         return st.none() | sessions | (st.just("all") if tool == "list_memory" else st.nothing())
@@ -175,6 +178,9 @@ def wrong_values(world, tool, arguments):
             ("end_time", st.just("1900-01-01T00:00:00Z"), {"INVALID_TIME_RANGE"}),
         ],
         "get_messages": [("offset", st.integers(conf.get("SCS_MAX_OFFSET") + 1, 10**9), {"OFFSET_TOO_LARGE"})],
+        "list_sessions": [("offset", st.integers(conf.get("SCS_MAX_OFFSET") + 1, 10**9), {"OFFSET_TOO_LARGE"})],
+        "get_inbox": [("since", st.integers(10**6, 2**63 - 1), {"INVALID_ARGUMENT"})],  # past the newest mention
+        "mark_read": [("seq", st.integers(10**6, 2**63 - 1), {"INVALID_ARGUMENT"})],  # past the newest message
         "set_memory": [
             ("value", st.sampled_from([math.nan, math.inf, [1, math.nan]]), {"INVALID_VALUE"}),
             ("value", st.just("x" * (conf.get("SCS_MAX_MEMORY_VALUE_BYTES") + 1)), {"VALUE_TOO_LARGE"}),
@@ -248,6 +254,9 @@ RESULT_FIELDS = {
     "list_memory": {"entries", "count", "has_more", "scope_filter"},
     "get_usage_guidance": {"guidance_type", "access_level", "agent_info", "available_tools", "guidance"},
     "get_performance_metrics": {"timestamp", "uptime_seconds", "tools", "bridge", "database"},
+    "get_inbox": {"messages", "count", "has_more", "cursor", "timed_out"},
+    "mark_read": {"session_id", "read_seq"},
+    "list_sessions": {"sessions", "count", "has_more"},
 }
 
 
@@ -255,6 +264,9 @@ def listed_messages(tool, answer):
     """The message records a successful read answer lists."""
     if tool == "search_context":
         return [result.get("message") for result in answer.get("results", [])]
+    if tool == "get_inbox":  # each record also names its session
+        return [{k: v for k, v in record.items() if k != "session_id"} if isinstance(record, dict) else record
+                for record in answer.get("messages", [])]
     return answer.get("messages", [])
 
 
@@ -272,7 +284,7 @@ def check_shape(tool, answer):
         problems.append(f"messages not oldest first: {seqs}")
     if tool == "search_by_sender" and seqs != sorted(seqs, reverse=True):
         problems.append(f"messages not newest first: {seqs}")
-    listed = answer.get("entries") if tool == "list_memory" else messages
+    listed = {"list_memory": answer.get("entries"), "list_sessions": answer.get("sessions")}.get(tool, messages)
     for count in ("count", "message_count"):
         if count in answer and answer[count] != len(listed):
             problems.append(f"{count} {answer[count]} for {len(listed)} listed")

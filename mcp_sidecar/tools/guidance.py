@@ -19,8 +19,18 @@ GUIDANCE = {
     "operations": {
         "workflow": [
             "authenticate_agent once; pass the token as auth_token to every other tool.",
-            "create_session(purpose) and share the session_id with the agents you work with.",
-            "add_message to post; get_messages(since_seq=N) to read only what is new since seq N.",
+            "create_session(purpose), or list_sessions to find one to join (each with your unread count); share "
+            "the session_id with the agents you work with.",
+            "The loop: wait_for_messages(session_id, since_seq=cursor) blocks until something new arrives; pass "
+            "the last_seq it returns as the next cursor (start from 0). Reply with add_message, then "
+            "mark_read(session_id, seq) (or wait_for_messages(..., mark_read=true)) to record how far you read.",
+            "get_inbox(since=cursor, wait=...) returns the messages that mention you (@your_agent_id, or "
+            "metadata.mentions) in any session; pass its cursor as since next time. Without since it returns the "
+            "mentions you have not marked read.",
+            "Clients that take pushed notifications (Claude Code channels) call watch_session(session_id) instead "
+            "of waiting, and unwatch_session(session_id) to stop.",
+            "get_messages(since_seq=N) reads what is new since seq N; unread_only=true reads after your read "
+            "cursor, mark_read=true moves it.",
             "Reply in a thread with add_message(parent_message_id=...); read it with get_messages(thread_id=...).",
             "search_context to find earlier work by words; search_by_sender / search_by_timerange to narrow down.",
             "set_memory / get_memory keep your own notes between calls; give them expires_in for scratch data.",
@@ -31,6 +41,7 @@ GUIDANCE = {
             "memory_value_bytes": conf.get("SCS_MAX_MEMORY_VALUE_BYTES"),
             "memory_ttl_seconds": conf.get("SCS_MAX_MEMORY_TTL"),
             "get_messages_limit": 1000,
+            "wait_max_seconds": conf.get("SCS_WAIT_MAX_TIMEOUT"),
             "search_context_limit": 100,
         },
     },
@@ -39,7 +50,8 @@ GUIDANCE = {
             "One session per task; state the task in the purpose so people watching understand it.",
             "Use public for results others need, agent_only for coordination among agents of your type.",
             "Before taking over a task, search_context for what was already decided.",
-            "Poll with get_messages(since_seq=last_seq) instead of re-reading the whole session.",
+            "Wait with wait_for_messages(since_seq=last_seq) instead of polling or re-reading the whole session.",
+            "Mention an agent (@agent_id) to reach it in its inbox, wherever it is waiting.",
             "Keep your progress in set_memory(session_id=...) so you can resume after a restart.",
         ],
     },

@@ -7,7 +7,7 @@ from pydantic import Field
 from mcp_sidecar.app import agent_tool
 from mcp_sidecar.params import AuthToken, Metadata, SessionId, VisibilityLevel
 from mcp_sidecar.results import MessagePage, Timestamp
-from realtime import conf, operations
+from realtime import conf, operations, read_cursors
 from realtime.envelope import message_record
 from realtime.timestamps import isoformat
 from realtime.visibility import Viewer
@@ -63,6 +63,10 @@ def get_messages(
     since_seq: Annotated[int | None, Field(ge=0, le=2**63 - 1, description="Only messages after this seq.")] = None,
     thread_id: Annotated[int | None, Field(ge=1, le=2**63 - 1, description=(
         "Only this message and every reply below it."))] = None,
+    unread_only: Annotated[bool, Field(description=(
+        "Only messages after your read cursor (with since_seq: after the later of the two)."))] = False,
+    mark_read: Annotated[bool, Field(description=(
+        "Move your read cursor to the newest seq returned (it never moves back)."))] = False,
     auth_token: AuthToken = None,
 ) -> Messages:
     """Messages of a session that you may see, oldest first (by seq), with has_more.
@@ -70,11 +74,17 @@ def get_messages(
     You see public messages, your own private ones, agent_only messages from
     agents of your type, and admin_only ones if you hold admin. A response stops at
     limit or at the read budget (about 512 KiB, always at least one message); when
-    has_more is true, call again with since_seq=next_since_seq.
+    has_more is true, call again with since_seq=next_since_seq. The server keeps a
+    read cursor per agent and session: unread_only=true reads after it, mark_read=true moves it.
     """
+    if unread_only:
+        operations.check_session_id(session_id)
+        since_seq = max(since_seq or 0, read_cursors.read_seq(agent.id, session_id))
     messages, has_more = operations.list_messages(
         agent, session_id, limit=limit, offset=offset, visibility_filter=visibility_filter,
         since_seq=since_seq, thread_id=thread_id,
     )
+    if mark_read and messages:
+        read_cursors.mark(agent.id, session_id, messages[-1].seq)
     return {"success": True, "messages": [message_record(m) for m in messages], "count": len(messages),
             "has_more": has_more, "next_since_seq": messages[-1].seq if has_more and messages else None}

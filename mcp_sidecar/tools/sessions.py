@@ -54,6 +54,24 @@ def session_record(session) -> SessionRecord:
     }
 
 
+class SessionSummary(TypedDict):
+    id: str
+    purpose: str
+    created_by: str
+    is_active: bool
+    last_seq: int
+    read_seq: int
+    unread: int
+    last_activity: Timestamp
+
+
+class SessionList(TypedDict):
+    success: Literal[True]
+    sessions: list[SessionSummary]
+    count: int
+    has_more: bool
+
+
 @agent_tool(permission="write")
 def create_session(
     agent: Viewer,
@@ -88,3 +106,26 @@ def get_session(agent: Viewer, session_id: SessionId, auth_token: AuthToken = No
         "message_count": len(recent),
         "has_more": has_more,
     }
+
+
+@agent_tool(permission="read")
+def list_sessions(
+    agent: Viewer,
+    include_closed: Annotated[bool, Field(description="Closed sessions too.")] = False,
+    limit: Annotated[int, Field(ge=1, le=200, description="How many sessions at most.")] = 50,
+    offset: Annotated[int, Field(ge=0, description=(
+        f"How many to skip, at most {conf.get('SCS_MAX_OFFSET'):,}."))] = 0,
+    auth_token: AuthToken = None,
+) -> SessionList:
+    """Sessions you may join, most recently active first, with has_more.
+
+    Each has its last_seq, your read cursor (read_seq, see mark_read) and unread: how many
+    messages after it you may see and did not send.
+    """
+    sessions, has_more = operations.list_sessions(agent, include_closed=include_closed, limit=limit, offset=offset)
+    listed = [{
+        "id": session.id, "purpose": session.purpose, "created_by": session.created_by,
+        "is_active": session.is_active, "last_seq": session.last_seq, "read_seq": session.read_seq,
+        "unread": session.unread, "last_activity": isoformat(session.updated_at),
+    } for session in sessions]
+    return {"success": True, "sessions": listed, "count": len(listed), "has_more": has_more}

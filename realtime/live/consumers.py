@@ -12,7 +12,9 @@ Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
    reads ahead only as far as the socket drains.
 3. Live ``new_message`` events follow. The consumer remembers the last seq it
    handled; a live event that jumps past it is preceded by the missing messages,
-   read from the database. Nothing is sent twice or out of order.
+   read from the database. Nothing is sent twice or out of order. When staff close,
+   reopen or rename the session, a ``session_state`` frame says so
+   (``{"type": "session_state", "session_id", "data": {"is_active", "purpose"}}``).
 
 Client frames are JSON objects of at most ``MAX_FRAME`` characters: ``auth``, ``resume``
 (``{"since": N}``), ``ping``, ``who`` (answered with a ``presence`` frame; see
@@ -47,7 +49,7 @@ from realtime.live.closecodes import (
     CLOSE_TOO_MANY,
     CLOSE_UNAUTHORIZED,
 )
-from realtime.live.dashboard import DASHBOARD_GROUP, summary_frame
+from realtime.live.dashboard import DASHBOARD_GROUP, state_frame, summary_frame
 from realtime.live.groups import session_group, user_group
 from realtime.live.presence import PresenceMixin
 from realtime.live.replay import ReplayMixin
@@ -331,12 +333,17 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
                 await self.send_text(text or await self.encode_json(event))
             self.last_seq = seq
 
+    async def session_state(self, message):
+        """The session was closed, reopened or renamed: a ``session_state`` frame, encoded once by delivery."""
+        await self.send_text(message["text"])
+
     async def send_error(self, code, message):
         await self.send_json({"type": "error", "code": code, "error": message})
 
 
 class DashboardConsumer(LiveConsumer):
-    """``/ws/dashboard/``: a ``session_summary`` frame whenever a session gets messages.
+    """``/ws/dashboard/``: a ``session_summary`` frame whenever a session gets messages, a ``session_state``
+    frame (``session_id``, ``is_active``, ``purpose``) whenever staff close, reopen or rename one.
 
     Signed-in users only; each frame is filtered for its viewer (``realtime.live.dashboard``).
     """
@@ -363,6 +370,9 @@ class DashboardConsumer(LiveConsumer):
         """The only client frame is ``ping``; anything else is ignored."""
         if isinstance(frame, dict) and frame.get("type") == "ping":
             await self.send_json({"type": "pong"})
+
+    async def dashboard_state(self, message):
+        await self.send_json(state_frame(message))
 
     async def dashboard_summary(self, message):
         frame = summary_frame(self.viewer, message)

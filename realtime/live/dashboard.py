@@ -4,7 +4,8 @@ The broadcast view, after group-sending a batch of a session's events, sends one
 ``dashboard.summary`` to ``DASHBOARD_GROUP``: the session's purpose and creator,
 who sent each new event and at what visibility, and the session's tally: for each
 (visibility, sender, sender type), how many messages and the newest one's time.
-No message content ever goes to the dashboard group.
+No message content ever goes to the dashboard group. A session closed, reopened or
+renamed by staff sends ``dashboard.state`` (``state``), which every viewer receives.
 
 ``summary_frame`` turns that into what one viewer may receive, through the one
 visibility rule: the count and last activity of the messages it may see, and the
@@ -112,6 +113,21 @@ def summary(session, events, counted):
         "senders": [list(key) for key in senders],
         "tally": [[*key, count, newest] for key, (count, newest) in counted.items()],
     }
+
+
+def state(event):
+    """The ``dashboard.state`` channel-layer message for a ``session_state`` event: open or closed, and purpose."""
+    return {"type": "dashboard.state", "session_id": event["session_id"], "is_active": event["data"]["is_active"],
+            "purpose": event["data"]["purpose"][:PURPOSE_CHARS]}
+
+
+def state_frame(message):
+    """The ``session_state`` frame every dashboard viewer receives for a ``dashboard.state``.
+
+    No message is in it: the purpose and state are on the session's page for every signed-in user.
+    """
+    return {"type": "session_state", "session_id": message["session_id"], "is_active": message["is_active"],
+            "purpose": message["purpose"]}
 
 
 def summary_frame(viewer: Viewer, message):

@@ -1,5 +1,7 @@
 """Handing stored events to the channel layer: the session's viewers, then the dashboard.
 
+Messages (``new_message``) and staff's changes to a session (``session_state``) take the same way.
+
 The broadcast door (events a publisher POSTs) and the publisher's channel-layer
 strategy (``realtime.publisher``: in Daphne, or wherever the layer is shared) both
 go through ``deliver``, so every path reaches the same groups with the same messages.
@@ -9,7 +11,7 @@ import collections
 
 from channels.layers import get_channel_layer
 
-from realtime.envelope import encode
+from realtime.envelope import SESSION_STATE, encode
 from realtime.live import dashboard
 from realtime.live.groups import session_group
 from realtime.models import Session
@@ -37,15 +39,27 @@ async def session_info(session_id):
 
 
 async def deliver(session_id, events):
-    """Group-send ``events`` of one session in seq order; False when there is no such session."""
+    """Group-send ``events`` of one session: messages in seq order, then state changes; False when no such session."""
     session = await session_info(session_id)
     if session is None:
         return False
-    events = sorted(events, key=lambda event: event["seq"])
+    states = [event for event in events if event["type"] == SESSION_STATE]
+    events = sorted((event for event in events if event["type"] != SESSION_STATE), key=lambda event: event["seq"])
     layer = get_channel_layer()
-    # Encoded once here rather than once per viewer.
-    texts = [encode(event) for event in events]
-    await layer.group_send(session_group(session_id), {"type": "session.events", "events": events, "texts": texts})
-    counted = await dashboard.tally(session_id, events)
-    await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events, counted))
+    if events:
+        # Encoded once here rather than once per viewer.
+        texts = [encode(event) for event in events]
+        await layer.group_send(session_group(session_id), {"type": "session.events", "events": events, "texts": texts})
+        counted = await dashboard.tally(session_id, events)
+        await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events, counted))
+    for state in states:
+        await deliver_state(session, state)
     return True
+
+
+async def deliver_state(session, event):
+    """A ``session_state`` event to the session's viewers and to the dashboard (every viewer may see it)."""
+    session.update(purpose=event["data"]["purpose"])  # the cached summary info follows a new purpose
+    layer = get_channel_layer()
+    await layer.group_send(session_group(session["id"]), {"type": "session.state", "text": encode(event)})
+    await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.state(event))

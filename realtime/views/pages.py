@@ -1,4 +1,6 @@
-"""The pages people watch sessions through: dashboard, session, memory.
+"""The pages people watch sessions through: dashboard, session, memory; a session's export.
+
+What people do on them (post, create, close) is in ``realtime.views.participate``.
 
 Every page reads messages through ``visible_messages``/``visible_q``, the same
 rule the WebSocket applies, so what a page shows first and what arrives live
@@ -12,15 +14,16 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Case, Count, Max, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
-from django.http import Http404, JsonResponse
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
+from realtime import export
 from realtime.envelope import message_event
 from realtime.errors import OperationError
 from realtime.models import MemoryEntry, Message, Session
 from realtime.operations import get_session, visible_messages
 from realtime.views.context import render
-from realtime.visibility import Viewer, visible_q
+from realtime.visibility import Viewer, postable_levels, visible_q
 
 FIRST_RENDER = 200  # newest messages rendered with the page; older ones load on demand
 OLDER_PAGE = 200  # messages per "load earlier" request
@@ -71,15 +74,28 @@ def dashboard_sessions(viewer, sessions):
     return [pk for _, pk in listed]
 
 
+STATES = {"open": True, "closed": False}  # ?state=: the dashboard's filter
+STATE_CHOICES = [("", "All"), ("open", "Open"), ("closed", "Closed")]
+
+
 @login_required
 def dashboard(request):
+    return render_dashboard(request)
+
+
+def render_dashboard(request, *, create_error="", draft="", status=200):
+    """The dashboard (``?q=`` search, ``?state=open|closed``, ``?page=``); with the new-session form's error."""
     query = search_term(request)
+    state = request.GET.get("state", "")
+    state = state if state in STATES else ""
     viewer = Viewer.for_user(request.user)
     sessions = Session.objects.all()
     if query:
         sessions = sessions.filter(
             Q(purpose__icontains=query) | Q(created_by__icontains=query) | Q(id__icontains=query)
         )
+    if state:
+        sessions = sessions.filter(is_active=STATES[state])
     ordered = dashboard_sessions(viewer, sessions)
     page = Paginator(ordered, PAGE_SIZE).get_page(request.GET.get("page"))
     if isinstance(ordered, list):  # session ids: fetch this page's sessions
@@ -93,8 +109,9 @@ def dashboard(request):
             session.visible_count, session.activity = session.last_seq, session.updated_at
         else:
             session.visible_count, session.activity = count, newest or session.created_at
-    context = {"page": page, "sessions": page.object_list, "query": query, "nav": "sessions"}
-    return render(request, "realtime/dashboard.html", context)
+    context = {"page": page, "sessions": page.object_list, "query": query, "state": state, "nav": "sessions",
+               "state_choices": STATE_CHOICES, "create_error": create_error, "draft": draft}
+    return render(request, "realtime/dashboard.html", context, status=status)
 
 
 def pretty_json(value):
@@ -121,12 +138,20 @@ def thread(messages):
     return roots
 
 
-@login_required
-def session_detail(request, session_id):
+def session_or_404(session_id):
     try:
-        session = get_session(session_id)
+        return get_session(session_id)
     except OperationError:
         raise Http404("No such session") from None
+
+
+@login_required
+def session_detail(request, session_id):
+    return render_session(request, session_or_404(session_id))
+
+
+def render_session(request, session, *, composer_error="", draft="", status=200):
+    """The session page; ``composer_error`` and ``draft``: a post refused without script, shown with its text."""
     viewer = Viewer.for_user(request.user)
     shown = visible_messages(viewer, session.id).filter(seq__lte=session.last_seq)
     newest = list(shown.order_by("-seq")[:FIRST_RENDER])
@@ -144,17 +169,31 @@ def session_detail(request, session_id):
             "metadata_json": pretty_json(session.metadata) if session.metadata else "",
             "max_depth": MAX_DEPTH,
             "nav": "sessions",
+            "levels": postable_levels(viewer),
+            "composer_error": composer_error,
+            "draft": draft,
+            "export_formats": list(export.FORMATS),
         },
+        status=status,
     )
+
+
+@login_required
+def session_export(request, session_id, fmt):
+    """``GET …/export.md`` or ``…/export.json``: the session as this user may see it, as a download."""
+    if fmt not in export.FORMATS:
+        raise Http404("No such format")
+    session = session_or_404(session_id)
+    response = StreamingHttpResponse(export.export(session, fmt, Viewer.for_user(request.user)),
+                                     content_type=export.FORMATS[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{session.id}.{fmt}"'
+    return response
 
 
 @login_required
 def session_messages(request, session_id):
     """``GET …/messages?before=<seq>``: the visible messages just before ``seq``, as envelopes."""
-    try:
-        session = get_session(session_id)
-    except OperationError:
-        raise Http404("No such session") from None
+    session = session_or_404(session_id)
     before = request.GET.get("before", "")
     if not (before.isascii() and before.isdigit()) or len(before) > 18:
         return JsonResponse({"success": False, "error": "before must be a positive integer seq"}, status=400)

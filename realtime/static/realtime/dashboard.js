@@ -7,6 +7,7 @@
   const page = Number(table.dataset.page) || 1;
   const pageSize = Number(table.dataset.pageSize) || 50;
   const query = (table.dataset.query || "").toLowerCase();
+  const stateFilter = table.dataset.state || "";  // "", "open" or "closed"
   const sessionUrl = table.dataset.sessionUrl;  // with a placeholder id
   const PLACEHOLDER = "session_0000000000000000";
   let retry = 0;
@@ -38,6 +39,7 @@
   }
 
   function matches(summary) {
+    if (stateFilter === "closed") return false;  // a session that gets messages is open
     if (!query) return true;
     return [summary.purpose, summary.created_by, summary.session_id]
       .some(function (field) { return String(field).toLowerCase().includes(query); });
@@ -53,7 +55,9 @@
     const purpose = el("td", "purpose");
     const link = el("a", "", truncate(summary.purpose, 120));
     link.href = sessionUrl.replace(PLACEHOLDER, encodeURIComponent(summary.session_id));
-    purpose.append(link, el("code", "sid", summary.session_id));
+    const closed = el("span", "badge badge-closed", "closed");
+    closed.hidden = true;
+    purpose.append(link, " ", closed, el("code", "sid", summary.session_id));
     const agents = el("td", "agents");
     agents.append(el("ul", "chips"));
     const activity = el("td", "activity");
@@ -116,6 +120,22 @@
     }, 300);
   }
 
+  // A session closed, reopened or renamed by staff: its row follows, or leaves a filter it no longer fits.
+  function applyState(frame) {
+    const row = findRow(frame.session_id);
+    if (!row) {
+      if (stateFilter === "closed" && !frame.is_active && page === 1) scheduleRefresh();  // its row comes from the server
+      return;
+    }
+    if ((stateFilter === "open" && !frame.is_active) || (stateFilter === "closed" && frame.is_active)) {
+      row.remove();
+      return;
+    }
+    row.querySelector(".purpose a").textContent = truncate(frame.purpose, 120);
+    const badge = row.querySelector(".purpose .badge-closed");
+    if (badge) badge.hidden = frame.is_active;
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + location.host + table.dataset.wsPath);  // rendered by the server
@@ -129,6 +149,8 @@
         everConnected = true;
       } else if (event.type === "session_summary") {
         apply(event);
+      } else if (event.type === "session_state") {
+        applyState(event);
       }
     };
     socket.onclose = function (close) {

@@ -215,6 +215,9 @@
         everConnected = true;
       } else if (event.type === "presence") {
         showPresence(event);
+      } else if (event.type === "session_state") {
+        // Closed, reopened or renamed by staff: composer.js follows it.
+        document.dispatchEvent(new CustomEvent("sharedcontext:session-state", { detail: event }));
       }
     };
     socket.onclose = function (close) {
@@ -265,6 +268,18 @@
         .catch(function () { earlier.disabled = false; });
     });
   }
+
+  // For the page's other scripts (composer.js): show a message this page stored itself, before its live
+  // frame comes; that frame (same seq) is then skipped. lastSeq is left as it was, so a reconnect still
+  // asks for every message before it.
+  window.SharedContext.session = {
+    lastSeq: function () { return lastSeq; },
+    show: function (event) {
+      const seen = lastSeq;
+      receive(event);
+      lastSeq = seen;
+    },
+  };
 
   following = true;
   scrollToEnd();
