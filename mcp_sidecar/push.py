@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 
 from channels.db import DatabaseSyncToAsync
-from fastmcp.server.dependencies import get_http_request
+from fastmcp.server.dependencies import get_context, get_http_request
 from fastmcp.server.middleware import Middleware
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -164,6 +164,17 @@ class Watch:
             watches = self.connection.state.get(_STATE_KEY, {})
             if watches.get((self.kind, self.session_id)) is self:
                 del watches[(self.kind, self.session_id)]
+
+
+def current_session():
+    """The ``ServerSession`` of the tool call being served; PUSH_UNAVAILABLE for a call made without one."""
+    try:
+        return get_context().session
+    except RuntimeError:  # e.g. FastMCP.call_tool from the server's own code
+        raise OperationError(
+            ErrorCode.PUSH_UNAVAILABLE, "this call came without an MCP session: there is no stream to push on",
+            "Call it from an MCP client over stdio or stateful HTTP; or read with get_messages(since_seq).",
+        ) from None
 
 
 def refuse_without_stream(connection):

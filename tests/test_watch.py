@@ -294,3 +294,18 @@ async def test_a_subscribed_session_resource_says_when_it_changed(stack):
             await say(alice, other, "marker")
             await eventually(lambda: len(updates.uris) > 1, within=10, what="the marker's update")
             assert updates.uris == [uri, f"session://{other}"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_call_made_without_an_mcp_session_gets_a_structured_refusal(monkeypatch):
+    from mcp_sidecar import auth, tools  # noqa: F401  (registers every tool)
+    from mcp_sidecar.app import mcp
+    from tests.helpers import agent_token
+
+    # In-process calls carry no HTTP request: admit them as stdio does without SCS_AGENT_KEY (the shared key).
+    monkeypatch.setattr(auth, "_stdio", {"enabled": True, "key": ""})
+    token = agent_token("inproc-bob")
+    for tool in ("watch_session", "unwatch_session"):
+        result = await mcp.call_tool(tool, {"session_id": "session_0123456789abcdef", "auth_token": token})
+        answer = result.structured_content
+        assert answer["success"] is False and answer["code"] == "PUSH_UNAVAILABLE", answer

@@ -2,7 +2,6 @@
 
 from typing import Annotated, Literal, TypedDict
 
-from fastmcp.server.dependencies import get_context
 from pydantic import Field
 
 from mcp_sidecar import push
@@ -45,7 +44,7 @@ async def watch_session(
     (not a stateless server). Pushes stop on unwatch_session, when this connection closes, or when your token
     expires or is revoked. Watching the same session again restarts it from since_seq.
     """
-    session = get_context().session
+    session = push.current_session()
     cursor = await push.watch(session, "channel", agent, session_id, since_seq, push.token_rights(claims))
     return {"success": True, "session_id": session_id, "since_seq": cursor, "method": push.CHANNEL_METHOD,
             "watching": push.watched(session).get("channel", [])}
@@ -54,7 +53,7 @@ async def watch_session(
 @agent_tool(permission="read")
 async def unwatch_session(session_id: SessionId, auth_token: AuthToken = None) -> Unwatched:
     """Stop the pushes of a session watch_session started on this connection."""
-    session = get_context().session
+    session = push.current_session()
     was_watching = await push.unwatch(session, "channel", session_id)
     if not was_watching:
         await push.in_thread(session_last_seq)(session_id)  # a wrong or unknown id is an error, as everywhere
