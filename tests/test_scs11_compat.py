@@ -118,3 +118,22 @@ def test_database_urls_of_1_1_lose_their_driver(monkeypatch):
                           ("postgresql+asyncpg://u@h/db", "postgresql://u@h/db"), ("", "")):
         monkeypatch.setenv("DATABASE_URL", given)
         assert project_env.database_url() == wanted
+
+
+@pytest.mark.django_db
+def test_total_count_is_what_the_filters_let_the_caller_see_on_every_page():
+    from realtime import operations
+    from realtime.visibility import Viewer
+
+    session = operations.create_session("counting", created_by="alice")
+    say = operations.add_message
+    root = say(session.id, sender="alice", sender_type="claude", content="root")
+    say(session.id, sender="alice", sender_type="claude", content="mine", visibility="private")
+    reply = say(session.id, sender="bob", sender_type="claude", content="reply", parent_message_id=root.id)
+    say(session.id, sender="gina", sender_type="gemini", content="theirs", visibility="agent_only")
+    say(session.id, sender="gina", sender_type="gemini", content="deeper", parent_message_id=reply.id)
+    alice = Viewer.for_agent("alice", "claude", ["read"])
+    for filters, expected in (({}, 4), ({"visibility_filter": "private"}, 1), ({"since_seq": 2}, 2),
+                              ({"thread_id": root.id}, 3), ({"since_seq": 2, "thread_id": root.id}, 2)):
+        everything, _ = operations.list_messages(alice, session.id, limit=1000, **filters)
+        assert operations.count_messages(alice, session.id, **filters) == len(everything) == expected, filters
