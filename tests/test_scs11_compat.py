@@ -75,6 +75,9 @@ async def test_resources_and_prompts_over_stdio_act_for_the_agent_of_its_key(sta
         prompt = await own.get_prompt("debug-session", {"session_id": session_id})
         assert "2 messages visible to you" in prompt.messages[0].content.text
 
+    async with stack.mcp_client(key=key) as http:  # over HTTP, the agent key in X-API-Key names the reader too
+        assert (await read(http, f"session://{session_id}"))["statistics"]["visible_messages"] == 2
+
 
 def test_1_1_names_are_read_when_ours_are_unset_and_ours_win():
     environ = {"API_KEY": "legacy-key-long-enough", "HTTP_PORT": "24000", "SCS_MCP_PORT": "25000",
