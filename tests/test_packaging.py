@@ -172,7 +172,7 @@ async def test_the_installed_command_migrates_serves_and_a_session_works_end_to_
     finally:
         end(server)
     output = log.read_text()
-    assert "Shared Context Server is running" in output, output[-2000:]
+    assert "Shared Context Server is running" in output and "scs-django mcp-config all" in output, output[-2000:]
 
     # `scs-django mcp`: stdio, on the same data folder, as a client configuration starts it.
     async with Client(StdioTransport(str(command), ["mcp"], env=env, cwd=str(work), keep_alive=False)) as stdio:
