@@ -190,3 +190,23 @@ def authorize(claims, permission):
 def caller(auth_token=None, *, permission="read"):
     """The agent making this call, as a Viewer holding ``permission``; else OperationError."""
     return authorize(current_claims(auth_token), permission)
+
+
+def reader(*, public_ok=False):
+    """Who reads a resource or prompt (they take no token argument), as a Viewer holding ``read``.
+
+    The agent of the ``Authorization: Bearer`` token; without one, the agent whose own key admitted
+    this client (``SCS_AGENT_KEY`` over stdio, where there are no headers; ``X-API-Key`` over HTTP).
+    The shared key names no agent: without a token it reads public messages only where ``public_ok``
+    (as shared-context-server 1.1 answered such reads), and needs a token everywhere else.
+    """
+    admitted = admission()
+    if not bearer_from_headers() and admitted.is_shared and public_ok:
+        return Viewer.public_reader()
+    if bearer_from_headers() or admitted.is_shared:
+        return caller(None)
+    throttle(f"agent:{admitted.agent_id}")
+    if "read" not in admitted.permissions:
+        raise OperationError(ErrorCode.PERMISSION_DENIED, "this call needs the 'read' permission",
+                             "Ask staff for a key that holds 'read'.")
+    return Viewer.for_agent(admitted.agent_id, admitted.agent_type, list(admitted.permissions))

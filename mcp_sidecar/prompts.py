@@ -5,7 +5,7 @@ from django.db.models import Count
 from fastmcp.exceptions import PromptError
 
 from mcp_sidecar.app import mcp
-from mcp_sidecar.auth import caller
+from mcp_sidecar.auth import reader
 from realtime import operations, reads
 from realtime.errors import OperationError
 
@@ -51,11 +51,11 @@ def setup_collaboration(purpose: str, agent_types: str | None = None, project_na
 def debug_session(session_id: str) -> str:
     """A summary of a session as you may see it (activity, senders, recent messages) to troubleshoot it.
 
-    Identifies you by Authorization: Bearer; only messages you may read are counted or shown.
+    Identifies you by Authorization: Bearer (or your agent key); only messages you may read are counted or shown.
     """
     close_old_connections()
     try:
-        viewer = caller(None)
+        viewer = reader()
         session = operations.get_session(session_id)
     except OperationError as exc:
         raise PromptError(f"{exc.code}: {exc.message}. {exc.hint}".strip()) from None

@@ -1,15 +1,86 @@
 """Reading settings from the environment, with one-line errors for bad values."""
 
+import contextlib
 import ipaddress
 import os
 import secrets
+import sqlite3
 import stat
 import sys
 from pathlib import Path
 
+import dotenv
+
 
 class EnvError(Exception):
     """A setting in the environment is missing or malformed."""
+
+
+# shared-context-server 1.1's name for each of our settings: read when ours is unset or empty.
+# DATABASE_URL has the same name in both; DATABASE_PATH (1.1's SQLite file) is read by sqlite_file().
+LEGACY_NAMES = {
+    "SCS_API_KEY": "API_KEY",
+    "SCS_JWT_SECRET": "JWT_SECRET_KEY",
+    "SCS_TOKEN_TTL": "JWT_EXPIRATION_TIME",
+    "SCS_HOST": "HTTP_HOST",
+    "SCS_MCP_PORT": "HTTP_PORT",
+    "SCS_WS_PORT": "WEBSOCKET_PORT",
+    "SCS_ALLOWED_HOSTS": "ALLOWED_HOSTS",
+    "SCS_LOG_LEVEL": "LOG_LEVEL",
+    "SCS_AUDIT_RETENTION_DAYS": "AUDIT_LOG_RETENTION_DAYS",
+    "SCS_MAX_MEMORY_ENTRIES": "MAX_MEMORY_ENTRIES_PER_AGENT",
+}
+
+
+def load_environment(environ=None, cwd=None):
+    """Read ``.env`` in the working directory (what is already in the environment wins), then 1.1's names.
+
+    Writes into the process environment, so the processes ``serve`` starts see the same values.
+    """
+    environ = os.environ if environ is None else environ
+    dotenv_file = Path(cwd or Path.cwd()) / ".env"
+    if dotenv_file.is_file():
+        for name, value in dotenv.dotenv_values(dotenv_file).items():
+            if value is not None and name not in environ:
+                environ[name] = value
+    for ours, theirs in LEGACY_NAMES.items():
+        if not environ.get(ours, "").strip() and environ.get(theirs, "").strip():
+            environ[ours] = environ[theirs]
+
+
+def database_url():
+    """``DATABASE_URL`` without a SQLAlchemy driver (1.1 wrote ``sqlite+aiosqlite://``, ``postgresql+asyncpg://``)."""
+    url = env_str("DATABASE_URL", "")
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.partition('+')[0]}{sep}{rest}" if sep else url
+
+
+def is_scs_database(path):
+    """``path`` is a shared-context-server 1.1 SQLite database (its tables, none of Django's)."""
+    if not Path(path).is_file() or Path(path).stat().st_size == 0:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return False
+    return {"sessions", "messages", "agent_memory"} <= tables and "django_migrations" not in tables
+
+
+def sqlite_file(data_dir: Path):
+    """The SQLite database file: ``DATABASE_PATH`` (1.1's name) if set, else ``data_dir/db.sqlite3``.
+
+    A 1.1 database there is refused rather than migrated into: its data comes over with import_scs.
+    """
+    raw = env_str("DATABASE_PATH", "")
+    if not raw:
+        return data_dir / "db.sqlite3"
+    path = Path(raw).expanduser().resolve()
+    if is_scs_database(path):
+        raise EnvError(f"DATABASE_PATH={raw} is a shared-context-server 1.1 database: import it with "
+                       f"`import_scs {raw}` and set DATABASE_PATH to a new file (or unset it)")
+    private_folder(path.parent)
+    return path
 
 
 def env_str(name, default):

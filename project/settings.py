@@ -6,22 +6,28 @@ the database, the secrets and the broadcast URL without any other coordination.
 
 from pathlib import Path
 
-from project.env import (
+from realtime.conf import DEFAULTS as SCS_DEFAULTS
+
+from .env import (
     EnvError,
+    database_url,
     env_flag,
     env_float,
     env_int,
     env_list,
     env_networks,
     env_str,
+    load_environment,
     local_secret,
     make_private,
     private_file,
     private_folder,
+    sqlite_file,
 )
-from realtime.conf import DEFAULTS as SCS_DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A .env file in the working directory, then shared-context-server 1.1's variable names (project.env).
+load_environment()
 
 SCS_DATA_DIR = Path(env_str("SCS_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 # The data folder holds the database (with everyone's session keys) and the secrets: 0700, files 0600.
@@ -138,8 +144,9 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
-ROOT_URLCONF = "project.urls"
-ASGI_APPLICATION = "project.asgi.application"
+# Relative to this package: "project" in a checkout, "scs_django.project" installed (scs_django.settings).
+ROOT_URLCONF = f"{__package__}.urls"
+ASGI_APPLICATION = f"{__package__}.asgi.application"
 
 TEMPLATES = [
     {
@@ -162,13 +169,14 @@ TEMPLATES = [
 def _database():
     import dj_database_url
 
-    url = env_str("DATABASE_URL", "")
+    url = database_url()
     if not url:
         private_folder(SCS_DATA_DIR)
-        private_file(SCS_DATA_DIR / "db.sqlite3")  # SQLite would create it 0644 (and its -wal, -shm alike)
+        sqlite = sqlite_file(SCS_DATA_DIR)
+        private_file(sqlite)  # SQLite would create it 0644 (and its -wal, -shm alike)
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SCS_DATA_DIR / "db.sqlite3",
+            "NAME": sqlite,
             "OPTIONS": {
                 # Two processes write this file: take the write lock up front and
                 # wait for it instead of failing with "database is locked".

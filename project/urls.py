@@ -3,7 +3,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from project import signin
+from . import signin
 
 admin.site.login_form = signin.AdminSignInForm
 urlpatterns = [

@@ -229,3 +229,22 @@ class RevokedToken(models.Model):
 
     def __str__(self):
         return f"{self.jti} ({self.reason})"
+
+
+class ImportedRecord(models.Model):
+    """A record brought in from another server's database (``manage.py import_scs``), so no import repeats it.
+
+    ``original`` names the record in its source (e.g. ``session_…/12`` for message 12 of that session);
+    ``local_id`` is what it became here.
+    """
+
+    kind = models.CharField(max_length=16)  # session, message, memory or audit
+    original = models.CharField(max_length=255)
+    local_id = models.CharField(max_length=64)
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "original"], name="imported_record_unique")]
+
+    def __str__(self):
+        return f"{self.kind} {self.original} -> {self.local_id}"

@@ -265,6 +265,18 @@ def list_messages(viewer: Viewer, session_id, *, limit=50, offset=0, visibility_
     """A page of visible messages in seq order within the read budget; returns ``(messages, has_more)``."""
     check_offset(offset)
     get_session(session_id)
+    queryset = filtered_messages(viewer, session_id, visibility_filter=visibility_filter, since_seq=since_seq,
+                                 thread_id=thread_id)
+    return reads.page(queryset, limit, offset=offset)
+
+
+def count_messages(viewer: Viewer, session_id, **filters):
+    """How many messages ``list_messages`` would page through with these filters (one COUNT)."""
+    return filtered_messages(viewer, session_id, **filters).count()
+
+
+def filtered_messages(viewer: Viewer, session_id, *, visibility_filter=None, since_seq=None, thread_id=None):
+    """The visible messages of ``session_id`` within the filters of ``list_messages``, in seq order."""
     queryset = visible_messages(viewer, session_id)
     if visibility_filter is not None:
         if visibility_filter not in Visibility.values:
@@ -277,4 +289,4 @@ def list_messages(viewer: Viewer, session_id, *, limit=50, offset=0, visibility_
         queryset = queryset.filter(seq__gt=since_seq)
     if thread_id is not None:
         queryset = queryset.filter(pk__in=thread_ids(session_id, thread_id))
-    return reads.page(queryset, limit, offset=offset)
+    return queryset

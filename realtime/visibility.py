@@ -6,8 +6,10 @@
 - ``admin_only``: admins (agents holding the ``admin`` permission, staff users).
 
 Non-staff browser users see the levels in ``SCS_USER_VISIBILITY`` (default:
-public only). ``can_see`` answers for one message; ``visible_q`` is the same rule
-as a database filter. ``tests/test_visibility.py`` checks that they agree.
+public only); a ``public`` reader (a client that names no one, e.g. a resource read
+with the shared key and no token) sees public messages only. ``can_see`` answers
+for one message; ``visible_q`` is the same rule as a database filter.
+``tests/test_visibility.py`` checks that they agree.
 """
 
 from dataclasses import dataclass
@@ -37,6 +39,10 @@ class Viewer:
     def for_user(cls, user):
         return cls("user", user.get_username(), "", bool(user.is_staff), ())
 
+    @classmethod
+    def public_reader(cls):
+        return cls("public", "")
+
     def describe(self):
         return {"kind": self.kind, "id": self.id, "agent_type": self.agent_type, "is_admin": self.is_admin}
 
@@ -49,6 +55,8 @@ def can_see(viewer: Viewer, visibility, sender, sender_type):
     """True when ``viewer`` may read a message with these fields."""
     if viewer.is_admin or visibility == Visibility.PUBLIC:
         return True
+    if viewer.kind == "public":
+        return False
     if viewer.kind == "user":
         return visibility in _user_levels() and visibility != Visibility.PRIVATE
     if visibility == Visibility.PRIVATE:
@@ -66,6 +74,8 @@ def visible_q(viewer: Viewer, prefix=""):
 
     if viewer.is_admin:
         return Q()
+    if viewer.kind == "public":
+        return Q(**{f("visibility"): Visibility.PUBLIC})
     if viewer.kind == "user":
         levels = (_user_levels() - {Visibility.PRIVATE}) | {Visibility.PUBLIC}
         return Q(**{f("visibility__in"): sorted(levels)})

@@ -29,6 +29,7 @@ import contextlib
 import logging
 
 from realtime import mentions
+from realtime.envelope import NEW_MESSAGE
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ class Hub:
     def _dispatch(self, events):
         self.counters["notified"] += len(events)
         for event in events:
+            if event.get("type") != NEW_MESSAGE:
+                continue  # e.g. a session closed: nothing for a waiter to read
             for waiter in self.sessions.get(event.get("session_id"), ()):
                 waiter.offer(event)
                 self.counters["offered"] += 1

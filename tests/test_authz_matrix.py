@@ -226,6 +226,9 @@ FOREIGN_MEMORY_EXPECTED = {**READ_EXPECTED, "other_type_agent": "PERMISSION_DENI
 OPEN_PROMPT_EXPECTED = {**{c: "ok" for c in MCP_CALLERS}, "none": "API_KEY_REQUIRED",
                         "wrong_key": "API_KEY_REQUIRED", "revoked_key": "API_KEY_REQUIRED",
                         "expired_key": "API_KEY_REQUIRED"}
+# session://{id}/messages/{limit} as shared-context-server 1.1 served it: the shared key without a token reads
+# public messages only (a browser cookie is no token here).
+PUBLIC_READ_EXPECTED = {**READ_EXPECTED, "user": "ok", "staff": "ok"}
 
 
 def tool_permissions():
@@ -325,6 +328,11 @@ async def test_mcp_resources_and_prompts(stack, world, caller_name):
     caller = world.callers[caller_name]
     doors = {
         "resource session://": (f"session://{world.session_id}", READ_EXPECTED),
+        "resource session://<id>/messages/<limit>": (f"session://{world.session_id}/messages/5", PUBLIC_READ_EXPECTED),
+        "resource server://info": ("server://info", OPEN_PROMPT_EXPECTED),
+        "resource server://info/default": ("server://info/default", OPEN_PROMPT_EXPECTED),
+        "resource docs://tools": ("docs://tools", OPEN_PROMPT_EXPECTED),
+        "resource docs://tools/<tool>": ("docs://tools/add_message", OPEN_PROMPT_EXPECTED),
         "resource agent://<other agent>/memory": ("agent://authz-owner/memory", FOREIGN_MEMORY_EXPECTED),
         "prompt debug-session": (("debug-session", {"session_id": world.session_id}), READ_EXPECTED),
         "prompt setup-collaboration": (("setup-collaboration", {"purpose": "x"}), OPEN_PROMPT_EXPECTED),
@@ -342,8 +350,11 @@ async def test_mcp_resources_and_prompts(stack, world, caller_name):
         return
     async with mcp_client(stack, caller) as client:
         templates = {t.uri_template for t in await client.list_resource_templates()}
-        assert templates <= {"session://{session_id}", "agent://{agent_id}/memory"}, (
+        assert templates <= {"session://{session_id}", "agent://{agent_id}/memory", "server://info/{_name}",
+                             "session://{session_id}/messages/{limit}", "docs://tools/{name}"}, (
             f"add these resources to the authorization matrix: {templates}")
+        resources = {str(r.uri) for r in await client.list_resources()}
+        assert resources <= {"server://info", "docs://tools"}, f"add these resources to the matrix: {resources}"
         prompts = {p.name for p in await client.list_prompts()}
         assert prompts <= {"debug-session", "setup-collaboration"}, (
             f"add these prompts to the authorization matrix: {prompts}")

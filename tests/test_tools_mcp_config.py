@@ -2,6 +2,7 @@
 
 import json
 import shlex
+import tomllib
 from io import StringIO
 
 import pytest
@@ -25,18 +26,33 @@ def test_claude_is_one_shell_command():
     assert argv[argv.index("--header") + 1] == f"X-API-Key: {KEY}"
 
 
-@pytest.mark.parametrize(("client", "root", "extra"), [("cursor", "mcpServers", {}),
-                                                       ("vscode", "servers", {"type": "http"})])
-def test_json_clients(client, root, extra):
+@pytest.mark.parametrize(("client", "root", "url_field", "extra"), [
+    ("cursor", "mcpServers", "url", {}), ("vscode", "servers", "url", {"type": "http"}),
+    ("windsurf", "mcpServers", "serverUrl", {}), ("gemini", "mcpServers", "httpUrl", {}),
+])
+def test_json_clients(client, root, url_field, extra):
     config = json.loads(run(client))
     (server,) = config[root].values()
-    assert server == {**extra, "url": "http://127.0.0.1:24999/mcp/", "headers": {"X-API-Key": KEY}}
+    assert server == {**extra, url_field: "http://127.0.0.1:24999/mcp/", "headers": {"X-API-Key": KEY}}
+
+
+def test_codex_is_toml():
+    config = tomllib.loads(run("codex"))
+    assert config["mcp_servers"]["shared-context"] == {"url": "http://127.0.0.1:24999/mcp/",
+                                                       "http_headers": {"X-API-Key": KEY}}
+
+
+def test_claude_desktop_starts_the_stdio_server_on_the_same_data_folder(settings):
+    (server,) = json.loads(run("claude-desktop"))["mcpServers"].values()
+    assert server == {"command": "scs-django", "args": ["mcp"], "env": {"SCS_DATA_DIR": str(settings.SCS_DATA_DIR)}}
 
 
 def test_all_prints_every_client_under_a_title():
     text = run("all")
-    assert text.count(f"X-API-Key: {KEY}") == 1 and text.count(f'"X-API-Key": "{KEY}"') == 2
-    assert "# Claude Code" in text and "# Cursor" in text and "# VS Code" in text
+    assert text.count(f"X-API-Key: {KEY}") == 1 and text.count(f'"X-API-Key": "{KEY}"') == 4
+    assert text.count(f'"X-API-Key" = "{KEY}"') == 1
+    for title in ("Claude Code", "Claude Desktop", "Cursor", "Windsurf", "VS Code", "Gemini CLI", "Codex"):
+        assert f"# {title}" in text
 
 
 def test_unknown_client_is_an_error():
@@ -56,6 +72,15 @@ def test_an_agent_id_gets_its_own_key_in_the_configuration():
     admitted = credentials.admit(key)
     assert (admitted.agent_id, admitted.agent_type, admitted.permissions) == ("reviewer-1", "claude",
                                                                             ("read", "write"))
+
+
+@pytest.mark.django_db
+def test_claude_desktop_with_an_agent_id_gets_the_key_as_scs_agent_key():
+    from realtime import credentials
+
+    (server,) = json.loads(run("claude-desktop", "--agent-id", "desk", "--agent-type", "claude").split("\n", 1)[1])[
+        "mcpServers"].values()
+    assert credentials.admit(server["env"]["SCS_AGENT_KEY"]).agent_id == "desk"
 
 
 @pytest.mark.django_db

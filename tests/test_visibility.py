@@ -17,11 +17,12 @@ VIEWERS = {
     "admin_agent": Viewer.for_agent("root", "admin", ["read", "write", "admin"]),
     "staff_user": Viewer.for_user(SimpleNamespace(get_username=lambda: "carol", is_staff=True)),
     "user": Viewer.for_user(SimpleNamespace(get_username=lambda: "dave", is_staff=False)),
+    "public_reader": Viewer.public_reader(),
 }
 
 # visibility -> the viewers (of a message sent by alice, a claude agent) who may read it.
 EXPECTED = {
-    Visibility.PUBLIC: {"sender", "same_type", "other_type", "admin_agent", "staff_user", "user"},
+    Visibility.PUBLIC: {"sender", "same_type", "other_type", "admin_agent", "staff_user", "user", "public_reader"},
     Visibility.PRIVATE: {"sender", "admin_agent", "staff_user"},
     Visibility.AGENT_ONLY: {"sender", "same_type", "admin_agent", "staff_user"},
     Visibility.ADMIN_ONLY: {"admin_agent", "staff_user"},
@@ -36,7 +37,7 @@ MATRIX = [
 
 def test_matrix_covers_every_level_and_viewer():
     assert set(EXPECTED) == set(Visibility.values)
-    assert len(MATRIX) == 4 * 6
+    assert len(MATRIX) == 4 * 7
 
 
 @pytest.mark.parametrize(("visibility", "viewer", "allowed"), MATRIX, ids=[f"{v}-{n}" for v, n, _ in MATRIX])

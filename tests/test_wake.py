@@ -216,3 +216,13 @@ async def test_a_good_token_keeps_waiting_and_the_guard_stops_with_the_last_wait
         assert waiter.refusal is None
         guard = wake.hub._guard
     await asyncio.wait_for(guard, 5)  # ends once nobody is guarded
+
+
+async def test_only_message_events_reach_waiters(session_id):
+    from realtime.envelope import state_event
+    from realtime.models import Session
+
+    session = await Session.objects.aget(pk=session_id)
+    with wake.hub.session(session_id) as waiter:
+        wake.hub.notify([state_event(session)])
+        assert not await waiter.wait(0.2)

@@ -22,6 +22,7 @@ class MessageAdded(TypedDict):
 
 class Messages(MessagePage):
     next_since_seq: int | None
+    total_count: int  # every message you may see within the filters (as shared-context-server 1.1 answered)
 
 
 @agent_tool(permission="write")
@@ -74,17 +75,17 @@ def get_messages(
     You see public messages, your own private ones, agent_only messages from
     agents of your type, and admin_only ones if you hold admin. A response stops at
     limit or at the read budget (about 512 KiB, always at least one message); when
-    has_more is true, call again with since_seq=next_since_seq. The server keeps a
-    read cursor per agent and session: unread_only=true reads after it, mark_read=true moves it.
+    has_more is true, call again with since_seq=next_since_seq. total_count: how many
+    messages you may see within the filters, all pages together. The server keeps a read
+    cursor per agent and session: unread_only=true reads after it, mark_read=true moves it.
     """
     if unread_only:
         operations.check_session_id(session_id)
         since_seq = max(since_seq or 0, read_cursors.read_seq(agent.id, session_id))
-    messages, has_more = operations.list_messages(
-        agent, session_id, limit=limit, offset=offset, visibility_filter=visibility_filter,
-        since_seq=since_seq, thread_id=thread_id,
-    )
+    filters = {"visibility_filter": visibility_filter, "since_seq": since_seq, "thread_id": thread_id}
+    messages, has_more = operations.list_messages(agent, session_id, limit=limit, offset=offset, **filters)
     if mark_read and messages:
         read_cursors.mark(agent.id, session_id, messages[-1].seq)
     return {"success": True, "messages": [message_record(m) for m in messages], "count": len(messages),
-            "has_more": has_more, "next_since_seq": messages[-1].seq if has_more and messages else None}
+            "has_more": has_more, "next_since_seq": messages[-1].seq if has_more and messages else None,
+            "total_count": operations.count_messages(agent, session_id, **filters)}

@@ -1,4 +1,4 @@
-"""``python manage.py mcp_config [claude|cursor|vscode|all] [--agent-id ID --agent-type TYPE]``.
+"""``python manage.py mcp_config [CLIENT|all] [--agent-id ID --agent-type TYPE]`` (clients: realtime.client_config).
 
 With ``--agent-id``, issues that agent its own key (``agent_key create``) and prints the
 configuration with it; without, the configuration carries the shared ``SCS_API_KEY``.
@@ -6,14 +6,8 @@ configuration with it; without, the configuration carries the shared ``SCS_API_K
 
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.client_config import CLIENTS, config_for
+from realtime.client_config import CLIENTS, TITLES, config_for
 from realtime.management.commands.agent_key import issue_key
-
-TITLES = {
-    "claude": "Claude Code (run in a shell)",
-    "cursor": "Cursor (~/.cursor/mcp.json)",
-    "vscode": "VS Code (.vscode/mcp.json)",
-}
 
 
 class Command(BaseCommand):

@@ -180,11 +180,13 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Shared Context Server is running at http://{host}:{ws_port}/"))
         self.stdout.write(sign_in)
         self.stdout.write(f"MCP endpoint: {mcp}  (send the X-API-Key header)")
+        # The installed command (scs-django) or a checkout's manage.py, as this was started.
+        mcp_config = "scs-django mcp-config" if sys.argv[0].endswith("scs-django") else "python manage.py mcp_config"
         self.stdout.write("Give each agent its own key (it can then act only as that agent):")
-        self.stdout.write("  python manage.py mcp_config claude --agent-id reviewer-1 --agent-type claude")
+        self.stdout.write(f"  {mcp_config} claude --agent-id reviewer-1 --agent-type claude")
         self.stdout.write("Or add it to Claude Code with the shared key (any agent id without a key of its own):")
         self.stdout.write(f"  {config_for('claude', url=mcp)}")
-        self.stdout.write("Other clients: python manage.py mcp_config all [--agent-id ID --agent-type TYPE]")
+        self.stdout.write(f"Other clients: {mcp_config} all [--agent-id ID --agent-type TYPE]")
         self.stdout.write("Press Ctrl-C to stop.")
 
     def supervise(self, children, stopping):

@@ -1,0 +1,3 @@
+from scs_django.cli import main
+
+main()
