@@ -110,9 +110,9 @@ def token_rights(claims):
     return Rights(allowed, claims.expires_at, claims)
 
 
-def key_rights(key):
-    """A watch made with the stdio process's agent key: the key still admits its agent."""
-    return Rights(lambda: credentials.admit(key) is not None)
+def key_rights(key_id):
+    """A watch made by an agent key, without a token (``--watch``; a subscription): the key is still active."""
+    return Rights(lambda: credentials.active().filter(key_id=key_id).exists())
 
 
 class Watch:
@@ -284,7 +284,7 @@ class WatchAtStart(Middleware):
             for session_id, cursor in self.cursors.items():
                 try:
                     await watch(context.fastmcp_context.session, "channel", viewer, session_id, cursor,
-                                key_rights(self.key))
+                                key_rights(admission.key_id))
                 except OperationError as exc:
                     logger.warning("--watch %s: %s (%s)", session_id, exc.message, exc.code)
         return result

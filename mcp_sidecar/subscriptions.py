@@ -4,8 +4,9 @@ FastMCP 4.2.3 serves no subscriptions itself; the MCP server under it (mcp 2.3.0
 ``resources/subscribe`` handler with ``add_request_handler`` and then advertises
 ``capabilities.resources.subscribe: true`` to clients of the initialize handshake
 (``mcp/server/lowlevel/server.py``, ``get_capabilities``). The subscriber is identified as
-for reading the resource (``Authorization: Bearer <token>``), and is told of the messages
-it may see, its own included (they change what it reads), once per batch.
+for reading the resource (``auth.reader``: the ``Authorization: Bearer`` token, else the
+agent key that admitted the client), and is told of the messages it may see, its own
+included (they change what it reads), once per batch.
 """
 
 import mcp_types
@@ -13,16 +14,19 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_sidecar import push
 from mcp_sidecar.app import mcp
-from mcp_sidecar.auth import authorize, current_claims
+from mcp_sidecar.auth import admission, authorize, bearer_from_headers, current_claims, reader
 from realtime.errors import OperationError
 
 PREFIX = "session://"
 
 
 def subscriber():
-    """The caller (as for reading the resource) and its token's claims."""
-    claims = current_claims(None)
-    return authorize(claims, "read"), claims
+    """Who subscribes, as for reading the resource (``auth.reader``), and the rights its watch keeps checking."""
+    admitted = admission()
+    if bearer_from_headers() or admitted.is_shared:
+        claims = current_claims(None)
+        return authorize(claims, "read"), push.token_rights(claims)
+    return reader(), push.key_rights(admitted.key_id)
 
 
 def refused(exc):
@@ -38,8 +42,8 @@ def session_of(uri):
 async def subscribe(ctx, params):
     session_id = session_of(str(params.uri))
     try:
-        viewer, claims = await push.in_thread(subscriber)()
-        await push.watch(ctx.session, "resource", viewer, session_id, None, push.token_rights(claims))
+        viewer, rights = await push.in_thread(subscriber)()
+        await push.watch(ctx.session, "resource", viewer, session_id, None, rights)
     except OperationError as exc:
         raise refused(exc) from None
     return mcp_types.EmptyResult()

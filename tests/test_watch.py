@@ -309,3 +309,20 @@ async def test_a_call_made_without_an_mcp_session_gets_a_structured_refusal(monk
         result = await mcp.call_tool(tool, {"session_id": "session_0123456789abcdef", "auth_token": token})
         answer = result.structured_content
         assert answer["success"] is False and answer["code"] == "PUSH_UNAVAILABLE", answer
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_a_client_admitted_by_its_agent_key_subscribes_without_a_token_until_the_key_is_revoked(stack):
+    key = stack.issue_key("keyed-subscriber", "claude")
+    async with await stack.agent("keyed-alice", "claude", ("read", "write")) as alice:
+        session_id = await new_session(alice)
+        updates = ResourceUpdates()
+        async with stack.mcp_client(key=key, mode="legacy", message_handler=updates) as client:
+            await no_watches(stack)
+            await client.session.subscribe_resource(f"session://{session_id}")
+            await say(alice, session_id, "hello")
+            await eventually(lambda: updates.uris, within=10, what="the update")
+            stack.manage("agent_key", "revoke", "keyed-subscriber")
+            await say(alice, session_id, "after the revocation")
+            await no_watches(stack, "the subscription ending with its key")
+            assert updates.uris == [f"session://{session_id}"]
