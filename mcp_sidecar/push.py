@@ -134,8 +134,9 @@ class Watch:
         self.task.add_done_callback(_running.discard)
 
     async def end(self):
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
 
     def within(self):
         if self.rights.expires_at is None:
@@ -236,9 +237,11 @@ async def watch(session, kind, viewer, session_id, since_seq, rights):
             "Unwatch one first (unwatch_session), or open another connection.",
         )
     old = watches.pop(key, None)
+    new = watches[key] = Watch(connection, kind, viewer, session_id, cursor, rights)  # counted before any await
     if old is not None:
         await old.end()
-    new = watches[key] = Watch(connection, kind, viewer, session_id, cursor, rights)
+        if watches.get(key) is not new:  # the MCP session ended (or another call replaced it) meanwhile
+            return cursor
     new.start()
     return cursor
 
