@@ -40,7 +40,7 @@ from fastmcp.server.middleware import Middleware
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_sidecar.auth import STDIO_KEY_VARIABLE
-from realtime import conf, credentials
+from realtime import conf, credentials, wait_guard
 from realtime.errors import ErrorCode, OperationError
 from realtime.visibility import Viewer
 from realtime.waiting import Follower, check_cursor, session_last_seq
@@ -89,30 +89,57 @@ async def push_resource(connection, session_id, records):
     await connection.send_resource_updated(f"session://{session_id}")
 
 
+# Why a watch ended and what to do, by code, in the words of its last notification (else the error's own).
+ENDED = {
+    ErrorCode.TOKEN_EXPIRED: ("the token it was made with expired", "Call refresh_token, then {again}."),
+    ErrorCode.TOKEN_REVOKED: ("the token it was made with was revoked or refreshed, or its key was revoked",
+                              "Call authenticate_agent for a new token, then {again}."),
+}
+
+
+def ended_params(session_id, cursor, error):
+    """The last ``notifications/claude/channel`` of a watch that its agent's rights (or the session) ended."""
+    again = f"watch_session(session_id={session_id!r}, since_seq={cursor}) to go on"
+    why, what_to_do = ENDED.get(error.code, (error.message, error.hint))
+    return {
+        "content": f"Pushed messages of {session_id} stopped: {why}. {what_to_do.format(again=again)}".strip(),
+        "meta": {"session_id": session_id, "event": "watch_ended", "code": str(error.code), "last_seq": str(cursor)},
+    }
+
+
 KINDS = {"channel": (push_channel, False), "resource": (push_resource, True)}  # kind -> (push, include own)
 
 
 @dataclass(frozen=True)
 class Rights:
-    """What a watch checks before each push (``allowed()``, in a thread), until when, and the token it is made with
-    (its hub waiter is then guarded: ``realtime.wait_guard`` ends it within a second once the token is refused)."""
+    """What a watch checks before each push (``refusal()``, in a thread: None, or the OperationError that ends it),
+    until when, and the token it is made with (its hub waiter is then guarded: ``realtime.wait_guard`` ends it
+    within a second once the token is refused)."""
 
-    allowed: object
+    refusal: object
     expires_at: float = None
     claims: object = None
 
 
 def token_rights(claims):
     """A watch made with a token: unexpired, not retired, its key still valid."""
-    def allowed():
-        return claims.expires_at > time.time() and credentials.token_refusal(claims) is None
+    def refusal():
+        if claims.expires_at <= time.time():
+            return wait_guard.expired()
+        return wait_guard.revoked() if credentials.token_refusal(claims) else None
 
-    return Rights(allowed, claims.expires_at, claims)
+    return Rights(refusal, claims.expires_at, claims)
 
 
 def key_rights(key_id):
     """A watch made by an agent key, without a token (``--watch``; a subscription): the key is still active."""
-    return Rights(lambda: credentials.active().filter(key_id=key_id).exists())
+    def refusal():
+        if credentials.active().filter(key_id=key_id).exists():
+            return None
+        return OperationError(ErrorCode.API_KEY_REQUIRED, "the agent key this watch was made with was revoked or "
+                              "has expired", "Ask staff for a new agent key.")
+
+    return Rights(refusal)
 
 
 class Watch:
@@ -150,15 +177,16 @@ class Watch:
                 follower = Follower(self.viewer, self.session_id, self.cursor, waiter, include_own=include_own)
                 while True:
                     batch = await follower.next(self.within())
-                    if not await in_thread(self.rights.allowed)():
-                        logger.info("watch of %s by %s ended: its token or key is no longer valid",
-                                    self.session_id, self.viewer.id)
-                        return
+                    refusal = await in_thread(self.rights.refusal)()
+                    if refusal is not None:
+                        raise refusal
                     if batch.records:
                         await send(self.connection, self.session_id, batch.records)
                     self.cursor = batch.last_seq
-        except OperationError as exc:  # the session is gone, or the wait guard refused the token
+        except OperationError as exc:  # rights ended (checked here, or by the wait guard), or the session is gone
             logger.info("watch of %s by %s ended: %s", self.session_id, self.viewer.id, exc.message)
+            if self.kind == "channel":  # tell the agent, or it would not know the pushes stopped
+                await self.connection.notify(CHANNEL_METHOD, ended_params(self.session_id, self.cursor, exc))
         except Exception:
             logger.exception("watch of %s by %s failed", self.session_id, self.viewer.id)
         finally:

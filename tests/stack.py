@@ -368,8 +368,18 @@ class ChannelListener(ClientExtension):
         self._changed.set()
 
     @property
+    def messages(self):
+        """The pushed messages (each with a seq)."""
+        return [item for item in self.received if "seq" in item["meta"]]
+
+    @property
+    def ended(self):
+        """The notices of watches that ended (their agent's rights did, or the session)."""
+        return [item for item in self.received if item["meta"].get("event") == "watch_ended"]
+
+    @property
     def seqs(self):
-        return [int(item["meta"]["seq"]) for item in self.received]
+        return [int(item["meta"]["seq"]) for item in self.messages]
 
     async def wait(self, predicate, timeout=10.0):
         """Wait until ``predicate(self)`` holds; TimeoutError with what came otherwise."""

@@ -131,7 +131,12 @@ async def test_a_revoked_key_stops_the_pushes(stack):
         stack.manage("agent_key", "revoke", "revoked-bob")
         await say(alice, session_id, "after the revocation")
         await no_watches(stack, "the watch ending")
-        assert [m["content"] for m in bob.listener.received] == ["while the key is good"]
+        assert [m["content"] for m in bob.listener.messages] == ["while the key is good"]
+        # The agent is told that the pushes stopped, and from where to go on.
+        (ended,) = bob.listener.ended
+        assert ended["meta"] == {"session_id": session_id, "event": "watch_ended", "code": "TOKEN_REVOKED",
+                                 "last_seq": str(first["seq"])}, ended
+        assert f"since_seq={first['seq']}" in ended["content"]
 
 
 async def test_a_refreshed_token_ends_the_watch_made_with_it(stack):
@@ -143,9 +148,10 @@ async def test_a_refreshed_token_ends_the_watch_made_with_it(stack):
         succeeded(await bob.call("watch_session", session_id=session_id))
         assert watches(stack) == 1
         succeeded(await bob.raw("refresh_token", current_token=bob.token))
+        await no_watches(stack, "the watch ending")  # within a second, with nothing posted (realtime.wait_guard)
         await say(alice, session_id, "after the refresh")
-        await no_watches(stack, "the watch ending")
-        assert bob.listener.received == []
+        await bob.listener.wait(lambda listener: listener.ended)
+        assert bob.listener.messages == [] and bob.listener.ended[0]["meta"]["code"] == "TOKEN_REVOKED"
 
 
 async def test_an_expiring_token_ends_the_watch_at_its_expiry(stack):
@@ -161,7 +167,9 @@ async def test_an_expiring_token_ends_the_watch_at_its_expiry(stack):
         # Nothing is posted: the watch ends by itself once the token has expired.
         await no_watches(stack, "the watch ending at the expiry")
         await say(alice, session_id, "too late")
-        assert bob.listener.received == []
+        await bob.listener.wait(lambda listener: listener.ended)
+        assert bob.listener.messages == [] and bob.listener.ended[0]["meta"]["code"] == "TOKEN_EXPIRED"
+        assert "refresh_token" in bob.listener.ended[0]["content"]
 
 
 async def test_a_client_without_an_mcp_session_is_told_there_is_no_stream(stack):
