@@ -17,7 +17,8 @@ A watch ends on unwatch, when the MCP session ends (the connection's exit stack
 cancels its tasks), and when its agent's rights end: before each push the token (or
 the stdio agent key) is checked again with ``realtime.credentials``; a token's watch
 is also guarded like every wait (``realtime.wait_guard``: refused within a second,
-expiry included), and a key's is checked at least every ``RECHECK`` seconds.
+expiry included), and a key's is checked at least every ``RECHECK`` seconds. A channel
+watch that ends so sends a last notification saying why (``meta.event: "watch_ended"``).
 
 How, in mcp 2.3.0 under FastMCP 4.2.3: a tool's ``Context.session`` is a per-request
 ``ServerSession`` over the connection's ``Connection`` (read as ``session._connection``,
