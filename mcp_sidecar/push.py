@@ -31,20 +31,16 @@ whose ``state`` and ``exit_stack`` live as long as the MCP session. The capabili
 import asyncio
 import contextvars
 import logging
-import os
 import time
 from dataclasses import dataclass
 
 from channels.db import DatabaseSyncToAsync
 from fastmcp.server.dependencies import get_context, get_http_request
-from fastmcp.server.middleware import Middleware
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from mcp_sidecar.auth import STDIO_KEY_VARIABLE
 from realtime import conf, credentials, wait_guard
 from realtime.errors import ErrorCode, OperationError
-from realtime.visibility import Viewer
-from realtime.waiting import Follower, check_cursor, session_last_seq
+from realtime.waiting import Follower, check_cursor
 from realtime.wake import hub
 
 logger = logging.getLogger(__name__)
@@ -295,51 +291,3 @@ def watched(session):
 
 def stats():
     return {"watches": len(_running)}
-
-
-class WatchAtStart(Middleware):
-    """``--watch``: once the client's ``notifications/initialized`` arrives, watch these sessions as the agent
-    whose key admitted this stdio process, from their last seq when the process started (``cursors``)."""
-
-    def __init__(self, cursors, key):
-        self.cursors = cursors
-        self.key = key
-
-    async def on_notification(self, context, call_next):
-        result = await call_next(context)
-        if context.method == "notifications/initialized":
-            admission = await in_thread(credentials.admit)(self.key)
-            if admission is None:
-                logger.warning("--watch: %s no longer admits its agent; nothing is watched", STDIO_KEY_VARIABLE)
-                return result
-            viewer = Viewer.for_agent(admission.agent_id, admission.agent_type, admission.permissions)
-            for session_id, cursor in self.cursors.items():
-                try:
-                    await watch(context.fastmcp_context.session, "channel", viewer, session_id, cursor,
-                                key_rights(admission.key_id))
-                except OperationError as exc:
-                    logger.warning("--watch %s: %s (%s)", session_id, exc.message, exc.code)
-        return result
-
-
-def watch_at_start(session_ids):
-    """The middleware that carries out ``--watch``, once the sessions and the stdio agent key were checked.
-
-    ValueError (one line) if there is no agent key, it may not read, or a session does not exist.
-    """
-    key = os.environ.get(STDIO_KEY_VARIABLE, "").strip()
-    if not key:
-        raise ValueError(f"--watch needs an agent key: set {STDIO_KEY_VARIABLE} to the key of the agent that watches")
-    admission = credentials.admit(key)
-    if admission is None or "read" not in admission.permissions:
-        raise ValueError(f"--watch: the agent of {STDIO_KEY_VARIABLE} may not read (no read permission, or revoked)")
-    session_ids = list(dict.fromkeys(session_ids))
-    if len(session_ids) > conf.get("SCS_MAX_WATCHES"):
-        raise ValueError(f"--watch: at most {conf.get('SCS_MAX_WATCHES')} sessions (SCS_MAX_WATCHES)")
-    cursors = {}
-    for session_id in session_ids:
-        try:
-            cursors[session_id] = session_last_seq(session_id)
-        except OperationError as exc:
-            raise ValueError(f"--watch {session_id}: {exc.message}") from None
-    return WatchAtStart(cursors, key)

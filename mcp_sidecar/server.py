@@ -46,7 +46,7 @@ def keep_database_connections(max_age=60):
 
 
 async def run(transport, host, port, watch=()):
-    from mcp_sidecar import push, tools  # noqa: F401  (registers every tool)
+    from mcp_sidecar import stdio_watch, tools  # noqa: F401  (registers every tool)
     from mcp_sidecar.app import mcp
     from mcp_sidecar.auth import ApiKeyMiddleware, use_stdio_key
     from realtime import conf
@@ -57,7 +57,7 @@ async def run(transport, host, port, watch=()):
         try:
             await anyio.to_thread.run_sync(use_stdio_key)
             if watch:
-                mcp.add_middleware(await anyio.to_thread.run_sync(push.watch_at_start, watch))
+                mcp.add_middleware(await anyio.to_thread.run_sync(stdio_watch.watch_at_start, watch))
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         await mcp.run_stdio_async(show_banner=False, log_level="WARNING")
