@@ -15,7 +15,10 @@ per session, batched, backing off while the strategy fails; when the queue
 overflows the oldest events are dropped, counted and logged (rate-limited).
 Elsewhere (a shell, a Celery worker) ``publish`` sends at once, synchronously.
 
-Either way, once the strategy accepted a session's events the publisher marks
+Memory events (``realtime.memory``: an entry set or deleted) take the same way, batched
+under ``envelope.MEMORY_TARGET`` rather than a session; they are not marked or swept.
+
+Either way, once the strategy accepted a session's messages the publisher marks
 them announced (``realtime.announce``): at once in the synchronous path, at most
 once per ``MARK_INTERVAL`` for all sessions in the queued one. Its sweeper
 announces what a dead process or a dropped event left behind.
@@ -33,6 +36,7 @@ from django.dispatch import receiver
 
 from realtime import announce, conf
 from realtime.broadcast_client import REJECTED, RETRY, SENT, Result
+from realtime.envelope import MEMORY_TARGET, target
 from realtime.models import Message
 from realtime.signals import message_stored
 from realtime.strategies import ChannelLayerStrategy, publish_via, strategy_for
@@ -125,7 +129,7 @@ class Publisher:
 
     def send_now(self, event):
         """The synchronous path: send ``event`` at once, mark it, or log what to check."""
-        session_id, seq = event["session_id"], event["seq"]
+        session_id, seq = target(event), event.get("seq")
         try:
             result = self.strategy.send_sync(session_id, [event])
         except Exception as exc:  # noqa: BLE001 - e.g. a malformed SCS_BROADCAST_URL; the message is stored
@@ -137,7 +141,7 @@ class Publisher:
                            result.hint)
             return
         self.counters["sent"] += 1
-        if self.mark is not None:
+        if self.mark is not None and seq is not None:
             try:
                 self.mark({session_id: seq})
                 self.counters["marks"] += 1
@@ -171,7 +175,7 @@ class Publisher:
         groups = {}
         for _ in range(min(self.batch_max, len(self.queue))):
             event = self.queue.popleft()
-            groups.setdefault(event["session_id"], []).append(event)
+            groups.setdefault(target(event), []).append(event)
         return list(groups.items())
 
     async def _send_forever(self):
@@ -200,8 +204,9 @@ class Publisher:
             if result.outcome == SENT:
                 self.counters["sent"] += len(events)
                 self.counters["batches"] += 1
-                newest = max(event["seq"] for event in events)
-                self._marks[session_id] = max(newest, self._marks.get(session_id, 0))
+                if session_id != MEMORY_TARGET:
+                    newest = max(event["seq"] for event in events)
+                    self._marks[session_id] = max(newest, self._marks.get(session_id, 0))
             else:
                 self.counters["rejected"] += len(events)
                 self.last_error = result.error
@@ -275,6 +280,11 @@ def _rebuild(setting, **kwargs):
     global _publisher
     if setting in SETTINGS and _publisher is not None and not _publisher.running:
         _publisher = None
+
+
+def publish_memory(event):
+    """The after-commit hook of a memory write (``realtime.memory``): publish it."""
+    get_publisher().publish(event)
 
 
 def committed(event):

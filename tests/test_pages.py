@@ -222,13 +222,14 @@ def test_user_visibility_setting_grants_more_but_never_private(client, member, s
     assert "PRIVATE-CONTENT" not in html and "ADMIN-ONLY-CONTENT" not in html
 
 
-def test_replies_render_under_their_parent(client, member, session):
+def test_replies_name_their_parent_for_the_one_threading_rule(client, member, session):
+    """The page comes flat, in seq order; session.js threads it (tests/test_render_live.py checks the result)."""
     root = say(session, "root message")
     reply = say(session, "a reply", parent_message_id=root.id)
-    say(session, "top level again")
     html = client.get(f"/sessions/{session.id}/").content.decode()
-    root_item = html[html.index(f'id="m{root.seq}"'):html.index('id="m3"')]
-    assert '<ol class="replies">' in root_item and f'id="m{reply.seq}"' in root_item
+    assert f'id="m{reply.seq}" data-seq="{reply.seq}" data-id="{reply.id}" data-parent-id="{root.id}"' in html
+    assert 'data-parent-id' not in html[html.index(f'id="m{root.seq}"'):html.index(f'id="m{reply.seq}"')]
+    assert html.index(f'id="m{root.seq}"') < html.index(f'id="m{reply.seq}"')
 
 
 def test_metadata_is_shown_on_demand(client, member, session):

@@ -23,7 +23,8 @@ GUIDANCE = {
             "add_message to post; get_messages(since_seq=N) to read only what is new since seq N.",
             "Reply in a thread with add_message(parent_message_id=...); read it with get_messages(thread_id=...).",
             "search_context to find earlier work by words; search_by_sender / search_by_timerange to narrow down.",
-            "set_memory / get_memory keep your own notes between calls; give them expires_in for scratch data.",
+            "set_memory / get_memory keep your own notes between calls, delete_memory forgets one; "
+            "give them expires_in for scratch data.",
         ],
         "limits": {
             "content_chars": conf.get("SCS_MAX_CONTENT_LENGTH"),

@@ -1,8 +1,13 @@
-"""Handing stored events to the channel layer: the session's viewers, then the dashboard.
+"""Handing stored events to the channel layer: the session's viewers, then the dashboard; memory to staff.
 
 The broadcast door (events a publisher POSTs) and the publisher's channel-layer
 strategy (``realtime.publisher``: in Daphne, or wherever the layer is shared) both
-go through ``deliver``, so every path reaches the same groups with the same messages.
+go through ``deliver`` (and ``deliver_memory``), so every path reaches the same
+groups with the same messages.
+
+Each event is encoded and rendered here once for all viewers, whatever their
+number: ``texts`` (the envelope, for agents) and ``page_texts`` (with the
+message's ``html``, ``realtime.fragments``, for pages).
 """
 
 import collections
@@ -10,7 +15,8 @@ import collections
 from channels.layers import get_channel_layer
 
 from realtime.envelope import encode
-from realtime.live import dashboard
+from realtime.fragments import page_event
+from realtime.live import dashboard, memory
 from realtime.live.groups import session_group
 from realtime.models import Session
 
@@ -43,9 +49,17 @@ async def deliver(session_id, events):
         return False
     events = sorted(events, key=lambda event: event["seq"])
     layer = get_channel_layer()
-    # Encoded once here rather than once per viewer.
+    # Encoded (and rendered) once here rather than once per viewer.
     texts = [encode(event) for event in events]
-    await layer.group_send(session_group(session_id), {"type": "session.events", "events": events, "texts": texts})
+    page_texts = [encode(page_event(event)) for event in events]
+    await layer.group_send(session_group(session_id), {"type": "session.events", "events": events, "texts": texts,
+                                                       "page_texts": page_texts})
     counted = await dashboard.tally(session_id, events)
     await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events, counted))
+    return True
+
+
+async def deliver_memory(events):
+    """Group-send memory events to the staff pages that show them (``realtime.live.memory``); always True."""
+    await memory.deliver(events)
     return True
