@@ -120,4 +120,4 @@ def _renderer(images):
 def render(text):
     """``text`` (Markdown) as sanitized HTML, safe to put in any page."""
     parser, cleaner = _renderer(bool(conf.get("SCS_MARKDOWN_IMAGES")))
-    return cleaner.clean(parser.render(text))
+    return cleaner.clean(parser.render(text)).strip()
