@@ -46,10 +46,15 @@ def shown_time(iso):
     return iso[:10] + " " + iso[11:19] + " UTC"
 
 
+def _rendered(template_name, context):
+    """A template's output without the whitespace around it (it would show as text nodes between items)."""
+    return mark_safe(get_template(template_name).render(context).strip())  # noqa: S308 - autoescaped template
+
+
 def message_html(event):
     """A message envelope (``realtime.envelope.message_event``) as the ``<li>`` every page shows."""
     data = event["data"]
-    return get_template("realtime/_message.html").render({
+    return _rendered("realtime/_message.html", {
         "seq": event["seq"],
         "message": data,
         "avatar": avatar_class(data["sender"]),
@@ -71,7 +76,7 @@ def memory_row_html(record, now=None):
     expires_at = record["expires_at"]
     now = isoformat(now or timezone.now())
     value_json = pretty_json(record["value"])
-    return get_template("realtime/_memory_row.html").render({
+    return _rendered("realtime/_memory_row.html", {
         "entry": record,
         "avatar": avatar_class(record["agent_id"]),
         "initial": initial(record["agent_id"]),
