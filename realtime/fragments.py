@@ -9,13 +9,16 @@ earlier message" inside a thread. Likewise ``memory_row_html`` for the memory pa
 session page's memory tab and their live updates.
 """
 
+import collections
 import json
+import threading
 
 from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from realtime import markdown
+from realtime import conf, markdown
+from realtime.envelope import encode
 from realtime.timestamps import isoformat
 
 AVATAR_COLOURS = 8
@@ -51,8 +54,55 @@ def _rendered(template_name, context):
     return mark_safe(get_template(template_name).render(context).strip())  # noqa: S308 - autoescaped template
 
 
+class RenderedCache:
+    """Fragments already built, by the exact envelope they were built from, up to ``limit`` characters in all.
+
+    Replays (one per reconnecting viewer) and first renders of recent messages then reuse the
+    live delivery's render instead of building the same HTML once per viewer. Thread-safe: replays
+    read in worker threads.
+    """
+
+    def __init__(self, limit):
+        self.limit, self.size = limit, 0
+        self.entries = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            html = self.entries.get(key)
+            if html is not None:
+                self.entries.move_to_end(key)
+            return html
+
+    def put(self, key, html):
+        cost = len(key) + len(html)
+        if cost > self.limit:
+            return
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = html
+            self.size += cost
+            while self.size > self.limit:
+                old_key, old_html = self.entries.popitem(last=False)
+                self.size -= len(old_key) + len(old_html)
+
+
+CACHE_CHARS = 4_000_000  # envelopes and their fragments kept (characters); a 100,000-character message fits
+_built = RenderedCache(CACHE_CHARS)
+
+
 def message_html(event):
     """A message envelope (``realtime.envelope.message_event``) as the ``<li>`` every page shows."""
+    key = f"{bool(conf.get('SCS_MARKDOWN_IMAGES'))}{encode(event)}"
+    html = _built.get(key)
+    if html is None:
+        html = build_message_html(event)
+        _built.put(key, html)
+    return html
+
+
+def build_message_html(event):
     data = event["data"]
     return _rendered("realtime/_message.html", {
         "seq": event["seq"],
