@@ -49,8 +49,9 @@
 
   window.SharedContext.memory = { apply: apply };
 
-  // The session page's tabs: Messages and Memory.
+  // The session page's tabs: Messages and Memory (where the plain-text switch has nothing to switch).
   const tabs = document.querySelectorAll('.tabs [role="tab"]');
+  const plain = document.getElementById("plain-toggle");
   tabs.forEach(function (tab) {
     tab.addEventListener("click", function () {
       tabs.forEach(function (other) {
@@ -59,6 +60,7 @@
         other.tabIndex = chosen ? 0 : -1;
         document.getElementById(other.getAttribute("aria-controls")).hidden = !chosen;
       });
+      if (plain) plain.hidden = tab.id === "tab-memory";
     });
   });
 
