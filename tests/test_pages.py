@@ -275,3 +275,15 @@ def test_admin_lists_search_and_filter(client, staff, session):
     assert b"findable words" in client.get("/admin/realtime/message/?q=findable").content
     assert b"notes" in client.get("/admin/realtime/memoryentry/?scope=global").content
     assert b"notes" not in client.get("/admin/realtime/memoryentry/?scope=session").content
+
+
+def test_pages_say_which_close_codes_end_reconnecting_from_the_one_list(client, staff, session):
+    """session.js and memory.js read the codes from the page rather than repeating them."""
+    from html import unescape
+
+    from realtime.live.closecodes import FINAL
+
+    for url in [f"/sessions/{session.id}/", "/memory/"]:
+        html = client.get(url).content.decode()
+        found = re.findall(r'data-final-closes="([^"]*)"', html)
+        assert found and all(json.loads(unescape(text)) == {str(k): v for k, v in FINAL.items()} for text in found)

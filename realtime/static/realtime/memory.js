@@ -66,6 +66,7 @@
 
   // The memory page has a socket of its own (the session page's frames come through session.js).
   if (rows.hasAttribute("data-session-tab")) return;
+  const finalCloses = JSON.parse(rows.dataset.finalCloses || "{}");
   let retry = 0;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -76,7 +77,7 @@
       if (frame.type === "memory") apply(frame);
     };
     socket.onclose = function (close) {
-      if (close.code === 4401) return;  // signed out, or no longer staff
+      if (Object.hasOwn(finalCloses, close.code)) return;  // e.g. signed out, or no longer staff
       retry = Math.min(retry + 1, 5);
       setTimeout(connect, window.SharedContext.reconnectDelay(retry));
     };

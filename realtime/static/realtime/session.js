@@ -10,6 +10,8 @@
   if (!list) return;
 
   const maxDepth = Number(list.dataset.maxDepth) || 4;
+  // Close codes after which reconnecting cannot help, and what to say (realtime.live.closecodes.FINAL).
+  const finalCloses = JSON.parse(list.dataset.finalCloses || "{}");
   const FOLLOW_SLACK = 80;  // px from the bottom that still counts as "at the bottom"
   let lastSeq = Number(list.dataset.lastSeq) || 0;
   let socket = null;
@@ -196,12 +198,8 @@
     };
     socket.onclose = function (close) {
       presence.replaceChildren();
-      if (close.code === 4401 || close.code === 4404) {
-        setStatus("offline", close.code === 4401 ? "signed out — reload to sign in" : "session not found");
-        return;
-      }
-      if (close.code === 4409) {
-        setStatus("offline", "too many open connections — close another tab, then reload");
+      if (Object.hasOwn(finalCloses, close.code)) {
+        setStatus("offline", finalCloses[close.code]);
         return;
       }
       setStatus("reconnecting", "reconnecting…");
