@@ -13,8 +13,9 @@ Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
 3. Live ``new_message`` events follow (for a signed-in user, each with its ``html``:
    ``realtime.fragments.page_event``; an agent gets the envelope alone). A staff user also
    gets ``memory`` frames for the session's memory entries (``realtime.live.memory``).
-   The consumer remembers the last seq it handled; a live event that jumps past it is preceded by the missing messages,
-   read from the database. Nothing is sent twice or out of order.
+   The consumer remembers the last seq it handled; a live event that jumps past it is
+   preceded by the missing messages, read from the database. Nothing is sent twice or
+   out of order.
 
 Client frames are JSON objects of at most ``MAX_FRAME`` characters: ``auth``, ``resume``
 (``{"since": N}``), ``ping``, ``who`` (answered with a ``presence`` frame; see
