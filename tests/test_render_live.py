@@ -252,3 +252,27 @@ async def test_memory_never_reaches_a_non_staff_page_or_an_agent_socket(stack):
             succeeded(await agent.call("set_memory", key="global-note", value=secret_value))
             frame = json.loads(await page.recv())
             assert frame["type"] == "memory" and frame["action"] == "set" and "global-note" in frame["html"]
+
+
+async def test_older_messages_load_with_the_same_fragments_and_threading(stack, tabs):
+    async with await stack.agent("archivist", "claude", ("read", "write")) as agent:
+        session_id = await new_session(agent, "A long session")
+        stack.shell(
+            "from realtime import operations\n"
+            f"def say(content, parent=None): return operations.add_message({session_id!r}, sender='archivist', "
+            "sender_type='claude', content=content, parent_message_id=parent)\n"
+            "root = say('# root')\n"
+            "say('*reply*', root.id)\n"
+            "for n in range(3, 204):\n"
+            "    say(f'm{n}', root.id if n == 5 else None)\n"
+        )
+        tab = await tabs("member")
+        await tab.open(f"{stack.http_url}/sessions/{session_id}/")
+        assert await tab.page.locator("#m3").count() == 0
+        assert await tab.page.locator("#messages > #m5 .reply-to").is_visible()  # its parent is not on the page
+        await tab.page.click("#load-earlier")
+        await tab.wait_for_message(1)
+        assert await tab.page.locator("#messages > #m1 > ol.replies > #m2 .content.markdown em").count() == 1
+        seqs = await tab.page.eval_on_selector_all("#messages li.message", "els => els.map(e => Number(e.dataset.seq))")
+        assert seqs[:5] == [1, 2, 3, 4, 5]
+        assert await tab.page.locator("#load-earlier").count() == 0
