@@ -100,3 +100,30 @@ def test_a_memory_filter_as_a_query_and_as_a_predicate_agree():
         assert by_query == {r["id"] for r in records if chosen.matches(r, now)}, chosen
     assert MemoryFilter.from_params({"agent": ["ada"], "scope": ["bogus"], "q": [" x "], "expired": ["1"]}) == \
         MemoryFilter(agent="ada", scope="", query="x", show_expired=True)
+
+
+@pytest.mark.usefixtures("fresh_channel_layer")
+async def test_the_channel_layer_strategy_hands_memory_to_the_staff_groups_rendered_once():
+    from channels.layers import get_channel_layer
+
+    from realtime.live.memory import MEMORY_GROUP, memory_group
+    from realtime.strategies import ChannelLayerStrategy
+
+    layer = get_channel_layer()
+    page, tab = await layer.new_channel(), await layer.new_channel()
+    session_id = "session_0123456789abcdef"
+    await layer.group_add(MEMORY_GROUP, page)
+    await layer.group_add(memory_group(session_id), tab)
+    entry = {"id": 3, "agent_id": "ada", "key": "plan", "session_id": session_id, "value": {"v": 1}, "metadata": {},
+             "updated_at": "2026-05-01T14:00:00.000000Z", "expires_at": None}
+    events = [{"type": "memory", "action": "set", "entry": entry},
+              {"type": "memory", "action": "delete", "entry": {**entry, "session_id": None, "id": 4}}]
+    assert (await ChannelLayerStrategy().send(MEMORY_TARGET, events)).outcome == SENT
+    everything, this_session = await layer.receive(page), await layer.receive(tab)
+    assert everything["type"] == this_session["type"] == "memory.events"
+    assert [json.loads(text)["id"] for text in everything["texts"]] == [3, 4]
+    assert [json.loads(text)["id"] for text in this_session["texts"]] == [3]  # the global entry is not the session's
+    assert this_session["texts"][0] == everything["texts"][0]  # the same rendered row, built once
+    row = json.loads(everything["texts"][0])
+    assert row["html"].startswith('<tr id="memory-3" class="memory-entry"') and "&quot;v&quot;: 1" in row["html"]
+    assert json.loads(everything["texts"][1]) == {"type": "memory", "action": "delete", "id": 4, "html": None}
