@@ -287,3 +287,24 @@ def test_pages_say_which_close_codes_end_reconnecting_from_the_one_list(client, 
         html = client.get(url).content.decode()
         found = re.findall(r'data-final-closes="([^"]*)"', html)
         assert found and all(json.loads(unescape(text)) == {str(k): v for k, v in FINAL.items()} for text in found)
+
+
+def test_the_memory_tab_is_for_staff_and_lists_only_the_sessions_unexpired_entries(client, session):
+    other = operations.create_session("elsewhere", "planner")
+    MemoryEntry.objects.create(agent_id="planner", key="mine", session=session, value="MINE-VALUE")
+    MemoryEntry.objects.create(agent_id="planner", key="theirs", session=other, value="THEIRS-VALUE")
+    MemoryEntry.objects.create(agent_id="planner", key="global", value="GLOBAL-VALUE")
+    MemoryEntry.objects.create(agent_id="planner", key="old", session=session, value="OLD-VALUE",
+                               expires_at=timezone.now() - timedelta(seconds=1))
+    user = get_user_model().objects.create_user("plain", password="pw")
+    client.force_login(user)
+    html = client.get(f"/sessions/{session.id}/").content.decode()
+    assert "panel-memory" not in html and "memory.js" not in html and "MINE-VALUE" not in html
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    html = client.get(f"/sessions/{session.id}/").content.decode()
+    tab = html[html.index('id="panel-memory"'):]
+    assert "MINE-VALUE" in tab and "memory.js" in html
+    assert not {"THEIRS-VALUE", "GLOBAL-VALUE", "OLD-VALUE"} & set(re.findall(r"[A-Z]+-VALUE", tab))
+    assert '<span id="memory-count" class="count">1</span>' in html
