@@ -128,6 +128,8 @@ def memory_row_html(record, now=None):
     value_json = pretty_json(record["value"])
     return _rendered("realtime/_memory_row.html", {
         "entry": record,
+        # Where a live row goes among the others: the pages list by agent, session (global first), key.
+        "order": "\u0001".join((record["agent_id"], record["session_id"] or "", record["key"])),
         "avatar": avatar_class(record["agent_id"]),
         "initial": initial(record["agent_id"]),
         "value_json": value_json,

@@ -137,8 +137,8 @@ class Publisher:
         if result.outcome != SENT:
             self.counters["rejected" if result.outcome == REJECTED else "failed_attempts"] += 1
             self.last_error = result.error
-            logger.warning("message %s of %s stored but not published: %s. %s", seq, session_id, result.error,
-                           result.hint)
+            what = f"message {seq} of {session_id}" if seq is not None else "a memory change"
+            logger.warning("%s stored but not published: %s. %s", what, result.error, result.hint)
             return
         self.counters["sent"] += 1
         if self.mark is not None and seq is not None:

@@ -190,6 +190,13 @@ async def test_memory_tab_and_memory_page_follow_set_overwrite_delete_and_expiry
         for shown in (tab, page):
             await shown.page.wait_for_selector(memory_row("plan"))
         assert await tab.page.text_content("#memory-count") == "2"
+        # A live row takes its place in the listing's order (agent, session, key), as a reload would show it.
+        succeeded(await agent.call("set_memory", key="alpha", value=1, session_id=session_id))
+        await tab.page.wait_for_selector(memory_row("alpha"))
+        keys = "rows => rows.map(r => r.querySelector('td:nth-child(2) code').textContent)"
+        assert await tab.page.eval_on_selector_all("#memory-rows tr", keys) == ["alpha", "before", "plan"]
+        succeeded(await agent.call("delete_memory", key="alpha", session_id=session_id))
+        await tab.page.wait_for_selector(memory_row("alpha"), state="detached")
         succeeded(await agent.call("set_memory", key="plan", value={"step": 2}, session_id=session_id))
         for shown in (tab, page):
             await shown.page.locator(memory_row("plan")).filter(has_text='"step": 2').wait_for()

@@ -10,7 +10,7 @@ for the first render and the live frames alike; templates autoescape everything.
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Case, Count, Max, OuterRef, Q, Subquery, When
+from django.db.models import Case, Count, F, Max, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
 from django.http import Http404, JsonResponse
 from django.utils import timezone
@@ -162,7 +162,9 @@ def memory(request):
         raise PermissionDenied("The memory page is for staff.")
     chosen = MemoryFilter.from_params(request.GET)
     now = timezone.now()
-    entries = MemoryEntry.objects.filter(chosen.q(now)).order_by("agent_id", "session_id", "key")
+    # Global entries first on every database, as memory.js places live rows (realtime.fragments: data-order).
+    entries = MemoryEntry.objects.filter(chosen.q(now)).order_by("agent_id", F("session_id").asc(nulls_first=True),
+                                                                  "key")
     page = Paginator(entries, MEMORY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [memory_row_html(memory_record(entry), now) for entry in page]
     agents = MemoryEntry.objects.order_by("agent_id").values_list("agent_id", flat=True).distinct()[:500]

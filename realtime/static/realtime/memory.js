@@ -31,7 +31,12 @@
     } else if (frame.html) {
       const row = fromServer(frame.html);
       row.classList.add("fresh");
-      if (old) old.replaceWith(row); else rows.prepend(row);
+      if (old) {
+        old.replaceWith(row);
+      } else {
+        const after = Array.from(rows.children).find(function (other) { return other.dataset.order > row.dataset.order; });
+        rows.insertBefore(row, after || null);
+      }
     }
     changed();
   }
