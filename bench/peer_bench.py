@@ -64,6 +64,10 @@ TARGETS = {"e2e_p50_ratio": 3.0, "throughput_ratio": 10.0, "fanout_ms": 250.0}
 # The peer, in its own virtualenv
 
 
+# A cache of the checkout, not the data folder: that one is kept private (0600 files), which a virtualenv is not.
+PEER_VENV = ROOT / ".cache" / "peer-venv"
+
+
 def ensure_peer(venv):
     """The peer's executable, installing it first when needed; raises RuntimeError saying why not."""
     executable = venv / "bin" / "shared-context-server"
@@ -495,7 +499,7 @@ def main(argv=None):
     parser.add_argument("--no-peer", action="store_true", help="our figures only")
     parser.add_argument("--only", choices=["compare", "fanout"], help="run one part")
     parser.add_argument("--peer-venv", type=Path,
-                        default=Path(os.environ.get("SCS_PEER_VENV", ROOT / "var" / "peer-venv")))
+                        default=Path(os.environ.get("SCS_PEER_VENV", PEER_VENV)))
     parser.add_argument("--redis", default=os.environ.get("SCS_BENCH_REDIS_URL")
                         or os.environ.get("SCS_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)

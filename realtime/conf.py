@@ -123,6 +123,9 @@ DEFAULTS = {
     "SCS_MAX_MEMORY_ENTRIES": 1_000,
     # Sessions one agent id may create per rolling hour.
     "SCS_MAX_SESSIONS_PER_HOUR": 100,
+    # Messages render as Markdown; images written in them show as links unless this is true (an image
+    # would make every viewer's browser fetch its URL).
+    "SCS_MARKDOWN_IMAGES": False,
     # Audit events older than this are deleted (at most once an hour per process, in batches).
     "SCS_AUDIT_RETENTION_DAYS": 90,
 }

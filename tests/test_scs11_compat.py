@@ -13,7 +13,6 @@ from tests.stack import PYTHON, ROOT
 ASYNC = pytest.mark.asyncio(loop_scope="function")
 
 FIXTURE = ROOT / "tests" / "fixtures" / "scs-1.1.10.sqlite3"
-PEER_VENV = ROOT / "var" / "peer-venv"
 
 
 def run_legacy_agent(url, api_key):
@@ -34,13 +33,13 @@ async def test_an_agent_written_for_1_1_passes_unchanged(stack):
 
 @pytest.fixture(scope="module")
 def peer_executable():
-    """The pinned shared-context-server 1.1.10, installed into var/peer-venv on first use (about a minute)."""
-    from bench.peer_bench import ensure_peer
+    """The pinned shared-context-server 1.1.10, installed into .cache/peer-venv on first use (about a minute)."""
+    from bench.peer_bench import PEER_VENV, ensure_peer
 
     try:
         return ensure_peer(PEER_VENV)
     except RuntimeError as exc:  # e.g. no route to PyPI: say so rather than pass
-        pytest.skip(f"shared-context-server 1.1.10 could not be installed into var/peer-venv: {exc}")
+        pytest.skip(f"shared-context-server 1.1.10 could not be installed into .cache/peer-venv: {exc}")
 
 
 @ASYNC
