@@ -21,8 +21,10 @@ $(STAMP): requirements.txt
 serve: $(STAMP)
 	$(BIN)/python manage.py serve
 
+# Test modules are spread over one worker process per core (pytest-xdist); a module's tests stay together.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -43,7 +43,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 
 from bench import cpu_seconds, redis_pid, summary_ms, table
 from tests.helpers import new_session
-from tests.stack import Stack, end, free_port, wait_for
+from tests.stack import ROOT, Stack, end, free_port, wait_for
 
 PEER_VERSION = "1.1.10"
 PEER_PINS = [
@@ -62,6 +62,10 @@ TARGETS = {"e2e_p50_ratio": 3.0, "throughput_ratio": 10.0, "fanout_ms": 250.0}
 
 
 # The peer, in its own virtualenv
+
+
+# A cache of the checkout, not the data folder: that one is kept private (0600 files), which a virtualenv is not.
+PEER_VENV = ROOT / ".cache" / "peer-venv"
 
 
 def ensure_peer(venv):
@@ -494,7 +498,8 @@ def main(argv=None):
     parser.add_argument("--fanout-rounds", type=int, default=5)
     parser.add_argument("--no-peer", action="store_true", help="our figures only")
     parser.add_argument("--only", choices=["compare", "fanout"], help="run one part")
-    parser.add_argument("--peer-venv", type=Path, default=Path(os.environ.get("SCS_PEER_VENV", "/work/peer-venv")))
+    parser.add_argument("--peer-venv", type=Path,
+                        default=Path(os.environ.get("SCS_PEER_VENV", PEER_VENV)))
     parser.add_argument("--redis", default=os.environ.get("SCS_BENCH_REDIS_URL")
                         or os.environ.get("SCS_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)

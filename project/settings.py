@@ -81,6 +81,7 @@ SCS_WAIT_MAX_TIMEOUT = env_int("SCS_WAIT_MAX_TIMEOUT", SCS_DEFAULTS["SCS_WAIT_MA
 SCS_MAX_MEMORY_ENTRIES = env_int("SCS_MAX_MEMORY_ENTRIES", SCS_DEFAULTS["SCS_MAX_MEMORY_ENTRIES"], minimum=1)
 SCS_MAX_SESSIONS_PER_HOUR = env_int("SCS_MAX_SESSIONS_PER_HOUR", SCS_DEFAULTS["SCS_MAX_SESSIONS_PER_HOUR"], minimum=1)
 SCS_MAX_WATCHES = env_int("SCS_MAX_WATCHES", SCS_DEFAULTS["SCS_MAX_WATCHES"], minimum=1)
+SCS_MARKDOWN_IMAGES = env_flag("SCS_MARKDOWN_IMAGES", SCS_DEFAULTS["SCS_MARKDOWN_IMAGES"])
 SCS_AUDIT_RETENTION_DAYS = env_int("SCS_AUDIT_RETENTION_DAYS", SCS_DEFAULTS["SCS_AUDIT_RETENTION_DAYS"], minimum=1)
 
 # Secrets: from the environment, or generated once into the data folder (0600).
@@ -261,7 +262,8 @@ SECURE_CSP = {
     "default-src": ["'self'"],
     "script-src": ["'self'"],
     "style-src": ["'self'"],
-    "img-src": ["'self'", "data:"],
+    # SCS_MARKDOWN_IMAGES: images in messages come from anywhere over https.
+    "img-src": ["'self'", "data:", *(["https:"] if SCS_MARKDOWN_IMAGES else [])],
     "connect-src": ["'self'"],  # CSP Level 3: 'self' covers ws:// and wss:// to this host and port
     "object-src": ["'none'"],
     "base-uri": ["'none'"],

@@ -126,6 +126,9 @@ DEFAULTS = {
     # Sessions one MCP session (one client connection) may watch at once (watch_session, resources/subscribe,
     # --watch): each is a task and a hub waiter in the sidecar.
     "SCS_MAX_WATCHES": 20,
+    # Messages render as Markdown; images written in them show as links unless this is true (an image
+    # would make every viewer's browser fetch its URL).
+    "SCS_MARKDOWN_IMAGES": False,
     # Audit events older than this are deleted (at most once an hour per process, in batches).
     "SCS_AUDIT_RETENTION_DAYS": 90,
 }

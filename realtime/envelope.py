@@ -1,21 +1,32 @@
-"""The event envelope: the body the publisher POSTs and every frame a browser receives.
+"""The event envelopes: the bodies the publisher POSTs, and (for messages) every frame an agent receives.
 
-``{"type": "new_message", "session_id": ..., "seq": N, "data": {...}}``, and, when staff close,
-reopen or rename a session, ``{"type": "session_state", "session_id": ..., "data": {"is_active": …,
-"purpose": …}}`` (no seq: it is not a message).
+``{"type": "new_message", "session_id": ..., "seq": N, "data": {...}}``: a stored message,
+posted to ``/broadcast/<session_id>``. Pages get it with its ``html`` added
+(``realtime.fragments.page_event``).
+
+``{"type": "session_state", "session_id": ..., "data": {"is_active": …, "purpose": …}}``: staff
+closed, reopened or renamed a session (no seq: it is not a message), posted to the session's door.
+
+``{"type": "memory", "action": "set" | "delete", "entry": {...}}``: an agent's memory entry
+written or deleted, posted to ``/broadcast/memory`` (``MEMORY_TARGET``). It reaches staff
+pages only (``realtime.live.memory``), never an agent.
 """
 
 import json
 import re
 from datetime import datetime
 
-from realtime.models import Visibility
+from realtime.models import Visibility, is_session_id
 from realtime.timestamps import isoformat
 
 NEW_MESSAGE = "new_message"
 SESSION_STATE = "session_state"
 STATE_FIELDS = frozenset({"type", "session_id", "data"})
 STATE_DATA_FIELDS = frozenset({"is_active", "purpose"})
+MEMORY = "memory"
+MEMORY_TARGET = "memory"  # the publisher's batch key and the broadcast door's path for memory events
+MEMORY_ACTIONS = ("set", "delete")
+MEMORY_FIELDS = frozenset({"id", "agent_id", "key", "session_id", "value", "metadata", "updated_at", "expires_at"})
 EVENT_FIELDS = frozenset({"type", "session_id", "seq", "data"})
 DATA_FIELDS = frozenset(
     {"id", "sender", "sender_type", "content", "visibility", "metadata", "parent_message_id", "timestamp"}
@@ -121,3 +132,44 @@ def validate_state(event, session_id):
 def message_record(message):
     """A Message as MCP tools and resources return it: the envelope data plus its seq."""
     return {**message_data(message), "seq": message.seq}
+
+
+def target(event):
+    """Where the publisher sends ``event``: its session's door, or ``MEMORY_TARGET``."""
+    return MEMORY_TARGET if event.get("type") == MEMORY else event["session_id"]
+
+
+def memory_record(entry):
+    """A MemoryEntry as a memory event carries it: everything its row on a page shows."""
+    return {
+        "id": entry.pk, "agent_id": entry.agent_id, "key": entry.key, "session_id": entry.session_id,
+        "value": entry.value, "metadata": entry.metadata, "updated_at": isoformat(entry.updated_at),
+        "expires_at": isoformat(entry.expires_at),
+    }
+
+
+def memory_event(action, entry):
+    return {"type": MEMORY, "action": action, "entry": memory_record(entry)}
+
+
+def validate_memory_event(event):
+    """Return an error string when ``event`` is not a well-formed memory event."""
+    if not isinstance(event, dict) or event.keys() != {"type", "action", "entry"} or event["type"] != MEMORY:
+        return "a memory event is an object with exactly the fields action, entry and type ('memory')"
+    if event["action"] not in MEMORY_ACTIONS:
+        return f"memory event action must be one of {', '.join(MEMORY_ACTIONS)}"
+    entry = event["entry"]
+    if not isinstance(entry, dict) or entry.keys() != MEMORY_FIELDS:
+        return f"memory event entry must be an object with exactly {', '.join(sorted(MEMORY_FIELDS))}"
+    if not _is_id(entry["id"]):
+        return f"memory entry id must be an integer from 1 to {MAX_ID}"
+    if not isinstance(entry["agent_id"], str) or not isinstance(entry["key"], str):
+        return "memory entry agent_id and key must be strings"
+    if entry["session_id"] is not None and not is_session_id(entry["session_id"]):
+        return "memory entry session_id must be null or a session id"
+    if not isinstance(entry["metadata"], dict):
+        return "memory entry metadata must be an object"
+    expires_at = entry["expires_at"]
+    if not _is_timestamp(entry["updated_at"]) or not (expires_at is None or _is_timestamp(expires_at)):
+        return "memory entry updated_at (and expires_at, unless null) must be ISO 8601 date-times with a zone"
+    return None

@@ -4,8 +4,13 @@ Every function takes the owning ``agent_id`` and only ever touches that agent's
 rows, so one agent can never read or list another's memory. Expired entries are
 never returned; they are deleted when a write happens and whenever a read meets
 one. ``now`` can be passed to make expiry checkable without waiting.
+
+Every write and delete is published after commit (``announce``), for the staff pages
+that show memory live (``realtime.live.memory``); an entry that lapses is not: pages
+remove it at its ``expires_at``.
 """
 
+import functools
 import json
 import re
 from datetime import timedelta
@@ -15,7 +20,8 @@ from django.db.models import JSONField, Q, TextField, Value
 from django.db.models.functions import Cast, Length
 from django.utils import timezone
 
-from realtime import conf, operations, reads
+from realtime import conf, operations, publisher, reads
+from realtime.envelope import memory_event
 from realtime.errors import ErrorCode, OperationError
 from realtime.models import MemoryEntry
 from realtime.timestamps import isoformat
@@ -25,6 +31,7 @@ KEY_RE = re.compile(KEY_PATTERN)
 KEY_HINT = ("Keys are 1-255 characters: letters, digits and _ . : / @ + = - "
             "(no spaces), starting with a letter, digit or _.")
 ALL_SCOPES = "all"
+SET, DELETE = "set", "delete"
 
 
 def check_key(key):
@@ -115,22 +122,45 @@ def set_memory(agent_id, key, value, *, session_id=None, expires_in=None, metada
     scope = MemoryEntry.objects.filter(_scope_q(session_id), agent_id=agent_id, key=key)
     with operations.sqlite_writer_turn(), transaction.atomic():
         purge_expired(now)
-        if overwrite and scope.update(**fields):
-            return scope.get()
-        check_room(agent_id, key, session_id)
-        try:
-            with transaction.atomic():
-                MemoryEntry.objects.create(agent_id=agent_id, key=key, session_id=session_id, **fields)
-        except IntegrityError:
-            if not scope.exists():
-                raise  # not a concurrent create of the same key: a real error
-            if not overwrite:
-                raise OperationError(
-                    ErrorCode.MEMORY_KEY_EXISTS, f"memory key {key!r} already holds a value",
-                    "Pass overwrite=true to replace it, or choose another key.",
-                ) from None
-            scope.update(**fields)  # created concurrently: last writer wins
-    return scope.get()
+        if not (overwrite and scope.update(**fields)):
+            _create(scope, fields, agent_id=agent_id, key=key, session_id=session_id, overwrite=overwrite)
+        entry = scope.get()
+        announce(SET, entry)
+    return entry
+
+
+def _create(scope, fields, *, agent_id, key, session_id, overwrite):
+    check_room(agent_id, key, session_id)
+    try:
+        with transaction.atomic():
+            MemoryEntry.objects.create(agent_id=agent_id, key=key, session_id=session_id, **fields)
+    except IntegrityError:
+        if not scope.exists():
+            raise  # not a concurrent create of the same key: a real error
+        if not overwrite:
+            raise OperationError(
+                ErrorCode.MEMORY_KEY_EXISTS, f"memory key {key!r} already holds a value",
+                "Pass overwrite=true to replace it, or choose another key.",
+            ) from None
+        scope.update(**fields)  # created concurrently: last writer wins
+
+
+def announce(action, entry):
+    """Publish ``action`` on ``entry`` once the transaction commits (staff pages show it live)."""
+    transaction.on_commit(functools.partial(publisher.publish_memory, memory_event(action, entry)), robust=True)
+
+
+def delete_memory(agent_id, key, *, session_id=None, now=None):
+    """Delete ``agent_id``'s unexpired entry under ``key`` in this scope; MEMORY_NOT_FOUND when there is none.
+
+    Returns the deleted entry's fields (``entry_fields``).
+    """
+    with operations.sqlite_writer_turn(), transaction.atomic():
+        entry = get_memory(agent_id, key, session_id=session_id, now=now)
+        announce(DELETE, entry)  # its record is taken now, before delete() clears its pk
+        fields = entry_fields(entry)
+        entry.delete()
+    return fields
 
 
 def get_memory(agent_id, key, *, session_id=None, now=None):

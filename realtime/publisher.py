@@ -16,7 +16,10 @@ per session, batched, backing off while the strategy fails; when the queue
 overflows the oldest events are dropped, counted and logged (rate-limited).
 Elsewhere (a shell, a Celery worker) ``publish`` sends at once, synchronously.
 
-Either way, once the strategy accepted a session's events the publisher marks
+Memory events (``realtime.memory``: an entry set or deleted) take the same way, batched
+under ``envelope.MEMORY_TARGET`` rather than a session; they are not marked or swept.
+
+Either way, once the strategy accepted a session's messages the publisher marks
 them announced (``realtime.announce``): at once in the synchronous path, at most
 once per ``MARK_INTERVAL`` for all sessions in the queued one. Its sweeper
 announces what a dead process or a dropped event left behind.
@@ -34,6 +37,7 @@ from django.dispatch import receiver
 
 from realtime import announce, conf, wake
 from realtime.broadcast_client import REJECTED, RETRY, SENT, Result
+from realtime.envelope import MEMORY_TARGET, target
 from realtime.models import Message
 from realtime.signals import message_stored
 from realtime.strategies import ChannelLayerStrategy, publish_via, strategy_for
@@ -126,8 +130,7 @@ class Publisher:
 
     def send_now(self, event):
         """The synchronous path: send ``event`` at once, mark it, or log what to check."""
-        session_id, seq = event["session_id"], event.get("seq")  # a session_state event has none
-        what = f"message {seq}" if seq is not None else "state change"
+        session_id, seq = target(event), event.get("seq")  # a session_state or memory event has none
         try:
             result = self.strategy.send_sync(session_id, [event])
         except Exception as exc:  # noqa: BLE001 - e.g. a malformed SCS_BROADCAST_URL; the message is stored
@@ -135,7 +138,11 @@ class Publisher:
         if result.outcome != SENT:
             self.counters["rejected" if result.outcome == REJECTED else "failed_attempts"] += 1
             self.last_error = result.error
-            logger.warning("%s of %s stored but not published: %s. %s", what, session_id, result.error, result.hint)
+            if seq is not None:
+                what = f"message {seq} of {session_id}"
+            else:
+                what = "a memory change" if session_id == MEMORY_TARGET else f"a state change of {session_id}"
+            logger.warning("%s stored but not published: %s. %s", what, result.error, result.hint)
             return
         self.counters["sent"] += 1
         if self.mark is not None and seq is not None:
@@ -172,7 +179,7 @@ class Publisher:
         groups = {}
         for _ in range(min(self.batch_max, len(self.queue))):
             event = self.queue.popleft()
-            groups.setdefault(event["session_id"], []).append(event)
+            groups.setdefault(target(event), []).append(event)
         return list(groups.items())
 
     async def _send_forever(self):
@@ -202,7 +209,7 @@ class Publisher:
                 self.counters["sent"] += len(events)
                 self.counters["batches"] += 1
                 newest = max((event["seq"] for event in events if "seq" in event), default=0)
-                if newest:
+                if newest:  # messages were sent (not only state or memory changes)
                     self._marks[session_id] = max(newest, self._marks.get(session_id, 0))
             else:
                 self.counters["rejected"] += len(events)
@@ -277,6 +284,11 @@ def _rebuild(setting, **kwargs):
     global _publisher
     if setting in SETTINGS and _publisher is not None and not _publisher.running:
         _publisher = None
+
+
+def publish_memory(event):
+    """The after-commit hook of a memory write (``realtime.memory``): publish it."""
+    get_publisher().publish(event)
 
 
 def committed(event):

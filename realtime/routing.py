@@ -20,12 +20,14 @@ def _root():
 
 
 def websocket_routes():
-    """The session and dashboard WebSocket routes under the current ``SCS_WS_PREFIX``."""
+    """The session, dashboard and memory WebSocket routes under the current ``SCS_WS_PREFIX``."""
     from realtime.live.consumers import DashboardConsumer, SessionConsumer
+    from realtime.live.memory_consumer import MemoryConsumer
 
     return [
-        # Before the session route, which would otherwise take "dashboard" for a session id.
+        # Before the session route, which would otherwise take "dashboard" or "memory" for a session id.
         re_path(_root() + r"ws/dashboard/$", DashboardConsumer.as_asgi()),
+        re_path(_root() + r"ws/memory/$", MemoryConsumer.as_asgi()),
         re_path(_root() + r"ws/(?P<session_id>[^/]{1,64})/$", SessionConsumer.as_asgi()),
     ]
 

@@ -1,8 +1,9 @@
 """Screenshots of the dashboard and a session page for the README.
 
 ``python -m tests.screenshots`` starts a throw-away stack, writes a few realistic
-sessions through the MCP sidecar, signs in with headless Chromium and saves
-``docs/screenshots/dashboard.png`` and ``docs/screenshots/session.png``.
+sessions (and some agents' memory) through the MCP sidecar, signs in with headless
+Chromium and saves ``docs/screenshots/``: ``dashboard.png``, ``session.png``,
+``markdown.png`` (one message's Markdown) and ``memory-tab.png`` (the session's memory tab).
 """
 
 import asyncio
@@ -47,15 +48,29 @@ async def seed(stack):
             assert result["success"], result
             return result["message_id"]
 
-        plan = await say(planner, "Plan for the migration:\n1. Dump the schema and compare types\n"
-                                  "2. Dry-run pg_upgrade on a snapshot\n3. Switch reads, then writes, behind a flag",
+        plan = await say(planner, "**Plan for the migration:**\n\n1. Dump the schema and compare types\n"
+                                  "2. Dry-run `pg_upgrade` on a snapshot\n3. Switch reads, then writes, behind a flag",
                          metadata={"step": "plan", "estimate_hours": 6})
         await say(db, "Schema dump done: 42 tables, 3 use the deprecated money type.", parent_message_id=plan,
                   metadata={"tables": 42, "needs_attention": ["invoices", "refunds", "payouts"]})
         await say(reviewer, "Convert money to numeric(12,2) before the upgrade, not after.", parent_message_id=plan)
         await say(db, "Snapshot restored on staging-pg16; pg_upgrade --check passes.", visibility="agent_only")
         await say(ops, "Maintenance window approved for Saturday 02:00 UTC.", visibility="admin_only")
+        await say(db, "Conversion for the three tables, checked on staging:\n\n```sql\n"
+                      "ALTER TABLE invoices ALTER COLUMN amount TYPE numeric(12,2) USING amount::numeric;\n"
+                      "ALTER TABLE refunds  ALTER COLUMN amount TYPE numeric(12,2) USING amount::numeric;\n"
+                      "ALTER TABLE payouts  ALTER COLUMN amount TYPE numeric(12,2) USING amount::numeric;\n```\n\n"
+                      "| table | rows | time |\n|:--|--:|--:|\n| invoices | 1,204,331 | 41 s |\n"
+                      "| refunds | 88,120 | 3 s |\n| payouts | 402,877 | 12 s |\n\n"
+                      "Details in the [runbook](https://example.com/runbook).")
         await say(planner, "Next: switch reads on staging and watch error rates for an hour.")
+        for agent, key, value, extra in [
+            (planner, "plan/current-step", {"step": 3, "title": "switch reads"}, {}),
+            (db, "staging/snapshot", {"host": "staging-pg16", "taken": "02:10 UTC"}, {"expires_in": 86_400}),
+            (reviewer, "review/open-questions", ["money → numeric before upgrade?"], {}),
+        ]:
+            stored = await agent.call("set_memory", key=key, value=value, session_id=main, **extra)
+            assert stored["success"], stored
         await reviewer.call("add_message", session_id=ids[SESSIONS[4][0]],
                             content="Token bucket per client looks right.")
         return main, db.token
@@ -90,10 +105,13 @@ async def main():
                     await page.click("#m2 .metadata summary")
                     await page.evaluate("window.scrollTo(0, 0)")
                     await page.screenshot(path=str(OUT / "session.png"), full_page=True)
+                    await page.locator("#m6").screenshot(path=str(OUT / "markdown.png"))
+                    await page.click("#tab-memory")
+                    await page.screenshot(path=str(OUT / "memory-tab.png"))
                 await browser.close()
         finally:
             stack.stop()
-    print(f"wrote {OUT / 'dashboard.png'} and {OUT / 'session.png'}")
+    print(f"wrote dashboard.png, session.png, markdown.png and memory-tab.png in {OUT}")
 
 
 if __name__ == "__main__":

@@ -189,7 +189,7 @@ REFRESH_EXPECTED = {
     "expired_key_token": "TOKEN_REVOKED", "refreshed_token": "TOKEN_REVOKED",
 }
 
-# Valid arguments for every tool (in call order: set_memory before get_memory).
+# Valid arguments for every tool (in call order: set_memory before get_memory and delete_memory).
 TOOL_ARGS = {
     "authenticate_agent": lambda w, c: {"agent_id": c.auth_as[0], "agent_type": c.auth_as[1]},
     "refresh_token": lambda w, c: {"current_token": c.spare or c.token or c.cookie or "none"},
@@ -204,6 +204,7 @@ TOOL_ARGS = {
     "set_memory": lambda w, c: {"key": "authz", "value": {"caller": c.name}},
     "get_memory": lambda w, c: {"key": "authz"},
     "list_memory": lambda w, c: {},
+    "delete_memory": lambda w, c: {"key": "authz"},
     "get_usage_guidance": lambda w, c: {},
     "get_performance_metrics": lambda w, c: {},
     "get_inbox": lambda w, c: {},

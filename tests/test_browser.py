@@ -333,7 +333,8 @@ async def test_page_left_open_through_a_daphne_restart_shows_every_message_once_
         await tab.wait_for_message(7)
         await tab.page.wait_for_timeout(500)  # room for any late duplicate to show up
         assert await tab.seqs() == [1, 2, 3, 4, 5, 6, 7]
-        contents = await tab.page.eval_on_selector_all("#messages .content", "els => els.map(e => e.textContent)")
+        contents = await tab.page.eval_on_selector_all("#messages .content.markdown",
+                                                       "els => els.map(e => e.textContent)")
         assert contents == [f"message {n}" for n in range(1, 8)]
         states = await tab.page.evaluate("window.states")
         assert "reconnecting" in states and "resumed" in states

@@ -126,3 +126,30 @@ async def test_deliver_leaves_the_events_it_was_given_as_they_were(stored):
     await delivery.deliver(session.id, given)
     assert [event["seq"] for event in given] == [2, 1]
     assert await Message.objects.acount() == 3
+
+
+async def test_pages_get_each_message_rendered_once_however_many_watch(stored, monkeypatch):
+    """One render per event per delivery, not per viewer; agents get the envelope alone."""
+    from realtime import fragments
+    from tests.helpers import Viewer, agent_token, user_cookie
+
+    session, events = stored
+    monkeypatch.setattr(fragments, "_built", fragments.RenderedCache(0))  # keeps nothing: every render counts
+    built = []
+    build = fragments.build_message_html
+    monkeypatch.setattr(fragments, "build_message_html", lambda event: built.append(event["seq"]) or build(event))
+    pages = [Viewer(session.id, cookie=await user_cookie(f"reader{n}", staff=True), query="?since=3")
+             for n in range(3)]
+    agent = Viewer(session.id, bearer=agent_token("watcher", "admin", ["read", "admin"]), query="?since=3")
+    for viewer in (*pages, agent):
+        assert (await viewer.connect())[0]
+        await viewer.ready()
+    fresh = [{**event, "seq": event["seq"] + 3} for event in events]
+    await delivery.deliver(session.id, fresh)
+    for page in pages:
+        frames = [await page.next() for _ in fresh]
+        assert [frame["html"] for frame in frames] == [build(event) for event in fresh]
+    assert [set(await agent.next()) for _ in fresh] == [{"type", "session_id", "seq", "data"}] * 3
+    assert sorted(built) == [4, 5, 6]
+    for viewer in (*pages, agent):
+        await viewer.close()

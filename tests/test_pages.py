@@ -222,13 +222,14 @@ def test_user_visibility_setting_grants_more_but_never_private(client, member, s
     assert "PRIVATE-CONTENT" not in html and "ADMIN-ONLY-CONTENT" not in html
 
 
-def test_replies_render_under_their_parent(client, member, session):
+def test_replies_name_their_parent_for_the_one_threading_rule(client, member, session):
+    """The page comes flat, in seq order; session.js threads it (tests/test_render_live.py checks the result)."""
     root = say(session, "root message")
     reply = say(session, "a reply", parent_message_id=root.id)
-    say(session, "top level again")
     html = client.get(f"/sessions/{session.id}/").content.decode()
-    root_item = html[html.index(f'id="m{root.seq}"'):html.index('id="m3"')]
-    assert '<ol class="replies">' in root_item and f'id="m{reply.seq}"' in root_item
+    assert f'id="m{reply.seq}" data-seq="{reply.seq}" data-id="{reply.id}" data-parent-id="{root.id}"' in html
+    assert 'data-parent-id' not in html[html.index(f'id="m{root.seq}"'):html.index(f'id="m{reply.seq}"')]
+    assert html.index(f'id="m{root.seq}"') < html.index(f'id="m{reply.seq}"')
 
 
 def test_metadata_is_shown_on_demand(client, member, session):
@@ -274,3 +275,36 @@ def test_admin_lists_search_and_filter(client, staff, session):
     assert b"findable words" in client.get("/admin/realtime/message/?q=findable").content
     assert b"notes" in client.get("/admin/realtime/memoryentry/?scope=global").content
     assert b"notes" not in client.get("/admin/realtime/memoryentry/?scope=session").content
+
+
+def test_pages_say_which_close_codes_end_reconnecting_from_the_one_list(client, staff, session):
+    """session.js and memory.js read the codes from the page rather than repeating them."""
+    from html import unescape
+
+    from realtime.live.closecodes import FINAL
+
+    for url in [f"/sessions/{session.id}/", "/memory/"]:
+        html = client.get(url).content.decode()
+        found = re.findall(r'data-final-closes="([^"]*)"', html)
+        assert found and all(json.loads(unescape(text)) == {str(k): v for k, v in FINAL.items()} for text in found)
+
+
+def test_the_memory_tab_is_for_staff_and_lists_only_the_sessions_unexpired_entries(client, session):
+    other = operations.create_session("elsewhere", "planner")
+    MemoryEntry.objects.create(agent_id="planner", key="mine", session=session, value="MINE-VALUE")
+    MemoryEntry.objects.create(agent_id="planner", key="theirs", session=other, value="THEIRS-VALUE")
+    MemoryEntry.objects.create(agent_id="planner", key="global", value="GLOBAL-VALUE")
+    MemoryEntry.objects.create(agent_id="planner", key="old", session=session, value="OLD-VALUE",
+                               expires_at=timezone.now() - timedelta(seconds=1))
+    user = get_user_model().objects.create_user("plain", password="pw")
+    client.force_login(user)
+    html = client.get(f"/sessions/{session.id}/").content.decode()
+    assert "panel-memory" not in html and "memory.js" not in html and "MINE-VALUE" not in html
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    html = client.get(f"/sessions/{session.id}/").content.decode()
+    tab = html[html.index('id="panel-memory"'):]
+    assert "MINE-VALUE" in tab and "memory.js" in html
+    assert not {"THEIRS-VALUE", "GLOBAL-VALUE", "OLD-VALUE"} & set(re.findall(r"[A-Z]+-VALUE", tab))
+    assert '<span id="memory-count" class="count">1</span>' in html

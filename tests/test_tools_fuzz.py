@@ -52,6 +52,7 @@ def valid_arguments(tool, token, session_id, message_id):
         "set_memory": {"key": "k", "value": 1},
         "get_memory": {"key": "k"},
         "list_memory": {},
+        "delete_memory": {"key": "k"},
         "get_usage_guidance": {},
         "get_performance_metrics": {},
         "get_inbox": {},
@@ -85,10 +86,10 @@ def stored_rows(stack):
         return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in STORED_TABLES}
 
 
-TOOLS = ["add_message", "authenticate_agent", "create_session", "get_inbox", "get_memory", "get_messages",
-         "get_performance_metrics", "get_session", "get_usage_guidance", "list_memory", "list_sessions", "mark_read",
-         "refresh_token", "search_by_sender", "search_by_timerange", "search_context", "set_memory", "unwatch_session",
-         "watch_session"]
+TOOLS = ["add_message", "authenticate_agent", "create_session", "delete_memory", "get_inbox", "get_memory",
+         "get_messages", "get_performance_metrics", "get_session", "get_usage_guidance", "list_memory",
+         "list_sessions", "mark_read", "refresh_token", "search_by_sender", "search_by_timerange", "search_context",
+         "set_memory", "unwatch_session", "watch_session"]
 
 
 def test_every_tool_is_fuzzed(fuzz_client):

@@ -53,6 +53,7 @@ def calls(session_id, refresh_token, keyed_agent):
         ]),
         "get_memory": ({"key": "schema"}, [({"key": "never-stored"}, "MEMORY_NOT_FOUND")]),
         "list_memory": ({"prefix": "sch"}, [({"limit": 0}, "INVALID_ARGUMENT")]),
+        "delete_memory": ({"key": "schema"}, [({"key": "schema"}, "MEMORY_NOT_FOUND")]),
         "get_usage_guidance": ({"guidance_type": "troubleshooting"}, [
             ({"guidance_type": "gossip"}, "INVALID_ARGUMENT"),
         ]),

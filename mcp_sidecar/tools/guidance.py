@@ -33,7 +33,8 @@ GUIDANCE = {
             "cursor, mark_read=true moves it.",
             "Reply in a thread with add_message(parent_message_id=...); read it with get_messages(thread_id=...).",
             "search_context to find earlier work by words; search_by_sender / search_by_timerange to narrow down.",
-            "set_memory / get_memory keep your own notes between calls; give them expires_in for scratch data.",
+            "set_memory / get_memory keep your own notes between calls, delete_memory forgets one; "
+            "give them expires_in for scratch data.",
         ],
         "limits": {
             "content_chars": conf.get("SCS_MAX_CONTENT_LENGTH"),

@@ -107,3 +107,19 @@ def list_memory(
     entries, has_more = memory.list_memory(agent.id, session_id=session_id, prefix=prefix, limit=limit)
     return {"success": True, "entries": entries, "count": len(entries), "has_more": has_more,
             "scope_filter": session_id or "global"}
+
+
+class MemoryDeleted(MemoryFields):
+    success: Literal[True]
+    deleted: Literal[True]
+
+
+@agent_tool(permission="write")
+def delete_memory(
+    agent: Viewer, key: Key, session_id: MemorySession = None, auth_token: AuthToken = None,
+) -> MemoryDeleted:
+    """Forget a value you stored with set_memory (same key and same session_id, or none for global).
+
+    An absent or expired key is MEMORY_NOT_FOUND.
+    """
+    return {"success": True, "deleted": True, **memory.delete_memory(agent.id, key, session_id=session_id)}

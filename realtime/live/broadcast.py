@@ -1,6 +1,7 @@
 """``POST /broadcast/<session_id>``: the sidecar's door into the channel layer.
 
-Body: one event envelope, or ``{"events": [...]}`` for one session. Requires
+Body: one event envelope, or ``{"events": [...]}`` for one session. ``POST /broadcast/memory``
+takes memory events (``realtime.envelope.validate_memory_event``) the same way. Requires
 ``Authorization: Bearer <SCS_BROADCAST_SECRET>`` from an address in
 ``SCS_BROADCAST_ALLOWED_IPS``, sent directly: a request that came through a
 proxy (``PROXY_HEADERS``) is refused, since behind a proxy on the same host every
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from channels.generic.http import AsyncHttpConsumer
 
 from realtime import conf
-from realtime.envelope import encode, validate_event
+from realtime.envelope import MEMORY_TARGET, encode, validate_event, validate_memory_event
 from realtime.live import delivery
 from realtime.models import is_session_id
 from realtime.shared_secret import bearer, holds_secret
@@ -77,7 +78,10 @@ def too_large():
 
 
 def parse_events(body, session_id):
-    """``(events, None)`` or ``(None, refusal)``; ``body`` None means it was too large to read."""
+    """``(events, None)`` or ``(None, refusal)``; ``body`` None means it was too large to read.
+
+    ``session_id`` is the door's target: a session's id, or ``MEMORY_TARGET`` for memory events.
+    """
     if body is None or len(body) > conf.get("SCS_BROADCAST_MAX_BODY"):
         return None, too_large()
     try:
@@ -93,7 +97,7 @@ def parse_events(body, session_id):
     if len(events) > MAX_EVENTS:
         return None, refuse(413, "TOO_LARGE", f"at most {MAX_EVENTS} events per request")
     for event in events:
-        problem = validate_event(event, session_id)
+        problem = validate_memory_event(event) if session_id == MEMORY_TARGET else validate_event(event, session_id)
         if problem:
             return None, refuse(400, "BAD_EVENT", problem)
     return events, None
@@ -112,12 +116,14 @@ async def accept(session_id, *, client, authorization, body, proxied):
     refusal = check_client(client, proxied) or check_secret(authorization, client)
     if refusal:
         return refusal
-    if not is_session_id(session_id):
+    if not is_session_id(session_id) and session_id != MEMORY_TARGET:
         return refuse(400, "INVALID_SESSION_ID", "session ids look like session_ + 16 hex characters")
     events, refusal = parse_events(body, session_id)
     if refusal:
         return refusal
-    if not await delivery.deliver(session_id, events):
+    if session_id == MEMORY_TARGET:
+        await delivery.deliver_memory(events)
+    elif not await delivery.deliver(session_id, events):
         return refuse(404, "SESSION_NOT_FOUND", f"no session {session_id}")
     return Answer(202, {"success": True, "accepted": len(events)})
 

@@ -10,11 +10,13 @@ Protocol (``ws://…/ws/<session_id>/?since=<seq>``):
 2. The server sends ``hello`` (session, last seq, viewer), replays every message
    after ``since`` the viewer may see, in order, then ``caught_up``. The replay
    reads ahead only as far as the socket drains.
-3. Live ``new_message`` events follow. The consumer remembers the last seq it
-   handled; a live event that jumps past it is preceded by the missing messages,
-   read from the database. Nothing is sent twice or out of order. When staff close,
-   reopen or rename the session, a ``session_state`` frame says so
-   (``{"type": "session_state", "session_id", "data": {"is_active", "purpose"}}``).
+3. Live ``new_message`` events follow (for a signed-in user, each with its ``html``:
+   ``realtime.fragments.page_event``; an agent gets the envelope alone). A staff user also
+   gets ``memory`` frames for the session's memory entries (``realtime.live.memory``).
+   The consumer remembers the last seq it handled; a live event that jumps past it is
+   preceded by the missing messages, read from the database. Nothing is sent twice or
+   out of order. When staff close, reopen or rename the session, a ``session_state`` frame
+   says so (``{"type": "session_state", "session_id", "data": {"is_active", "purpose"}}``).
 
 Client frames are JSON objects of at most ``MAX_FRAME`` characters: ``auth``, ``resume``
 (``{"since": N}``), ``ping``, ``who`` (answered with a ``presence`` frame; see
@@ -38,6 +40,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from realtime import conf, tokens
 from realtime.envelope import encode
+from realtime.fragments import page_event
 from realtime.live import access
 from realtime.live.auth import handshake_agent, read_claims
 from realtime.live.closecodes import (
@@ -51,6 +54,7 @@ from realtime.live.closecodes import (
 )
 from realtime.live.dashboard import DASHBOARD_GROUP, state_frame, summary_frame
 from realtime.live.groups import session_group, user_group
+from realtime.live.memory import joins_memory, memory_group
 from realtime.live.presence import PresenceMixin
 from realtime.live.replay import ReplayMixin
 from realtime.models import Session, is_session_id
@@ -228,6 +232,8 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
             )
         await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
         self.joined = True
+        if joins_memory(self.viewer):
+            await self.channel_layer.group_add(memory_group(self.session_id), self.channel_name)
         await self.follow_user()
         # Read last_seq after joining: anything newer arrives live or is filled by seq.
         last_seq = await Session.objects.filter(pk=self.session_id).values_list("last_seq", flat=True).afirst()
@@ -251,6 +257,8 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
         await self.presence_stop()
         if self.joined:
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
+            if joins_memory(self.viewer):
+                await self.channel_layer.group_discard(memory_group(self.session_id), self.channel_name)
 
     # Client frames
 
@@ -322,7 +330,8 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
     async def session_events(self, message):
         """Live events from the broadcast view, one session, in any order."""
         events = message["events"]
-        texts = message.get("texts") or [None] * len(events)  # the broadcast view encodes each event once
+        # Encoded (and rendered, for pages) once per event by realtime.live.delivery, not per viewer.
+        texts = message.get("page_texts" if self.viewer.kind == "user" else "texts") or [None] * len(events)
         for event, text in zip(events, texts, strict=True):
             seq = event["seq"]
             if seq <= self.last_seq:
@@ -330,12 +339,22 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
             if seq > self.last_seq + 1:
                 await self.replay(self.last_seq, seq - 1, announce=False)
             if can_see_message(self.viewer, event["data"]):
-                await self.send_text(text or await self.encode_json(event))
+                await self.send_text(text or await self.encode_json(self.frame_of(event)))
             self.last_seq = seq
 
     async def session_state(self, message):
         """The session was closed, reopened or renamed: a ``session_state`` frame, encoded once by delivery."""
         await self.send_text(message["text"])
+
+    def frame_of(self, event):
+        """A message event as this viewer receives it: pages also get its ``html``."""
+        return page_event(event) if self.viewer.kind == "user" else event
+
+    async def memory_events(self, message):
+        """The session's memory entries set or deleted: staff users only (``realtime.live.memory``)."""
+        if joins_memory(self.viewer):
+            for text in message["texts"]:
+                await self.send_text(text)
 
     async def send_error(self, code, message):
         await self.send_json({"type": "error", "code": code, "error": message})

@@ -1,22 +1,30 @@
-"""Handing stored events to the channel layer: the session's viewers, then the dashboard.
+"""Handing stored events to the channel layer: the session's viewers, then the dashboard; memory to staff.
 
 Messages (``new_message``) and staff's changes to a session (``session_state``) take the same way.
 
 The broadcast door (events a publisher POSTs) and the publisher's channel-layer
 strategy (``realtime.publisher``: in Daphne, or wherever the layer is shared) both
-go through ``deliver``, so every path reaches the same groups with the same messages.
+go through ``deliver`` (and ``deliver_memory``), so every path reaches the same
+groups with the same messages.
+
+Each event is encoded and rendered here once for all viewers, whatever their
+number: ``texts`` (the envelope, for agents) and ``page_texts`` (with the
+message's ``html``, ``realtime.fragments``, for pages).
 """
 
 import collections
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from realtime.envelope import SESSION_STATE, encode
-from realtime.live import dashboard
+from realtime.fragments import page_event
+from realtime.live import dashboard, memory
 from realtime.live.groups import session_group
 from realtime.models import Session
 
 KNOWN_SESSIONS = 10_000
+INLINE_RENDER_CHARS = 2_000  # content characters in a batch rendered on the loop itself
 _known = collections.OrderedDict()  # session id -> {"id", "purpose", "created_by"}, newest last
 
 
@@ -38,6 +46,22 @@ async def session_info(session_id):
     return info
 
 
+def _page_frames(events):
+    return [encode(page_event(event)) for event in events]
+
+
+async def page_frames(events):
+    """Each event as a page's frame, with its html; a long batch is rendered off the loop.
+
+    Rendering is ~0.1 ms for a short message, a few ms with highlighted code, ~30 ms for 10 KB
+    (``python -m bench render``): past ``INLINE_RENDER_CHARS`` a worker thread does it, so the
+    loop goes on serving every other connection meanwhile.
+    """
+    if sum(len(event["data"]["content"]) for event in events) <= INLINE_RENDER_CHARS:
+        return _page_frames(events)
+    return await sync_to_async(_page_frames, thread_sensitive=False)(events)
+
+
 async def deliver(session_id, events):
     """Group-send ``events`` of one session: messages in seq order, then state changes; False when no such session."""
     session = await session_info(session_id)
@@ -47,9 +71,11 @@ async def deliver(session_id, events):
     events = sorted((event for event in events if event["type"] != SESSION_STATE), key=lambda event: event["seq"])
     layer = get_channel_layer()
     if events:
-        # Encoded once here rather than once per viewer.
+        # Encoded (and rendered) once here rather than once per viewer.
         texts = [encode(event) for event in events]
-        await layer.group_send(session_group(session_id), {"type": "session.events", "events": events, "texts": texts})
+        page_texts = await page_frames(events)
+        await layer.group_send(session_group(session_id), {"type": "session.events", "events": events,
+                                                           "texts": texts, "page_texts": page_texts})
         counted = await dashboard.tally(session_id, events)
         await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events, counted))
     for state in states:
@@ -63,3 +89,9 @@ async def deliver_state(session, event):
     layer = get_channel_layer()
     await layer.group_send(session_group(session["id"]), {"type": "session.state", "text": encode(event)})
     await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.state(event))
+
+
+async def deliver_memory(events):
+    """Group-send memory events to the staff pages that show them (``realtime.live.memory``); always True."""
+    await memory.deliver(events)
+    return True

@@ -7,6 +7,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast, Length
 
 from realtime.envelope import encode, message_event
+from realtime.fragments import page_event
 from realtime.live.closecodes import CLOSE_STALLED
 from realtime.live.daphne_limits import UNSENT_BYTES
 from realtime.operations import visible_messages
@@ -37,7 +38,8 @@ def _read_chunk(viewer, session_id, after, upto):
         last = seq
     if last is None:
         return [], after
-    return [encode(message_event(message)) for message in pending.filter(seq__lte=last)], last
+    frame = page_event if viewer.kind == "user" else (lambda event: event)  # pages also get each message's html
+    return [encode(frame(message_event(message))) for message in pending.filter(seq__lte=last)], last
 
 
 # Off the thread the async ORM shares: many replays would otherwise queue every other query (a new

@@ -1,33 +1,20 @@
-"""Small template helpers for the realtime pages (the scripts mirror them)."""
+"""Small template helpers for the realtime pages (names shown as avatars come from ``realtime.fragments``)."""
 
 from django import template
 
-register = template.Library()
+from realtime import fragments
 
-AVATAR_COLOURS = 8
-VISIBILITY_HINTS = {
-    "public": "Everyone can read this",
-    "private": "Only the sender can read this",
-    "agent_only": "Agents of the sender's type can read this",
-    "admin_only": "Only admins can read this",
-}
+register = template.Library()
 
 
 @register.filter
 def avatar_class(name):
-    """``avatar-N`` for a name; ``session.js`` computes the same N (sum of code points)."""
-    return f"avatar-{sum(ord(ch) for ch in str(name)) % AVATAR_COLOURS}"
+    return fragments.avatar_class(name)
 
 
 @register.filter
 def initial(name):
-    name = str(name).strip()
-    return name[:1].upper() if name else "?"
-
-
-@register.filter
-def visibility_hint(level):
-    return VISIBILITY_HINTS.get(level, "")
+    return fragments.initial(name)
 
 
 @register.simple_tag(takes_context=True)

@@ -4,22 +4,24 @@ What people do on them (post, create, close) is in ``realtime.views.participate`
 
 Every page reads messages through ``visible_messages``/``visible_q``, the same
 rule the WebSocket applies, so what a page shows first and what arrives live
-always agree. Templates autoescape everything; scripts use ``textContent``.
+always agree. Messages and memory entries are built by ``realtime.fragments``,
+for the first render and the live frames alike; templates autoescape everything.
 """
 
-import json
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Case, Count, Max, OuterRef, Q, Subquery, When
+from django.db.models import Case, Count, F, Max, OuterRef, Q, Subquery, When
 from django.db.models.functions import Coalesce
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from realtime import export
-from realtime.envelope import message_event
+from realtime.envelope import memory_record, message_event
 from realtime.errors import OperationError
+from realtime.fragments import memory_row_html, message_html, page_event, pretty_json
+from realtime.memory_filter import MemoryFilter
 from realtime.models import MemoryEntry, Message, Session
 from realtime.operations import get_session, visible_messages
 from realtime.views.context import render
@@ -29,7 +31,8 @@ FIRST_RENDER = 200  # newest messages rendered with the page; older ones load on
 OLDER_PAGE = 200  # messages per "load earlier" request
 PAGE_SIZE = 50  # sessions per dashboard page
 MEMORY_PAGE_SIZE = 100
-MAX_DEPTH = 4  # replies nest this deep; deeper replies sit under their nearest shown ancestor
+SESSION_MEMORY_ROWS = 500  # memory entries the session page's tab lists
+MAX_DEPTH = 4  # replies nest this deep (session.js); deeper replies sit under their nearest shown ancestor
 SEARCH_CHARS = 200
 
 
@@ -114,30 +117,6 @@ def render_dashboard(request, *, create_error="", draft="", status=200):
     return render(request, "realtime/dashboard.html", context, status=status)
 
 
-def pretty_json(value):
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def thread(messages):
-    """Top-level messages of ``messages`` (seq order), each with ``shown_replies`` nested below it."""
-    by_id = {message.id: message for message in messages}
-    roots = []
-    for message in messages:
-        message.shown_replies = []
-        message.metadata_json = pretty_json(message.metadata) if message.metadata else ""
-        parent = by_id.get(message.parent_id)
-        while parent is not None and parent.depth >= MAX_DEPTH:
-            parent = by_id.get(parent.parent_id)
-        message.parent_shown = parent is not None
-        if parent is None:
-            message.depth = 0
-            roots.append(message)
-        else:
-            message.depth = parent.depth + 1
-            parent.shown_replies.append(message)
-    return roots
-
-
 def session_or_404(session_id):
     try:
         return get_session(session_id)
@@ -162,11 +141,12 @@ def render_session(request, session, *, composer_error="", draft="", status=200)
         "realtime/session.html",
         {
             "session": session,
-            "messages": thread(newest),
+            "messages": [message_html(message_event(message)) for message in newest],
             "shown_count": len(newest),
             "last_seq": session.last_seq,
             "earlier_before": earlier,
             "metadata_json": pretty_json(session.metadata) if session.metadata else "",
+            "memory_rows": session_memory_rows(request.user, session.id),
             "max_depth": MAX_DEPTH,
             "nav": "sessions",
             "levels": postable_levels(viewer),
@@ -192,7 +172,7 @@ def session_export(request, session_id, fmt):
 
 @login_required
 def session_messages(request, session_id):
-    """``GET …/messages?before=<seq>``: the visible messages just before ``seq``, as envelopes."""
+    """``GET …/messages?before=<seq>``: the visible messages just before ``seq``, as envelopes with their ``html``."""
     session = session_or_404(session_id)
     before = request.GET.get("before", "")
     if not (before.isascii() and before.isdigit()) or len(before) > 18:
@@ -202,44 +182,41 @@ def session_messages(request, session_id):
     has_more = len(page) > OLDER_PAGE
     page = page[:OLDER_PAGE]
     page.reverse()
-    return JsonResponse({"success": True, "messages": [message_event(m) for m in page], "has_more": has_more})
+    events = [page_event(message_event(message)) for message in page]
+    return JsonResponse({"success": True, "messages": events, "has_more": has_more})
+
+
+def session_memory_rows(user, session_id):
+    """The session's unexpired memory entries as rows, for staff (the memory tab); None for anyone else."""
+    if not user.is_staff:
+        return None
+    now = timezone.now()
+    entries = MemoryEntry.objects.filter(MemoryFilter(session_id=session_id).q(now)).order_by("agent_id", "key")
+    return [memory_row_html(memory_record(entry), now) for entry in entries[:SESSION_MEMORY_ROWS]]
 
 
 @login_required
 def memory(request):
     if not request.user.is_staff:
         raise PermissionDenied("The memory page is for staff.")
-    query = search_term(request)
-    agent = request.GET.get("agent", "").strip()[:100]
-    scope = request.GET.get("scope", "")
-    entries = MemoryEntry.objects.select_related("session").order_by("agent_id", "session_id", "key")
-    if agent:
-        entries = entries.filter(agent_id=agent)
-    if query:
-        entries = entries.filter(Q(key__icontains=query) | Q(session__id__icontains=query))
-    if scope == "global":
-        entries = entries.filter(session__isnull=True)
-    elif scope == "session":
-        entries = entries.filter(session__isnull=False)
+    chosen = MemoryFilter.from_params(request.GET)
     now = timezone.now()
-    if request.GET.get("expired") != "1":
-        entries = entries.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    # Global entries first on every database, as memory.js places live rows (realtime.fragments: data-order).
+    entries = MemoryEntry.objects.filter(chosen.q(now)).order_by("agent_id", F("session_id").asc(nulls_first=True),
+                                                                  "key")
     page = Paginator(entries, MEMORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    for entry in page:
-        entry.value_json = pretty_json(entry.value)
-        entry.metadata_json = pretty_json(entry.metadata) if entry.metadata else ""
-        entry.expired = entry.expires_at is not None and entry.expires_at <= now
+    rows = [memory_row_html(memory_record(entry), now) for entry in page]
     agents = MemoryEntry.objects.order_by("agent_id").values_list("agent_id", flat=True).distinct()[:500]
     return render(
         request,
         "realtime/memory.html",
         {
             "page": page,
-            "entries": page.object_list,
-            "query": query,
-            "agent": agent,
-            "scope": scope,
-            "show_expired": request.GET.get("expired") == "1",
+            "rows": rows,
+            "query": chosen.query,
+            "agent": chosen.agent,
+            "scope": chosen.scope,
+            "show_expired": chosen.show_expired,
             "agents": list(agents),
             "nav": "memory",
         },

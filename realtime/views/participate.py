@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from realtime import operations, session_state
 from realtime.envelope import message_event
 from realtime.errors import ErrorCode, OperationError
+from realtime.fragments import page_event
 from realtime.models import Visibility
 from realtime.ratelimit import Limits
 from realtime.views import pages
@@ -117,7 +118,7 @@ def post_message(request, session_id):
     if wants_page(request):
         return redirect(reverse("realtime:session", args=[session_id]) + f"#m{message.seq}")
     return JsonResponse({"success": True, "message_id": message.id, "seq": message.seq,
-                         "message": message_event(message)}, status=201)
+                         "message": page_event(message_event(message))}, status=201)
 
 
 @user_action

@@ -9,14 +9,9 @@
   const earlier = document.getElementById("load-earlier");
   if (!list) return;
 
-  const sessionId = list.dataset.sessionId;
   const maxDepth = Number(list.dataset.maxDepth) || 4;
-  const LEVELS = {
-    public: "Everyone can read this",
-    private: "Only the sender can read this",
-    agent_only: "Agents of the sender's type can read this",
-    admin_only: "Only admins can read this",
-  };
+  // Close codes after which reconnecting cannot help, and what to say (realtime.live.closecodes.FINAL).
+  const finalCloses = JSON.parse(list.dataset.finalCloses || "{}");
   const FOLLOW_SLACK = 80;  // px from the bottom that still counts as "at the bottom"
   let lastSeq = Number(list.dataset.lastSeq) || 0;
   let socket = null;
@@ -35,7 +30,8 @@
     status.querySelector(".label").textContent = text;
   }
 
-  // Building messages: every field goes in with textContent, never as HTML.
+  // Presence chips are built here with textContent; a message's HTML is built only by the server
+  // (realtime.fragments), sent with the page and with each live frame.
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -58,65 +54,46 @@
   function byId(id) { return list.querySelector('li.message[data-id="' + Number(id) + '"]'); }
   function bySeq(seq) { return document.getElementById("m" + Number(seq)); }
 
-  function render(event, depth, parentShown) {
-    const data = event.data;
-    const item = el("li", depth ? "message reply" : "message");
-    item.id = "m" + event.seq;
-    item.dataset.seq = String(event.seq);
-    item.dataset.id = String(data.id);
-    item.dataset.depth = String(depth);
-    const bubble = el("article", "bubble");
-    const head = el("header", "head");
-    const avatar = el("span", avatarClass(data.sender), initial(data.sender));
-    avatar.setAttribute("aria-hidden", "true");
-    const level = Object.hasOwn(LEVELS, data.visibility) ? data.visibility : "public";
-    const badge = el("span", "badge badge-" + level, String(data.visibility));
-    badge.title = LEVELS[level];
-    head.append(avatar, el("span", "sender", data.sender), el("span", "type", data.sender_type), badge);
-    if (data.parent_message_id !== null && data.parent_message_id !== undefined && !parentShown) {
-      head.append(el("span", "reply-to", "reply to an earlier message"));
-    }
-    head.append(el("span", "spacer"));
-    const time = el("time");
-    time.dateTime = data.timestamp;
-    time.dataset.local = "datetime";
-    window.SharedContext.localTime(time);
-    const seq = el("a", "seq", "#" + event.seq);
-    seq.href = "#m" + event.seq;
-    head.append(time, seq);
-    bubble.append(head, el("div", "content", data.content));
-    if (data.metadata && typeof data.metadata === "object" && Object.keys(data.metadata).length) {
-      const details = el("details", "metadata");
-      details.append(el("summary", "", "Metadata"), el("pre", "", JSON.stringify(data.metadata, null, 2)));
-      bubble.append(details);
-    }
-    item.append(bubble);
+  // A message's <li> from the server's HTML (sanitized there, by realtime.markdown).
+  function fromServer(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    const item = template.content.querySelector("li.message");
+    window.SharedContext.localTimes(item);
     return item;
   }
 
-  // Where a message goes: under its parent when the parent is on the page, else at the top level.
-  function place(event) {
-    const parentId = event.data.parent_message_id;
-    let parent = parentId === null || parentId === undefined ? null : byId(parentId);
-    while (parent && Number(parent.dataset.depth) >= maxDepth) {
-      parent = parent.parentElement.closest("li.message");
+  function depthOf(item) {
+    let depth = 0;
+    for (let up = item.parentElement.closest("li.message"); up; up = up.parentElement.closest("li.message")) depth++;
+    return depth;
+  }
+
+  // The one threading rule, for the first render and for everything added later: a message goes
+  // under its parent when the parent is on the page (under its nearest ancestor no deeper than
+  // maxDepth), else at the top level, at the end or (older messages) before ``before``.
+  function place(item, before) {
+    const parentId = item.dataset.parentId;
+    let parent = parentId ? byId(parentId) : null;
+    while (parent && depthOf(parent) >= maxDepth) parent = parent.parentElement.closest("li.message");
+    if (!parent) {
+      list.insertBefore(item, before || null);
+      return;
     }
-    if (!parent) return { container: list, depth: 0, parentShown: false };
     let replies = parent.querySelector(":scope > ol.replies");
     if (!replies) {
       replies = el("ol", "replies");
       parent.append(replies);
     }
-    return { container: replies, depth: Number(parent.dataset.depth) + 1, parentShown: true };
+    replies.append(item);
   }
 
   // Live and replayed messages, in seq order; a seq already on the page is never added again.
   function receive(event) {
     lastSeq = Math.max(lastSeq, event.seq);
-    if (bySeq(event.seq)) return;
-    const where = place(event);
-    const item = render(event, where.depth, where.parentShown);
-    where.container.append(item);
+    if (bySeq(event.seq) || !event.html) return;
+    const item = fromServer(event.html);
+    place(item);
     empty.hidden = true;
     item.classList.add("fresh");
     if (following) {
@@ -218,16 +195,14 @@
       } else if (event.type === "session_state") {
         // Closed, reopened or renamed by staff: composer.js follows it.
         document.dispatchEvent(new CustomEvent("sharedcontext:session-state", { detail: event }));
+      } else if (event.type === "memory" && window.SharedContext.memory) {
+        window.SharedContext.memory.apply(event);  // staff only: the memory tab (memory.js)
       }
     };
     socket.onclose = function (close) {
       presence.replaceChildren();
-      if (close.code === 4401 || close.code === 4404) {
-        setStatus("offline", close.code === 4401 ? "signed out — reload to sign in" : "session not found");
-        return;
-      }
-      if (close.code === 4409) {
-        setStatus("offline", "too many open connections — close another tab, then reload");
+      if (Object.hasOwn(finalCloses, close.code)) {
+        setStatus("offline", finalCloses[close.code]);
         return;
       }
       setStatus("reconnecting", "reconnecting…");
@@ -252,10 +227,7 @@
           const top = list.firstElementChild;
           const anchor = document.documentElement.scrollHeight - window.scrollY;
           for (const event of body.messages) {
-            if (bySeq(event.seq)) continue;
-            const where = place(event);
-            const item = render(event, where.depth, where.parentShown);
-            if (where.container === list) list.insertBefore(item, top); else where.container.append(item);
+            if (!bySeq(event.seq)) place(fromServer(event.html), top);
           }
           window.scrollTo(0, document.documentElement.scrollHeight - anchor);
           if (body.has_more && body.messages.length) {
@@ -281,6 +253,18 @@
     },
   };
 
+  // Markdown or the text as it was written, for the whole page.
+
+  const plain = document.getElementById("plain-toggle");
+  if (plain) {
+    plain.addEventListener("click", function () {
+      const on = list.classList.toggle("show-plain");
+      plain.setAttribute("aria-pressed", on ? "true" : "false");
+    });
+  }
+
+  // The first render comes flat, in seq order: thread it by the same rule as what arrives later.
+  for (const item of Array.from(list.children)) place(item);
   following = true;
   scrollToEnd();
   connect();
