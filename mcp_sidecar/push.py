@@ -100,7 +100,8 @@ def ended_params(session_id, cursor, error):
     why, what_to_do = ENDED.get(error.code, (error.message, error.hint))
     return {
         "content": f"Pushed messages of {session_id} stopped: {why}. {what_to_do.format(again=again)}".strip(),
-        "meta": {"session_id": session_id, "event": "watch_ended", "code": str(error.code), "last_seq": str(cursor)},
+        "meta": {"session_id": session_id, "event": "watch_ended", "error_code": str(error.code),
+                 "last_seq": str(cursor)},
     }
 
 

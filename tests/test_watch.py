@@ -133,8 +133,9 @@ async def test_a_revoked_key_stops_the_pushes(stack):
         await no_watches(stack, "the watch ending")
         assert [m["content"] for m in bob.listener.messages] == ["while the key is good"]
         # The agent is told that the pushes stopped, and from where to go on.
+        await bob.listener.wait(lambda listener: listener.ended)
         (ended,) = bob.listener.ended
-        assert ended["meta"] == {"session_id": session_id, "event": "watch_ended", "code": "TOKEN_REVOKED",
+        assert ended["meta"] == {"session_id": session_id, "event": "watch_ended", "error_code": "TOKEN_REVOKED",
                                  "last_seq": str(first["seq"])}, ended
         assert f"since_seq={first['seq']}" in ended["content"]
 
@@ -151,7 +152,7 @@ async def test_a_refreshed_token_ends_the_watch_made_with_it(stack):
         await no_watches(stack, "the watch ending")  # within a second, with nothing posted (realtime.wait_guard)
         await say(alice, session_id, "after the refresh")
         await bob.listener.wait(lambda listener: listener.ended)
-        assert bob.listener.messages == [] and bob.listener.ended[0]["meta"]["code"] == "TOKEN_REVOKED"
+        assert bob.listener.messages == [] and bob.listener.ended[0]["meta"]["error_code"] == "TOKEN_REVOKED"
 
 
 async def test_an_expiring_token_ends_the_watch_at_its_expiry(stack):
@@ -168,7 +169,7 @@ async def test_an_expiring_token_ends_the_watch_at_its_expiry(stack):
         await no_watches(stack, "the watch ending at the expiry")
         await say(alice, session_id, "too late")
         await bob.listener.wait(lambda listener: listener.ended)
-        assert bob.listener.messages == [] and bob.listener.ended[0]["meta"]["code"] == "TOKEN_EXPIRED"
+        assert bob.listener.messages == [] and bob.listener.ended[0]["meta"]["error_code"] == "TOKEN_EXPIRED"
         assert "refresh_token" in bob.listener.ended[0]["content"]
 
 
