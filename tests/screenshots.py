@@ -3,7 +3,8 @@
 ``python -m tests.screenshots`` starts a throw-away stack, writes a few realistic
 sessions (and some agents' memory) through the MCP sidecar, signs in with headless
 Chromium and saves ``docs/screenshots/``: ``dashboard.png``, ``session.png``,
-``markdown.png`` (one message's Markdown) and ``memory-tab.png`` (the session's memory tab).
+``markdown.png`` (one message's Markdown), ``composer.png`` (a person writing in the session) and
+``memory-tab.png`` (the session's memory tab).
 """
 
 import asyncio
@@ -106,12 +107,21 @@ async def main():
                     await page.evaluate("window.scrollTo(0, 0)")
                     await page.screenshot(path=str(OUT / "session.png"), full_page=True)
                     await page.locator("#m6").screenshot(path=str(OUT / "markdown.png"))
+                    # A person answers: one message sent from the composer, then a reply being written.
+                    await page.fill("#composer-content", "Go ahead with staging; I'll watch the dashboards.")
+                    await page.press("#composer-content", "Enter")
+                    await page.wait_for_selector("#m8")
+                    await page.click("#m6 button.reply")
+                    await page.fill("#composer-content", "Please run the **refunds** conversion first: it is the "
+                                                         "smallest.")
+                    await page.locator("#m8").scroll_into_view_if_needed()
+                    await page.screenshot(path=str(OUT / "composer.png"))
                     await page.click("#tab-memory")
                     await page.screenshot(path=str(OUT / "memory-tab.png"))
                 await browser.close()
         finally:
             stack.stop()
-    print(f"wrote dashboard.png, session.png, markdown.png and memory-tab.png in {OUT}")
+    print(f"wrote dashboard.png, session.png, markdown.png, composer.png and memory-tab.png in {OUT}")
 
 
 if __name__ == "__main__":
