@@ -20,12 +20,14 @@ def _root():
 
 
 def websocket_routes():
-    """The session and dashboard WebSocket routes under the current ``SCS_WS_PREFIX``."""
+    """The session, dashboard and wake-relay WebSocket routes under the current ``SCS_WS_PREFIX``."""
     from realtime.live.consumers import DashboardConsumer, SessionConsumer
+    from realtime.live.wake_relay import WakeRelayConsumer
 
     return [
-        # Before the session route, which would otherwise take "dashboard" for a session id.
+        # Before the session route, which would otherwise take "dashboard" or "wake" for a session id.
         re_path(_root() + r"ws/dashboard/$", DashboardConsumer.as_asgi()),
+        re_path(_root() + r"ws/wake/$", WakeRelayConsumer.as_asgi()),
         re_path(_root() + r"ws/(?P<session_id>[^/]{1,64})/$", SessionConsumer.as_asgi()),
     ]
 

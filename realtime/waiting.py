@@ -117,6 +117,7 @@ class Follower:
                 self.pending.clear()
                 records, self.cursor = await DatabaseSyncToAsync(read_after, thread_sensitive=False)(
                     self.viewer, self.session_id, self.cursor, self.limit, self.include_own)
+                self.waiter.saw(self.cursor)
             else:
                 records = self._from_events()
                 if self.stale:

@@ -1,8 +1,10 @@
-"""Handing stored events to the channel layer: the session's viewers, then the dashboard.
+"""Handing stored events to the channel layer: the session's viewers, the waking processes, then the dashboard.
 
 The broadcast door (events a publisher POSTs) and the publisher's channel-layer
 strategy (``realtime.publisher``: in Daphne, or wherever the layer is shared) both
-go through ``deliver``, so every path reaches the same groups with the same messages.
+go through ``deliver``, so every path reaches the same groups with the same messages. The wake
+group carries every session's events to the sidecars' wake hubs (``realtime.wake_stream``: on
+the shared layer itself, or relayed by ``realtime.live.wake_relay`` over a WebSocket).
 """
 
 import collections
@@ -11,7 +13,7 @@ from channels.layers import get_channel_layer
 
 from realtime.envelope import encode
 from realtime.live import dashboard
-from realtime.live.groups import session_group
+from realtime.live.groups import WAKE_GROUP, session_group
 from realtime.models import Session
 
 KNOWN_SESSIONS = 10_000
@@ -46,6 +48,7 @@ async def deliver(session_id, events):
     # Encoded once here rather than once per viewer.
     texts = [encode(event) for event in events]
     await layer.group_send(session_group(session_id), {"type": "session.events", "events": events, "texts": texts})
+    await layer.group_send(WAKE_GROUP, {"type": "wake.events", "events": events})
     counted = await dashboard.tally(session_id, events)
     await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events, counted))
     return True
