@@ -206,6 +206,7 @@ TOOL_ARGS = {
     "list_memory": lambda w, c: {},
     "get_usage_guidance": lambda w, c: {},
     "get_performance_metrics": lambda w, c: {},
+    "wait_for_messages": lambda w, c: {"session_id": w.session_id, "timeout": 0},
 }
 
 # Resources and prompts identify the caller by Authorization: Bearer only.

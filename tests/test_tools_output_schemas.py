@@ -57,6 +57,10 @@ def calls(session_id, refresh_token, keyed_agent):
             ({"guidance_type": "gossip"}, "INVALID_ARGUMENT"),
         ]),
         "get_performance_metrics": ({}, []),
+        "wait_for_messages": ({"session_id": session_id, "timeout": 0}, [
+            ({"session_id": MISSING_SESSION}, "SESSION_NOT_FOUND"),
+            ({"session_id": session_id, "since_seq": 10**9}, "INVALID_ARGUMENT"),
+        ]),
     }
 
 
