@@ -10,6 +10,7 @@ import contextlib
 import sys
 import textwrap
 
+import httpx
 import pytest
 
 from tests.helpers import eventually, new_session, say, succeeded
@@ -212,6 +213,25 @@ async def test_a_client_that_disconnects_or_cancels_mid_wait_frees_its_waiter(st
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+        # Disconnected on the 2025 protocol (an initialize handshake, then a POST answered as an event stream):
+        # the MCP SDK does not end that handler when the client goes; the tool itself watches the connection.
+        headers = {"X-API-Key": stack.api_key, "Accept": "application/json, text/event-stream"}
+        async with httpx.AsyncClient(timeout=30) as http:
+            hello = await http.post(stack.mcp_url, headers=headers, json={
+                "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": {"name": "old", "version": "1"}}})
+            assert hello.status_code == 200, hello.text
+            headers |= {"mcp-session-id": hello.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+            await http.post(stack.mcp_url, headers=headers, json={"jsonrpc": "2.0",
+                                                                  "method": "notifications/initialized"})
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "wait_for_messages",
+                    "arguments": {"session_id": session_id, "timeout": LONG, "auth_token": agent.token}}}
+            async with http.stream("POST", stack.mcp_url, headers=headers, json=call) as answer:
+                assert answer.headers["content-type"].startswith("text/event-stream")
+                await waiting(stack, 1)
+            # Leaving the block unread closed the connection.
+            await waiting(stack, 0)
         # The session still wakes the next waiter.
         call = wait(agent, session_id, include_own=True)
         await waiting(stack, 1)
