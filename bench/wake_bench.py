@@ -53,16 +53,21 @@ class FrameClock(Watcher):
 
 def wake_figures(stack):
     """The ``wake`` figures of the waiting sidecar's ``/health``."""
-    answer = httpx.get(f"http://127.0.0.1:{stack.mcp_port}/health", headers=stack.operator_headers(), timeout=5)
+    answer = httpx.get(f"http://127.0.0.1:{stack.mcp_port}/health", headers=stack.operator_headers(), timeout=30)
     return answer.json()["wake"]
 
 
-async def until_waiting(stack, count, within=60):
+async def until_waiting(stack, count, within=120):
     deadline = time.monotonic() + within
     while (await asyncio.to_thread(wake_figures, stack))["session_waiters"] != count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the sidecar never held {count} waiters")
         await asyncio.sleep(0.02)
+
+
+def rounds_for(waiters, rounds):
+    """Fewer rounds for many waiters: each round of 500 is 500 samples."""
+    return max(5, rounds * 50 // max(waiters, 50))
 
 
 async def clients_for(stack, count, name):
@@ -139,7 +144,7 @@ async def measure(stack, args):
         for n in range(20):  # warm both paths
             await writer.call("add_message", session_id=warm, content=f"warm-up {n}")
         results = {"writer": args.writer,
-                   "latency": [await latency(stack, writer, n, args.rounds) for n in args.waiters]}
+                   "latency": [await latency(stack, writer, n, rounds_for(n, args.rounds)) for n in args.waiters]}
         if args.idle > 0:
             results["idle"] = await idle(stack, writer, args.idle_waiters, args.idle)
     return results
@@ -181,7 +186,8 @@ def parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench wake", description=__doc__.splitlines()[0])
     parser.add_argument("--waiters", default="1,50,500", type=lambda text: [int(n) for n in text.split(",")],
                         help="waiter counts, comma-separated (default 1,50,500)")
-    parser.add_argument("--rounds", type=int, default=40, help="messages per waiter count (default 40)")
+    parser.add_argument("--rounds", type=int, default=40,
+                        help="messages for 1 and 50 waiters (default 40; fewer for more waiters, at least 5)")
     parser.add_argument("--idle", type=float, default=60, help="seconds of the idle CPU measure (default 60; 0: skip)")
     parser.add_argument("--idle-waiters", type=int, default=500, help="waiters in the idle measure (default 500)")
     parser.add_argument("--writer", choices=["same", "other"], default="same",
