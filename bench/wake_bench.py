@@ -5,7 +5,7 @@
 Starts real Daphne and a real sidecar (``tests.stack.Stack``), then, in one run:
 
 1. latency: for each waiter count N, N ``wait_for_messages`` calls wait on one session
-   (spread over MCP clients of at most 50 calls each) while a WebSocket viewer watches it; each
+   (``RawWaiters``: one MCP session, a socket per call) while a WebSocket viewer watches it; each
    round one ``add_message`` is timed from just before the call to the viewer's frame and to
    each waiting call's return. ``--writer other`` writes through a second sidecar, so the wake
    crosses processes (the wake relay on Daphne) instead of staying in the waiting sidecar.
@@ -30,7 +30,6 @@ from tests.helpers import new_session
 from tests.stack import Stack, Watcher
 
 TARGETS = {"p50_over_browser_ms": 1.0, "p99_ms_50_waiters": 20.0, "idle_core_share": 0.01}
-PER_CLIENT = 50  # concurrent calls one MCP client makes (its HTTP pool holds 100)
 LONG = 250  # seconds a waiting call may wait (under SCS_WAIT_MAX_TIMEOUT)
 # How to measure the latency to a channel notification of a watched session: an async function
 # (stack, session_id, writer) -> an awaitable callback started before each add_message that returns the
@@ -51,18 +50,22 @@ class FrameClock(Watcher):
             self.arrivals.setdefault(frame["seq"], time.perf_counter())
 
 
+_health = {}  # port -> one keep-alive httpx.Client (a new client per probe costs an SSL context, ~10 ms of CPU)
+
+
 def wake_figures(stack):
     """The ``wake`` figures of the waiting sidecar's ``/health``."""
-    answer = httpx.get(f"http://127.0.0.1:{stack.mcp_port}/health", headers=stack.operator_headers(), timeout=30)
-    return answer.json()["wake"]
+    client = _health.setdefault(stack.mcp_port, httpx.Client(headers=stack.operator_headers(), timeout=30))
+    return client.get(f"http://127.0.0.1:{stack.mcp_port}/health").json()["wake"]
 
 
 async def until_waiting(stack, count, within=120):
+    """Until ``count`` waiters are asleep (their first read done), so no call's start competes with a wake."""
     deadline = time.monotonic() + within
-    while (await asyncio.to_thread(wake_figures, stack))["session_waiters"] != count:
+    while (await asyncio.to_thread(wake_figures, stack))["parked"] != count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the sidecar never held {count} waiters")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)
 
 
 def rounds_for(waiters, rounds):
@@ -70,14 +73,68 @@ def rounds_for(waiters, rounds):
     return max(5, rounds * 50 // max(waiters, 50))
 
 
-async def clients_for(stack, count, name):
-    """Agents (MCP clients) enough for ``count`` concurrent calls."""
-    return [await stack.agent(f"{name}-{k}", "claude", ["read", "write"]) for k in range(-(-count // PER_CLIENT))]
+class RawWaiters:
+    """Many waiting calls from one process at little client cost: one MCP session (the 2025 protocol),
+    one keep-alive socket per call, requests written and answers read by hand.
+
+    A full MCP client spends milliseconds of CPU per answer (HTTP machinery, output-schema validation):
+    with 50 answers at once in one process it would measure itself, and delay the viewer's frames too.
+    """
+
+    def __init__(self, stack, token):
+        self.stack, self.token = stack, token
+        self.headers = {"X-API-Key": stack.api_key, "Accept": "application/json, text/event-stream",
+                        "Content-Type": "application/json", "mcp-protocol-version": "2025-06-18"}
+        self.sockets = []
+        self.next_id = 1
+
+    async def open(self, count):
+        async with httpx.AsyncClient(timeout=30) as http:
+            hello = await http.post(self.stack.mcp_url, headers=self.headers, json={
+                "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": {"name": "bench", "version": "1"}}})
+            self.headers["mcp-session-id"] = hello.headers["mcp-session-id"]
+            await http.post(self.stack.mcp_url, headers=self.headers,
+                            json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        self.sockets = [await asyncio.open_connection("127.0.0.1", self.stack.mcp_port) for _ in range(count)]
+        return self
+
+    def close(self):
+        for _, writer in self.sockets:
+            writer.close()
+
+    async def wait(self, k, session_id, since_seq):
+        """One wait_for_messages on socket ``k``: when its answer arrived, and the answer."""
+        reader, writer = self.sockets[k]
+        self.next_id += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {
+            "name": "wait_for_messages", "arguments": {
+                "session_id": session_id, "since_seq": since_seq, "timeout": LONG, "auth_token": self.token}}})
+        head = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
+        writer.write(f"POST /mcp/ HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: {len(body)}\r\n\r\n"
+                     .encode() + body.encode())
+        headers = (await reader.readuntil(b"\r\n\r\n")).lower()
+        data, arrived = b"", None
+        if b"transfer-encoding: chunked" in headers:
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                data += (await reader.readexactly(size + 2))[:-2]
+                if arrived is None and b'"result"' in data:
+                    arrived = time.perf_counter()
+                if size == 0:
+                    break
+        else:
+            length = int(headers.split(b"content-length:")[1].split(b"\r\n")[0])
+            data = await reader.readexactly(length)
+            arrived = time.perf_counter()
+        text = data.decode()
+        answer = json.loads(text[text.index("{"):text.rindex("}") + 1])
+        return arrived, answer["result"]["structuredContent"]
 
 
-async def timed_wait(agent, session_id, since_seq):
-    result = await agent.call("wait_for_messages", session_id=session_id, since_seq=since_seq, timeout=LONG)
-    returned = time.perf_counter()
+async def timed_wait(waiters, k, session_id, since_seq):
+    returned, result = await waiters.wait(k, session_id, since_seq)
     if not result.get("success") or not result["messages"]:
         raise RuntimeError(f"a waiter returned without the message: {result}")
     return returned
@@ -85,53 +142,53 @@ async def timed_wait(agent, session_id, since_seq):
 
 async def latency(stack, writer, waiters, rounds):
     """Latency from add_message to the viewer's frame and to each of ``waiters`` waiting calls' return."""
-    agents = await clients_for(stack, waiters, f"waiter{waiters}")
+    async with await stack.agent(f"waiter-{waiters}", "claude", ["read", "write"]) as agent:
+        raw = await RawWaiters(stack, agent.token).open(waiters)
     session_id = await new_session(writer, f"bench wake {waiters}")
-    browser, woken, channel, seq = [], [], [], 0
+    browser, woken, channel, seq, cpu = [], [], [], 0, 0.0
     try:
         async with FrameClock(stack, session_id, token=writer.token) as viewer:
             await viewer.wait_caught_up()
             for _ in range(rounds):
-                calls = [asyncio.ensure_future(timed_wait(agents[k // PER_CLIENT], session_id, seq))
-                         for k in range(waiters)]
+                calls = [asyncio.ensure_future(timed_wait(raw, k, session_id, seq)) for k in range(waiters)]
                 await until_waiting(stack, waiters)
                 notified = await CHANNEL(stack, session_id, writer) if CHANNEL else None
+                cpu_before = cpu_seconds(stack.sidecar.pid)
                 started = time.perf_counter()
                 answer = await writer.call("add_message", session_id=session_id, content=f"wake {seq + 1}")
                 seq = answer["seq"]
                 returns = await asyncio.gather(*calls)
+                cpu += cpu_seconds(stack.sidecar.pid) - cpu_before
                 await viewer.wait(lambda v, s=seq: s in v.arrivals, 10)
                 browser.append(viewer.arrivals[seq] - started)
                 woken.extend(returned - started for returned in returns)
                 if notified is not None:
                     channel.append(await notified - started)
     finally:
-        for agent in agents:
-            await agent.close()
+        raw.close()
     return {"waiters": waiters, "rounds": rounds, "browser": summary_ms(browser), "agent": summary_ms(woken),
-            "channel": summary_ms(channel) if channel else None}
+            "channel": summary_ms(channel) if channel else None,
+            "sidecar_cpu_ms_per_round": round(cpu * 1000 / rounds, 1)}
 
 
 async def idle(stack, writer, waiters, seconds):
     """Sidecar (and Daphne) CPU while ``waiters`` calls wait over 100 sessions and nothing happens."""
-    agents = await clients_for(stack, waiters, "idler")
+    async with await stack.agent("idler", "claude", ["read", "write"]) as agent:
+        raw = await RawWaiters(stack, agent.token).open(waiters)
     sessions = [await new_session(writer, f"bench idle {n}") for n in range(100)]
-    calls = [asyncio.ensure_future(agents[k // PER_CLIENT].call(
-        "wait_for_messages", session_id=sessions[k % len(sessions)], timeout=LONG)) for k in range(waiters)]
+    calls = [asyncio.ensure_future(raw.wait(k, sessions[k % len(sessions)], 0)) for k in range(waiters)]
+    processes = (("sidecar", stack.sidecar), ("daphne", stack.daphne))
     try:
         await until_waiting(stack, waiters)
-        before = {name: cpu_seconds(process.pid) for name, process in (("sidecar", stack.sidecar),
-                                                                        ("daphne", stack.daphne))}
+        before = {name: cpu_seconds(process.pid) for name, process in processes}
         await asyncio.sleep(seconds)
-        used = {name: cpu_seconds(process.pid) - before[name] for name, process in (("sidecar", stack.sidecar),
-                                                                                      ("daphne", stack.daphne))}
+        used = {name: cpu_seconds(process.pid) - before[name] for name, process in processes}
         health = await asyncio.to_thread(wake_figures, stack)
     finally:
         for n, session_id in enumerate(sessions):  # wake them all: one message per session
             await writer.call("add_message", session_id=session_id, content=f"end {n}")
         await asyncio.gather(*calls, return_exceptions=True)
-        for agent in agents:
-            await agent.close()
+        raw.close()
     return {"waiters": waiters, "seconds": seconds, "cpu_seconds": {k: round(v, 3) for k, v in used.items()},
             "core_share": {k: round(v / seconds, 4) for k, v in used.items()}, "polls": health["stream"]["polls"],
             "poll_wakes": health["stream"]["poll_wakes"]}
@@ -159,9 +216,10 @@ def report(results):
     for entry in results["latency"]:
         b, a, c = entry["browser"], entry["agent"], entry["channel"] or {}
         rows.append((f"{entry['waiters']} waiter(s) x {entry['rounds']} rounds", b["p50"], b["p99"], a["p50"],
-                     a["p99"], a["max"], c.get("p50"), c.get("p99")))
+                     a["p99"], a["max"], c.get("p50"), c.get("p99"), entry["sidecar_cpu_ms_per_round"]))
     parts = [f"writer on the {'waiting' if results['writer'] == 'same' else 'other'} sidecar",
-             table(["add_message ->", "browser p50", "p99", "agent p50", "p99", "max", "channel p50", "p99"], rows)]
+             table(["add_message ->", "browser p50", "p99", "agent p50", "p99", "max", "channel p50", "p99",
+                    "sidecar CPU ms"], rows)]
     targets = []
     single = results["latency"][0]
     targets.append(("agent p50 within 1 ms of the browser's",

@@ -36,12 +36,13 @@ logger = logging.getLogger(__name__)
 class Waiter:
     """One waiting call: the events handed to it since it last took them, and whether it must re-read."""
 
-    __slots__ = ("events", "stale", "known", "_ready")
+    __slots__ = ("events", "stale", "known", "parked", "_ready")
 
     def __init__(self):
         self.events = []
         self.stale = False
         self.known = 0  # the highest seq of its session it read or was handed (session waiters)
+        self.parked = False  # asleep in ``wait`` now
         self._ready = asyncio.Event()
 
     def offer(self, event):
@@ -63,10 +64,13 @@ class Waiter:
         """True once something was handed over (or the waiter went stale); False after ``within`` seconds."""
         if self.events or self.stale:
             return True
+        self.parked = True
         try:
             await asyncio.wait_for(self._ready.wait(), within)
         except TimeoutError:
             return False
+        finally:
+            self.parked = False
         return True
 
     def take(self):
@@ -193,6 +197,8 @@ class Hub:
         return {
             **self.counters,
             "waiters": self.count,
+            "parked": sum(waiter.parked for table in (self.sessions, self.inboxes) for waiters in table.values()
+                          for waiter in waiters),
             "sessions": len(self.sessions),
             "session_waiters": sum(len(waiters) for waiters in self.sessions.values()),
             "inbox_waiters": sum(len(waiters) for waiters in self.inboxes.values()),

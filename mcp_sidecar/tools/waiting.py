@@ -11,7 +11,6 @@ import contextlib
 from typing import Annotated, Literal, TypedDict
 
 import anyio
-from channels.db import DatabaseSyncToAsync
 from fastmcp.server.dependencies import get_http_request
 from pydantic import Field
 
@@ -20,7 +19,7 @@ from mcp_sidecar.params import AuthToken, SessionId
 from mcp_sidecar.results import MessageRecord
 from realtime import conf, wake
 from realtime.visibility import Viewer
-from realtime.waiting import Follower, check_cursor
+from realtime.waiting import Follower
 
 
 class MessagesWaited(TypedDict):
@@ -79,7 +78,7 @@ async def wait_for_messages(
     may not see or wrote yourself (unless include_own), so nothing is missed or returned twice.
     """
     with wake.hub.session(session_id) as waiter:
-        await DatabaseSyncToAsync(check_cursor, thread_sensitive=False)(session_id, since_seq)
+        # Its first read checks the session and the cursor (SESSION_NOT_FOUND, INVALID_ARGUMENT past the newest).
         follower = Follower(agent, session_id, since_seq, waiter, include_own=include_own, limit=limit)
         async with ended_by_disconnect():
             batch = await follower.next(timeout)
