@@ -2,12 +2,16 @@
 
 The call registers a waiter (``realtime.wake``), reads the session once after its cursor and, when
 there is nothing to show, sleeps until the hub hands it an event of the session or the timeout
-passes (``realtime.waiting.Follower``). A client that cancels the call (``notifications/cancelled``)
-or drops its HTTP connection ends the wait at once and frees its waiter.
+passes (``realtime.waiting.Follower``). A client that cancels the call (``notifications/cancelled``:
+the MCP SDK cancels the handler) or drops its HTTP connection ends the wait at once and frees its
+waiter. The SDK ends a handler whose client disconnected only on its newest protocol; on the 2025
+protocol (an initialize handshake, answers as event streams) the handler would run on to its
+timeout, so the tool watches the connection itself (``ended_by_disconnect``).
 """
 
 import asyncio
 import contextlib
+import logging
 from typing import Annotated, Literal, TypedDict
 
 import anyio
@@ -20,6 +24,8 @@ from mcp_sidecar.results import MessageRecord
 from realtime import conf, wake
 from realtime.visibility import Viewer
 from realtime.waiting import Follower
+
+logger = logging.getLogger(__name__)
 
 
 class MessagesWaited(TypedDict):
@@ -39,9 +45,13 @@ def current_request():
 
 async def until_disconnected(request, scope):
     """Cancel ``scope`` once the client of ``request`` has gone (its connection closed)."""
-    # The request body was read before the tool ran: the next ASGI message is the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    # The request body was read before the tool ran: by the ASGI spec the next message is the disconnect.
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # noqa: BLE001 - the server cannot tell: the wait ends by itself at its timeout
+        logger.debug("cannot watch the connection of a waiting call", exc_info=True)
+        return
     scope.cancel()
 
 
