@@ -14,7 +14,9 @@ every waiter, which then reads the database: what was missed meanwhile is found 
 
 A safety poll covers what no stream brought (Daphne stopped, an event dropped): while anyone
 waits, every ``SCS_WAKE_POLL_INTERVAL`` s one query reads the newest seq of every waited
-session, and the waiters that know less are woken to read (``Hub.behind``). No waiter polls.
+session, and the waiters that know less are woken to read (``Hub.behind``). Inbox waiters
+(a mention may come in any session) are woken to read, while the stream is down, when one
+more query finds that any message was stored. No waiter polls.
 """
 
 import asyncio
@@ -29,7 +31,7 @@ from django.conf import settings
 
 from realtime import conf, wake
 from realtime.broadcast_client import parse_targets
-from realtime.models import Session
+from realtime.models import Message, Session
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ def relay_url(target):
     """The wake relay's WebSocket URL on the Daphne at ``target`` (an ``SCS_BROADCAST_URL`` entry)."""
     scheme, sep, rest = target.partition("://")
     return f"{'wss' if scheme == 'https' else 'ws'}{sep}{rest}/ws/wake/"
+
+
+def newest_message_id():
+    """The id of the newest message of any session (0 when there is none)."""
+    return Message.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def last_seqs(session_ids):
@@ -172,17 +179,27 @@ class WakeStream:
 
     async def _poll_forever(self):
         read = DatabaseSyncToAsync(last_seqs, thread_sensitive=False)
+        read_newest_id = DatabaseSyncToAsync(newest_message_id, thread_sensitive=False)
+        newest_id = None  # the newest message id when the inboxes were last checked
         while True:
             await asyncio.sleep(self.poll_interval)
-            if not self.hub.sessions:
-                continue
             try:
-                newest = await read(list(self.hub.sessions))
+                if self.hub.sessions:
+                    newest = await read(list(self.hub.sessions))
+                    self.counters["polls"] += 1
+                    self.counters["poll_wakes"] += self.hub.behind(newest)
+                if self.hub.inboxes and not self.connected:
+                    # A mention may be in any session: while the stream is down, inbox waiters read again
+                    # whenever any message was stored (one query), rather than each polling its inbox.
+                    latest = await read_newest_id()
+                    if newest_id is None or latest != newest_id:
+                        self.counters["poll_wakes"] += sum(len(waiters) for waiters in self.hub.inboxes.values())
+                        self.hub.invalidate(session_ids=())
+                    newest_id = latest
+                else:
+                    newest_id = None
             except Exception as exc:  # noqa: BLE001 - the database restarting: next interval
                 logger.debug("wake poll failed: %s", exc)
-                continue
-            self.counters["polls"] += 1
-            self.counters["poll_wakes"] += self.hub.behind(newest)
 
 
 _stream = None

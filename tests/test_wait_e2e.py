@@ -313,10 +313,31 @@ async def test_a_stdio_sidecar_is_woken_through_daphne_and_by_the_safety_poll_wh
         waiter = asyncio.ensure_future(call("wait_for_messages", session_id=session_id, since_seq=first["seq"],
                                             timeout=LONG, auth_token=token))
         await waiters_in_stdio(1)
-        await say(writer, session_id, "while daphne is down")
+        down = await say(writer, session_id, "while daphne is down")
         assert contents(await waiter) == ["while daphne is down"]
         figures = await wake_figures()
         assert not figures["stream"]["connected"] and figures["stream"]["poll_wakes"] >= 1, figures
+
+        # Daphne back: the stream reconnects and brings the next message again.
+        stack.start_daphne()
+        for _ in range(600):
+            figures = await wake_figures()
+            if figures["stream"]["connected"]:
+                break
+            await asyncio.sleep(0.05)
+        assert figures["stream"]["connects"] >= 2, figures
+        relayed = figures["stream"]["events"]
+        waiter = asyncio.ensure_future(call("wait_for_messages", session_id=session_id, since_seq=down["seq"],
+                                            timeout=LONG, auth_token=token))
+        await waiters_in_stdio(1)
+        await say(writer, session_id, "daphne is back")
+        assert contents(await waiter) == ["daphne is back"]
+        for _ in range(600):
+            if (await wake_figures())["stream"]["events"] > relayed:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the reconnected stream brought nothing")
 
 
 async def test_on_redis_a_waiter_wakes_for_a_message_stored_through_another_sidecar(scaled_stack):

@@ -155,3 +155,31 @@ async def test_the_relay_refuses_anyone_else(attempt):
 def test_the_relay_url_follows_the_broadcast_url():
     assert relay_url("http://127.0.0.1:8081") == "ws://127.0.0.1:8081/ws/wake/"
     assert relay_url("https://scs.example.com/agents") == "wss://scs.example.com/agents/ws/wake/"
+
+
+async def test_while_the_stream_is_down_inbox_waiters_read_again_once_anything_was_stored(session_id):
+    hub = wake.Hub()
+    stream = WakeStream(hub, source="daphne", targets=[f"http://127.0.0.1:{free_port()}"], poll_interval=0.05)
+    await stream.start()
+    try:
+        with hub.inbox("bob") as waiter:
+            await eventually(lambda: waiter.stale)  # the first poll of an outage knows nothing: read once
+            waiter.take()
+            await asyncio.sleep(0.2)
+            assert not waiter.stale  # nothing stored meanwhile: no read
+            await store(session_id, "@bob are you there?")
+            await eventually(lambda: waiter.stale)
+    finally:
+        await stream.stop()
+
+
+async def test_every_connect_makes_the_waiters_read_what_they_may_have_missed(session_id):
+    hub = wake.Hub()
+    with hub.session(session_id) as waiter, hub.inbox("bob") as inbox:
+        stream = WakeStream(hub, source="channel_layer", poll_interval=0)
+        await stream.start()
+        try:
+            await eventually(lambda: waiter.stale and inbox.stale)
+            assert stream.stats()["connects"] == 1
+        finally:
+            await stream.stop()
