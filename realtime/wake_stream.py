@@ -135,7 +135,7 @@ class WakeStream:
         self.counters["connects"] += 1
         if self._warned:
             self._warned = False
-            logger.warning("wake stream from %s restored", target)
+            logger.info("wake stream from %s restored", target)
         self.hub.invalidate()  # what was committed while it was down is in the database
 
     def _hand_over(self, events):
