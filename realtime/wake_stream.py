@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_START = 0.1
 BACKOFF_MAX = 5.0
+REFUSED_DELAY = 60.0  # seconds before trying again where Daphne refused the relay (each refusal is logged there)
 REJOIN_INTERVAL = 3600  # seconds: a shared layer forgets group members after a day (group_expiry)
 
 
@@ -47,6 +48,12 @@ def stream_source():
     layer = getattr(settings, "CHANNEL_LAYERS", {}).get(DEFAULT_CHANNEL_LAYER) or {
         "BACKEND": "channels.layers.InMemoryChannelLayer"}
     return "daphne" if is_process_local(layer) else "channel_layer"
+
+
+def refused(exc):
+    """The relay's handshake was refused (401, 403, 404): a setting, not an outage."""
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None) in (401, 403, 404)
 
 
 def relay_url(target):
@@ -116,6 +123,9 @@ class WakeStream:
                 raise
             except Exception as exc:  # noqa: BLE001 - down, refused, reset: the poll covers while we retry
                 error = f"{type(exc).__name__}: {exc}"
+                if refused(exc):  # a wrong secret or address will not fix itself: retry rarely, log rarely
+                    delay = max(delay, REFUSED_DELAY)
+                    error += " (check SCS_BROADCAST_SECRET, SCS_BROADCAST_ALLOWED_IPS and SCS_BROADCAST_URL)"
             if self.connected:
                 delay = BACKOFF_START  # it worked for a while: retry at once, then back off
             self.connected = False
@@ -127,7 +137,7 @@ class WakeStream:
                                "safety poll meanwhile, retrying", target, error)
             attempt += 1
             await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = min(delay * 2, max(BACKOFF_MAX, delay))
 
     def _on_connect(self, target):
         self.connected = True

@@ -353,3 +353,15 @@ async def test_on_redis_a_waiter_wakes_for_a_message_stored_through_another_side
             assert contents(await call) == [f"from {writer_port}"]
             stream = here.sidecar_health()["wake"]["stream"]
             assert stream["source"] == "channel_layer" and stream["connected"] and stream["events"] >= 1, stream
+
+
+async def test_a_sidecar_with_the_wrong_secret_is_refused_by_the_relay_says_why_and_retries_rarely(stack):
+    port = stack.add_sidecar(SCS_BROADCAST_SECRET="not-the-broadcast-secret")
+    other = stack.via(mcp_port=port)
+    other.broadcast_secret = "not-the-broadcast-secret"  # its /health details open to its own secret
+    await eventually(lambda: other.sidecar_health()["wake"]["stream"]["failures"] >= 1, 30, "a refused connect")
+    stream = other.sidecar_health()["wake"]["stream"]
+    assert not stream["connected"] and "HTTP 403" in stream["last_error"], stream
+    assert "SCS_BROADCAST_SECRET" in stream["last_error"]
+    await asyncio.sleep(2)
+    assert other.sidecar_health()["wake"]["stream"]["failures"] == 1  # the next try is a minute away
