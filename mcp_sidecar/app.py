@@ -26,6 +26,7 @@ from mcp_sidecar import push
 from mcp_sidecar.auth import authorize, current_claims
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.results import output_schema
+from realtime import wake_stream
 from realtime.errors import ErrorCode, OperationError
 from realtime.publisher import get_publisher
 from realtime.shared_secret import holds_secret
@@ -36,12 +37,16 @@ logger = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def lifespan(server):
-    """Run this process's publisher (queued sender, cursor marks, sweeper) while the server runs."""
+    """Run this process's publisher (queued sender, cursor marks, sweeper) and its wake stream (what wakes
+    waiting agents when other processes store messages) while the server runs."""
     publisher = get_publisher()
+    stream = wake_stream.get_stream()
     await publisher.start()
+    await stream.start()
     try:
         yield {}
     finally:
+        await stream.stop()
         await publisher.stop()
 
 
@@ -177,8 +182,9 @@ def agent_tool(*, permission):
 @mcp.custom_route("/health", methods=["GET"])
 async def health(request: Request):
     """``{"status": "ok"}`` for anyone; the publisher's counters (and its last error, which names URLs)
-    only with ``Authorization: Bearer <SCS_BROADCAST_SECRET>``. They keep the key ``bridge``, which
-    monitoring may read."""
+    and the wake hub's and stream's (``wake``) only with ``Authorization: Bearer <SCS_BROADCAST_SECRET>``.
+    The publisher's keep the key ``bridge``, which monitoring may read."""
     if holds_secret(request.headers.get("authorization", "")):
-        return JSONResponse({"status": "ok", "bridge": get_publisher().stats(), **push.stats()})
+        return JSONResponse({"status": "ok", "bridge": get_publisher().stats(), "wake": wake_stream.stats(),
+                             **push.stats()})
     return JSONResponse({"status": "ok"})

@@ -129,6 +129,13 @@ DEFAULTS = {
     # Messages render as Markdown; images written in them show as links unless this is true (an image
     # would make every viewer's browser fetch its URL).
     "SCS_MARKDOWN_IMAGES": False,
+    # Waiting calls (wait_for_messages and the like) one sidecar process holds at once; the next is refused
+    # with TOO_MANY_WAITERS. Each costs a connection and a few KB; an idle one costs no CPU.
+    "SCS_MAX_WAITERS": 1_000,
+    # Seconds between two checks, while anyone waits, of the waited sessions' newest seq against what this
+    # process was told (one query for all of them); it wakes waiters whose events the wake stream missed.
+    # 0 turns it off.
+    "SCS_WAKE_POLL_INTERVAL": 1.0,
     # Audit events older than this are deleted (at most once an hour per process, in batches).
     "SCS_AUDIT_RETENTION_DAYS": 90,
 }

@@ -39,6 +39,10 @@ class ErrorCode(StrEnum):
     AGENT_KEY_REQUIRED = "AGENT_KEY_REQUIRED", "That agent id has its own key; the shared key cannot act for it."
     PERMISSION_DENIED = "PERMISSION_DENIED", "Your agent type (or your key) does not hold the needed permission."
     RATE_LIMITED = "RATE_LIMITED", "Too many calls from your agent id; wait retry_after seconds."
+    TOO_MANY_WAITERS = (
+        "TOO_MANY_WAITERS",
+        "This server holds the most waiting calls it allows; retry in a few seconds, or read with get_messages."
+    )
     # What was asked.
     INVALID_ARGUMENT = (
         "INVALID_ARGUMENT",

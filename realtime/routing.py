@@ -20,14 +20,16 @@ def _root():
 
 
 def websocket_routes():
-    """The session, dashboard and memory WebSocket routes under the current ``SCS_WS_PREFIX``."""
+    """The session, dashboard, memory and wake-relay WebSocket routes under the current ``SCS_WS_PREFIX``."""
     from realtime.live.consumers import DashboardConsumer, SessionConsumer
     from realtime.live.memory_consumer import MemoryConsumer
+    from realtime.live.wake_relay import WakeRelayConsumer
 
     return [
-        # Before the session route, which would otherwise take "dashboard" or "memory" for a session id.
+        # Before the session route, which would otherwise take "dashboard", "memory" or "wake" for a session id.
         re_path(_root() + r"ws/dashboard/$", DashboardConsumer.as_asgi()),
         re_path(_root() + r"ws/memory/$", MemoryConsumer.as_asgi()),
+        re_path(_root() + r"ws/wake/$", WakeRelayConsumer.as_asgi()),
         re_path(_root() + r"ws/(?P<session_id>[^/]{1,64})/$", SessionConsumer.as_asgi()),
     ]
 

@@ -45,7 +45,7 @@ async def check(hub):
         if waiter.refusal is None and (claims in refused or claims.expires_at <= now):
             waiter.refuse(revoked() if claims in refused else expired())
             count += 1
-    hub.counters["refused"] += count
+    hub.counters["rights_ended"] += count
     return count
 
 

@@ -55,7 +55,7 @@ def read_after(viewer: Viewer, session_id, cursor, limit, include_own):
     """From the database: ``(records, cursor)`` after ``cursor``, within ``limit`` and the read budget."""
     # The newest seq is read before the messages: every seq up to it was committed (a seq is taken and its
     # message stored in one transaction, in seq order), so the page below examined all of them.
-    newest = session_last_seq(session_id)
+    newest = check_cursor(session_id, cursor)  # a cursor never passes the newest seq: a client's may
     queryset = operations.visible_messages(viewer, session_id).filter(seq__gt=cursor)
     if not include_own:
         queryset = queryset.exclude(sender=viewer.id)
@@ -118,6 +118,7 @@ class Follower:
                 self.pending.clear()
                 records, self.cursor = await DatabaseSyncToAsync(read_after, thread_sensitive=False)(
                     self.viewer, self.session_id, self.cursor, self.limit, self.include_own)
+                self.waiter.saw(self.cursor)
             else:
                 records = self._from_events()
                 if self.stale:

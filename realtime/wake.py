@@ -13,7 +13,10 @@ Events reach the hub the way they reach browsers, from the one publisher:
 - other processes' commits: what their publishers delivered to the channel layer,
   relayed by a wake stream (``realtime.wake_stream``) that calls ``notify`` too;
 - when events may have been missed (the stream was down, a gap in seqs), ``invalidate``
-  marks waiters stale, and they read the database.
+  marks waiters stale, and they read the database; the stream's safety poll does that
+  for the waiters whose session moved past what they know (``behind``).
+
+At most ``SCS_MAX_WAITERS`` waiters at once per process; the next gets ``TOO_MANY_WAITERS``.
 
 A waiter never trusts the hub to be complete: it reads the database when it starts
 and whenever it is stale or sees a gap in seqs (``realtime.waiting``). The hub only
@@ -28,8 +31,9 @@ import asyncio
 import contextlib
 import logging
 
-from realtime import mentions
+from realtime import conf, mentions
 from realtime.envelope import NEW_MESSAGE
+from realtime.errors import ErrorCode, OperationError
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +41,26 @@ logger = logging.getLogger(__name__)
 class Waiter:
     """One waiting call: the events handed to it since it last took them, and whether it must re-read."""
 
-    __slots__ = ("events", "stale", "refusal", "_ready")
+    __slots__ = ("events", "stale", "refusal", "known", "parked", "_ready")
 
     def __init__(self):
         self.events = []
         self.stale = False
         self.refusal = None  # an OperationError once the token it waits under stopped being good
+        self.known = 0  # the highest seq of its session it read or was handed (session waiters)
+        self.parked = False  # asleep in ``wait`` now
         self._ready = asyncio.Event()
 
     def offer(self, event):
         self.events.append(event)
+        if event["seq"] > self.known:
+            self.known = event["seq"]
         self._ready.set()
+
+    def saw(self, seq):
+        """It read its session up to ``seq`` from the database."""
+        if seq > self.known:
+            self.known = seq
 
     def invalidate(self):
         self.stale = True
@@ -66,10 +79,13 @@ class Waiter:
         """True once something was handed over (the waiter went stale or was refused); False after ``within`` s."""
         if self.events or self.stale or self.refusal is not None:
             return True
+        self.parked = True
         try:
             await asyncio.wait_for(self._ready.wait(), within)
         except TimeoutError:
             return False
+        finally:
+            self.parked = False
         return True
 
     def take(self):
@@ -89,7 +105,9 @@ class Hub:
         self.inboxes = {}  # agent id -> set of Waiter
         self.guarded = {}  # Waiter -> the claims of the token it waits under
         self._guard = None  # the task checking them (realtime.wait_guard), while any is registered
-        self.counters = {"notified": 0, "offered": 0, "invalidated": 0, "refused": 0}
+        # refused: calls turned away by SCS_MAX_WAITERS; rights_ended: waits ended by their token (wait_guard).
+        self.counters = {"notified": 0, "offered": 0, "invalidated": 0, "refused": 0, "rights_ended": 0}
+        self.count = 0  # waiters registered now
 
     @property
     def waiting(self):
@@ -97,9 +115,17 @@ class Hub:
 
     @contextlib.contextmanager
     def _register(self, table, key, claims):
+        limit = conf.get("SCS_MAX_WAITERS")
+        if self.count >= limit:
+            self.counters["refused"] += 1
+            raise OperationError(
+                ErrorCode.TOO_MANY_WAITERS, f"this server already holds {limit} waiting calls (SCS_MAX_WAITERS)",
+                "Retry in a few seconds, or read with get_messages(since_seq=...) meanwhile.",
+            )
         self._loop = asyncio.get_running_loop()
         waiter = Waiter()
         table.setdefault(key, set()).add(waiter)
+        self.count += 1
         if claims is not None:
             self.guarded[waiter] = claims
             if self._guard is None or self._guard.done():
@@ -109,6 +135,7 @@ class Hub:
         try:
             yield waiter
         finally:
+            self.count -= 1
             self.guarded.pop(waiter, None)
             waiters = table.get(key)
             if waiters is not None:
@@ -179,9 +206,26 @@ class Hub:
             for waiter in waiters:
                 waiter.invalidate()
 
+    def behind(self, newest):
+        """Wake the session waiters that know less than ``newest`` (session id -> its last seq); on the hub's loop.
+
+        How many were woken. The safety poll calls it with what the database says.
+        """
+        woken = 0
+        for session_id, last_seq in newest.items():
+            for waiter in self.sessions.get(session_id, ()):
+                if waiter.known < last_seq:
+                    waiter.saw(last_seq)
+                    waiter.invalidate()
+                    woken += 1
+        return woken
+
     def stats(self):
         return {
             **self.counters,
+            "waiters": self.count,
+            "parked": sum(waiter.parked for table in (self.sessions, self.inboxes) for waiters in table.values()
+                          for waiter in waiters),
             "sessions": len(self.sessions),
             "session_waiters": sum(len(waiters) for waiters in self.sessions.values()),
             "inbox_waiters": sum(len(waiters) for waiters in self.inboxes.values()),

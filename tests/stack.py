@@ -274,6 +274,9 @@ class Stack:
     def kill_sidecar(self):
         end(self.sidecar, signal.SIGKILL)
 
+    def stop_sidecar(self):
+        end(self.sidecar)
+
     def stop(self):
         for process in self.more:
             end(process)

@@ -212,6 +212,7 @@ TOOL_ARGS = {
     "list_sessions": lambda w, c: {},
     "watch_session": lambda w, c: {"session_id": w.session_id},
     "unwatch_session": lambda w, c: {"session_id": w.session_id},
+    "wait_for_messages": lambda w, c: {"session_id": w.session_id, "timeout": 0},
 }
 
 # Resources and prompts identify the caller by Authorization: Bearer only.

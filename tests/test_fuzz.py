@@ -123,6 +123,7 @@ TOOL_NAMES = [
     "authenticate_agent", "refresh_token", "create_session", "get_session", "add_message", "get_messages",
     "search_context", "search_by_sender", "search_by_timerange", "set_memory", "get_memory", "list_memory",
     "get_usage_guidance", "get_performance_metrics", "get_inbox", "mark_read", "list_sessions",
+    "wait_for_messages",
 ]
 # What a successful call adds: (sessions, messages, memory entries).
 ADDS = {"create_session": {(1, 0, 0)}, "add_message": {(0, 1, 0)}, "set_memory": {(0, 0, 0), (0, 0, 1)}}

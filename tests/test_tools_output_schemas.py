@@ -69,6 +69,10 @@ def calls(session_id, refresh_token, keyed_agent):
             ({"session_id": session_id, "since_seq": 10**9}, "INVALID_ARGUMENT"),
         ]),
         "unwatch_session": ({"session_id": session_id}, [({"session_id": ""}, "INVALID_ARGUMENT")]),
+        "wait_for_messages": ({"session_id": session_id, "timeout": 0}, [
+            ({"session_id": MISSING_SESSION}, "SESSION_NOT_FOUND"),
+            ({"session_id": session_id, "since_seq": 10**9}, "INVALID_ARGUMENT"),
+        ]),
     }
 
 

@@ -102,6 +102,9 @@ def valid_value(world, tool, name, schema):
         "since": st.none() | st.just(0),  # the fuzzing agents are never mentioned: 0 is their newest cursor
         "seq": st.integers(0, 1),  # mark_read: both sessions hold at least one message
     }
+    if tool == "wait_for_messages" and name in ("since_seq", "timeout"):
+        # At most the newest seq of either session (they hold 5 and 1 messages); waits the fuzz can afford.
+        return st.integers(0, 1) if name == "since_seq" else st.sampled_from([0, 0.01])
     if tool in ("set_memory", "get_memory", "list_memory") and name == "session_id":
         return st.none() | sessions | (st.just("all") if tool == "list_memory" else st.nothing())
     return special.get(name, schema_values.valid_values(schema))
@@ -181,6 +184,7 @@ def wrong_values(world, tool, arguments):
         "list_sessions": [("offset", st.integers(conf.get("SCS_MAX_OFFSET") + 1, 10**9), {"OFFSET_TOO_LARGE"})],
         "get_inbox": [("since", st.integers(10**6, 2**63 - 1), {"INVALID_ARGUMENT"})],  # past the newest mention
         "mark_read": [("seq", st.integers(10**6, 2**63 - 1), {"INVALID_ARGUMENT"})],  # past the newest message
+        "wait_for_messages": [("since_seq", st.integers(6, 2**63 - 1), INVALID)],  # past the newest seq
         "set_memory": [
             ("value", st.sampled_from([math.nan, math.inf, [1, math.nan]]), {"INVALID_VALUE"}),
             ("value", st.just("x" * (conf.get("SCS_MAX_MEMORY_VALUE_BYTES") + 1)), {"VALUE_TOO_LARGE"}),
@@ -253,10 +257,11 @@ RESULT_FIELDS = {
     "get_memory": MEMORY_FIELDS | {"created_at", "updated_at", "value", "metadata"},
     "list_memory": {"entries", "count", "has_more", "scope_filter"},
     "get_usage_guidance": {"guidance_type", "access_level", "agent_info", "available_tools", "guidance"},
-    "get_performance_metrics": {"timestamp", "uptime_seconds", "tools", "bridge", "database"},
+    "get_performance_metrics": {"timestamp", "uptime_seconds", "tools", "bridge", "wake", "database"},
     "get_inbox": {"messages", "count", "has_more", "cursor", "timed_out"},
     "mark_read": {"session_id", "read_seq"},
     "list_sessions": {"sessions", "count", "has_more"},
+    "wait_for_messages": {"messages", "last_seq", "timed_out"},
 }
 
 
@@ -280,7 +285,7 @@ def check_shape(tool, answer):
         if not isinstance(record, dict) or set(record) != MESSAGE_FIELDS:
             problems.append(f"message record with fields {sorted(record) if isinstance(record, dict) else record}")
     seqs = [record.get("seq") for record in messages if isinstance(record, dict)]
-    if tool in ("get_messages", "search_by_timerange", "get_session") and seqs != sorted(seqs):
+    if tool in ("get_messages", "search_by_timerange", "get_session", "wait_for_messages") and seqs != sorted(seqs):
         problems.append(f"messages not oldest first: {seqs}")
     if tool == "search_by_sender" and seqs != sorted(seqs, reverse=True):
         problems.append(f"messages not newest first: {seqs}")

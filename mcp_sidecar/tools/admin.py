@@ -9,7 +9,7 @@ from mcp_sidecar.app import agent_tool
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.params import AuthToken
 from mcp_sidecar.results import JsonObject, Timestamp
-from realtime import timestamps
+from realtime import timestamps, wake_stream
 from realtime.models import AuditEvent, MemoryEntry, Message, Session
 from realtime.publisher import get_publisher
 
@@ -48,12 +48,14 @@ class PerformanceMetrics(TypedDict):
     uptime_seconds: int
     tools: dict[str, ToolFigures]
     bridge: JsonObject
+    wake: JsonObject
     database: JsonObject
 
 
 @agent_tool(permission="admin")
 def get_performance_metrics(auth_token: AuthToken = None) -> PerformanceMetrics:
-    """Request counts and latencies per tool, the publisher's counters (as ``bridge``), database figures.
+    """Request counts and latencies per tool, the publisher's counters (as ``bridge``), the waiting calls and
+    what wakes them (as ``wake``), database figures.
 
     Latencies (p50_ms, p99_ms) cover the latest 1000 calls of each tool in this sidecar process.
     """
@@ -64,5 +66,6 @@ def get_performance_metrics(auth_token: AuthToken = None) -> PerformanceMetrics:
         "uptime_seconds": metrics["uptime_seconds"],
         "tools": metrics["tools"],
         "bridge": get_publisher().stats(),
+        "wake": wake_stream.stats(),
         "database": database_figures(),
     }

@@ -1,11 +1,14 @@
-"""Handing stored events to the channel layer: the session's viewers, then the dashboard; memory to staff.
+"""Handing stored events to the channel layer: the session's viewers, the waking processes, then the
+dashboard; memory to staff.
 
 Messages (``new_message``) and staff's changes to a session (``session_state``) take the same way.
 
 The broadcast door (events a publisher POSTs) and the publisher's channel-layer
 strategy (``realtime.publisher``: in Daphne, or wherever the layer is shared) both
 go through ``deliver`` (and ``deliver_memory``), so every path reaches the same
-groups with the same messages.
+groups with the same messages. The wake group carries every session's messages to the
+sidecars' wake hubs (``realtime.wake_stream``: on the shared layer itself, or relayed by
+``realtime.live.wake_relay`` over a WebSocket).
 
 Each event is encoded and rendered here once for all viewers, whatever their
 number: ``texts`` (the envelope, for agents) and ``page_texts`` (with the
@@ -20,7 +23,7 @@ from channels.layers import get_channel_layer
 from realtime.envelope import SESSION_STATE, encode
 from realtime.fragments import page_event
 from realtime.live import dashboard, memory
-from realtime.live.groups import session_group
+from realtime.live.groups import WAKE_GROUP, session_group
 from realtime.models import Session
 
 KNOWN_SESSIONS = 10_000
@@ -76,6 +79,7 @@ async def deliver(session_id, events):
         page_texts = await page_frames(events)
         await layer.group_send(session_group(session_id), {"type": "session.events", "events": events,
                                                            "texts": texts, "page_texts": page_texts})
+        await layer.group_send(WAKE_GROUP, {"type": "wake.events", "events": events})
         counted = await dashboard.tally(session_id, events)
         await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events, counted))
     for state in states:

@@ -9,3 +9,7 @@ def session_group(session_id):
 def user_group(user_pk):
     """The group every open connection of one signed-in user joins."""
     return f"user.{user_pk}"
+
+
+# Every process that wakes waiting agents listens here (realtime.wake_stream): the events of every session.
+WAKE_GROUP = "wake"

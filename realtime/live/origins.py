@@ -7,6 +7,10 @@ by default the server's own URLs (``http://<each ALLOWED_HOSTS entry>:<the port
 this process serves the connection on>``, so each of several Daphne processes
 allows its own pages) plus ``CSRF_TRUSTED_ORIGINS``. A refused handshake gets
 HTTP 403.
+
+A handshake with no ``Origin`` that carries the broadcast secret (``Authorization: Bearer``)
+passes: that is a sidecar opening the wake relay (``realtime.live.wake_relay``), not a
+browser, since browsers always send ``Origin``; the consumer checks the rest.
 """
 
 from urllib.parse import urlsplit
@@ -14,6 +18,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from realtime import conf
+from realtime.shared_secret import holds_secret
 
 
 def parse_origin(value):
@@ -57,4 +62,7 @@ class ExactOriginValidator:
         # Imported here: settings.py uses parse_origin while Django is not set up yet.
         from channels.security.websocket import OriginValidator
 
+        headers = dict(scope.get("headers", ()))
+        if b"origin" not in headers and holds_secret(headers.get(b"authorization", b"").decode("latin-1")):
+            return await self.application(scope, receive, send)
         return await OriginValidator(self.application, allowed_origins(scope))(scope, receive, send)
