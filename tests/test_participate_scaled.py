@@ -1,6 +1,6 @@
 """A person's post and staff's close, made on one Daphne, reach viewers of another (Redis + Postgres).
 
-Runs when SCS_TEST_REDIS_URL and SCS_TEST_DATABASE_URL are set (``.ci/run`` sets them); skipped otherwise.
+Runs whenever Redis and Postgres answer (``tests.scale.services``); skipped, saying so, otherwise.
 """
 
 import re

@@ -7,6 +7,7 @@ by a call that returns before its long timeout with the message, never by how fa
 
 import asyncio
 import contextlib
+import re
 import sys
 import textwrap
 
@@ -82,6 +83,37 @@ async def test_host_code_in_another_process_wakes_a_waiting_agent(stack):
         # Through Daphne's wake relay (the safety poll would have woken it too, a second later).
         await eventually(lambda: stack.sidecar_health()["wake"]["stream"]["events"] >= 1, 30, "the relayed event")
         assert stack.sidecar_health()["wake"]["stream"]["source"] == "daphne"
+
+
+async def test_a_persons_post_from_the_page_wakes_a_waiting_agent_which_marks_it_read(stack):
+    cookie = stack.signed_in("wait-person")
+    async with await stack.agent("wait-reader", "claude", ["read", "write"]) as agent:
+        session_id = await new_session(agent)
+        waiter = wait(agent, session_id, mark_read=True)
+        await waiting(stack, 1)
+        async with httpx.AsyncClient(base_url=stack.http_url, timeout=10, cookies={"sessionid": cookie}) as person:
+            page = await person.get(f"/sessions/{session_id}/")
+            csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            posted = await person.post(f"/sessions/{session_id}/post", data={"content": "from a person"},
+                                       headers={"Accept": "application/json", "X-CSRFToken": csrf})
+            assert posted.status_code == 201, posted.text
+        result = await waiter
+        assert contents(result) == ["from a person"] and result["messages"][0]["sender_type"] == "human"
+        assert succeeded(await agent.call("get_messages", session_id=session_id, unread_only=True))["messages"] == []
+        listed = succeeded(await agent.call("list_sessions"))["sessions"]
+        assert next(s for s in listed if s["id"] == session_id)["unread"] == 0
+
+
+async def test_a_wait_ends_once_its_token_is_revoked_in_another_process(stack):
+    async with await stack.agent("wait-revoked", "claude", ["read", "write"]) as agent:
+        session_id = await new_session(agent)
+        waiter = wait(agent, session_id)
+        await waiting(stack, 1)
+        await asyncio.to_thread(stack.shell, "from realtime import credentials, tokens; "
+                                             f"credentials.retire(tokens.verify({agent.token!r}), 'revoked')")
+        result = await waiter  # long before its 120 s timeout
+        assert result["success"] is False and result["code"] == "TOKEN_REVOKED", result
+    await waiting(stack, 0)
 
 
 async def test_refusals_are_structured(stack):
