@@ -13,8 +13,8 @@ Starts real Daphne and a real sidecar (``tests.stack.Stack``), then, in one run:
    sidecar's CPU then (``/proc/<pid>/stat``), as a share of one core, against the same span with
    nobody waiting.
 
-The third latency column, to a channel notification of a watched session, is left for
-``watch_session`` (``CHANNEL`` below); it prints "-" until that measure exists.
+The third latency column is to the ``notifications/claude/channel`` an agent watching the
+session (``watch_session``, on the same sidecar) receives: the push, without a tool call.
 """
 
 import argparse
@@ -32,10 +32,22 @@ from tests.stack import Stack, Watcher
 
 TARGETS = {"p50_over_browser_ms": 1.0, "p99_ms_50_waiters": 20.0, "idle_core_share": 0.01}
 LONG = 250  # seconds a waiting call may wait (under SCS_WAIT_MAX_TIMEOUT)
-# How to measure the latency to a channel notification of a watched session: an async function
-# (stack, session_id, writer) -> an awaitable callback started before each add_message that returns the
-# perf_counter() time the notification arrived; None until watch_session exists.
-CHANNEL = None
+
+
+async def watching(stack, session_id):
+    """An agent watching ``session_id`` (watch_session); its ``listener`` notes each push's arrival."""
+    watcher = await stack.listening_agent("bench-wake-watcher", "claude")
+    result = await watcher.call("watch_session", session_id=session_id)
+    if not result.get("success"):
+        await watcher.close()
+        raise RuntimeError(f"watch_session refused: {result}")
+    return watcher
+
+
+async def pushed(listener, seq):
+    """When the notification of ``seq`` arrived (perf_counter)."""
+    await listener.wait_for_seq(seq, 10)
+    return listener.arrived[listener.seqs.index(seq)]
 
 
 class FrameClock(Watcher):
@@ -147,13 +159,14 @@ async def latency(stack, writer, waiters, rounds):
         raw = await RawWaiters(stack, agent.token).open(waiters)
     session_id = await new_session(writer, f"bench wake {waiters}")
     browser, woken, channel, seq, cpu = [], [], [], 0, 0.0
+    watcher = await watching(stack, session_id)
     try:
         async with FrameClock(stack, session_id, token=writer.token) as viewer:
             await viewer.wait_caught_up()
             for _ in range(rounds):
                 calls = [asyncio.ensure_future(timed_wait(raw, k, session_id, seq)) for k in range(waiters)]
-                await until_waiting(stack, waiters)
-                notified = await CHANNEL(stack, session_id, writer) if CHANNEL else None
+                await until_waiting(stack, waiters + 1)  # and the watcher
+                notified = asyncio.ensure_future(pushed(watcher.listener, seq + 1))
                 cpu_before = cpu_seconds(stack.sidecar.pid)
                 started = time.perf_counter()
                 answer = await writer.call("add_message", session_id=session_id, content=f"wake {seq + 1}")
@@ -163,12 +176,12 @@ async def latency(stack, writer, waiters, rounds):
                 await viewer.wait(lambda v, s=seq: s in v.arrivals, 10)
                 browser.append(viewer.arrivals[seq] - started)
                 woken.extend(returned - started for returned in returns)
-                if notified is not None:
-                    channel.append(await notified - started)
+                channel.append(await notified - started)
     finally:
         raw.close()
+        await watcher.close()
     return {"waiters": waiters, "rounds": rounds, "browser": summary_ms(browser), "agent": summary_ms(woken),
-            "channel": summary_ms(channel) if channel else None,
+            "channel": summary_ms(channel),
             "sidecar_cpu_ms_per_round": round(cpu * 1000 / rounds, 1)}
 
 
