@@ -60,6 +60,7 @@ def valid_arguments(tool, token, session_id, message_id):
         "list_sessions": {},
         "watch_session": {"session_id": session_id, "since_seq": 0},
         "unwatch_session": {"session_id": session_id},
+        "wait_for_messages": {"session_id": session_id, "timeout": 0},
     }
     assert tool in examples, f"add a valid example call for the new tool {tool!r}"
     arguments = dict(examples[tool])
@@ -89,7 +90,7 @@ def stored_rows(stack):
 TOOLS = ["add_message", "authenticate_agent", "create_session", "delete_memory", "get_inbox", "get_memory",
          "get_messages", "get_performance_metrics", "get_session", "get_usage_guidance", "list_memory",
          "list_sessions", "mark_read", "refresh_token", "search_by_sender", "search_by_timerange", "search_context",
-         "set_memory", "unwatch_session", "watch_session"]
+         "set_memory", "unwatch_session", "wait_for_messages", "watch_session"]
 
 
 def test_every_tool_is_fuzzed(fuzz_client):

@@ -126,6 +126,8 @@ def make_consistent(world, tool, arguments, draw):
         arguments.pop("session_id", None)
         if session_id is not None:
             arguments["session_id"] = session_id
+    if tool == "wait_for_messages":
+        arguments.setdefault("timeout", 0)  # left out, it is 30 s: a call that waits the fuzz cannot afford
     if tool == "set_memory" and arguments.get("overwrite") is False:
         # A new key: with overwrite=false an existing one is MEMORY_KEY_EXISTS.
         arguments["key"] = f"{arguments['key'][:200]}.{uuid.uuid4().hex}"
