@@ -11,8 +11,6 @@ with no publisher loop), both answering a ``broadcast_client.Result``.
 """
 
 from asgiref.sync import async_to_sync
-from channels.layers import DEFAULT_CHANNEL_LAYER
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime import conf
@@ -24,16 +22,14 @@ WAYS = ("auto", "channel_layer", "http")
 
 def publish_via():
     """``"channel_layer"`` or ``"http"``: how this process publishes (``SCS_PUBLISH_VIA``)."""
-    from realtime.live.layers import is_process_local
+    from realtime.live.layers import default_is_process_local
 
     via = conf.get("SCS_PUBLISH_VIA")
     if via not in WAYS:
         raise ImproperlyConfigured(f"SCS_PUBLISH_VIA must be one of {', '.join(WAYS)}, not {via!r}")
     if via != "auto":
         return via
-    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(DEFAULT_CHANNEL_LAYER) or {
-        "BACKEND": "channels.layers.InMemoryChannelLayer"}
-    return "http" if is_process_local(layer) else "channel_layer"
+    return "http" if default_is_process_local() else "channel_layer"
 
 
 class HttpStrategy:

@@ -26,8 +26,7 @@ import logging
 import time
 
 from channels.db import DatabaseSyncToAsync
-from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
-from django.conf import settings
+from channels.layers import get_channel_layer
 
 from realtime import conf, wake
 from realtime.broadcast_client import parse_targets
@@ -43,11 +42,9 @@ REJOIN_INTERVAL = 3600  # seconds: a shared layer forgets group members after a 
 
 def stream_source():
     """``"channel_layer"`` when the layer is shared between processes, else ``"daphne"`` (the wake relay)."""
-    from realtime.live.layers import is_process_local
+    from realtime.live.layers import default_is_process_local
 
-    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(DEFAULT_CHANNEL_LAYER) or {
-        "BACKEND": "channels.layers.InMemoryChannelLayer"}
-    return "daphne" if is_process_local(layer) else "channel_layer"
+    return "daphne" if default_is_process_local() else "channel_layer"
 
 
 def refused(exc):

@@ -88,3 +88,11 @@ def is_process_local(layer_config):
         return issubclass(import_string(backend), layers.InMemoryChannelLayer)
     except ImportError:
         return False
+
+
+def default_is_process_local():
+    """``is_process_local`` for this project's default layer (an in-memory one when none is configured)."""
+    from django.conf import settings
+
+    return is_process_local(getattr(settings, "CHANNEL_LAYERS", {}).get(layers.DEFAULT_CHANNEL_LAYER) or {
+        "BACKEND": "channels.layers.InMemoryChannelLayer"})
