@@ -24,3 +24,4 @@ def require_chromium():
     if os.environ.get("SCS_REQUIRE_BROWSER") == "1":
         pytest.fail(f"SCS_REQUIRE_BROWSER=1 but {reason}")
     pytest.skip(reason)
+

@@ -1,6 +1,8 @@
 import pytest
+import pytest_asyncio
 from channels.layers import channel_layers
 
+from tests.browser import launch_options, require_chromium
 from tests.stack import Stack, free_port
 
 
@@ -10,6 +12,18 @@ def fresh_channel_layer():
     channel_layers.backends = {}
     yield
     channel_layers.backends = {}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    """One headless Chromium for a test module (skipped, or failed with SCS_REQUIRE_BROWSER=1, without it)."""
+    require_chromium()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(**launch_options())
+        yield launched
+        await launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from django.contrib.admin.utils import quote
 
-from tests.browser import launch_options, require_chromium
+from tests.browser import require_chromium
 from tests.helpers import new_session
 from tests.stack import Stack
 
@@ -42,17 +42,6 @@ def site(tmp_path_factory):
         yield running
     finally:
         running.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    require_chromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(**launch_options())
-        yield launched
-        await launched.close()
 
 
 OPEN_CONTEXTS = []

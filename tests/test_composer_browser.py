@@ -11,7 +11,7 @@ import pytest
 
 from realtime.models import Visibility
 from tests.helpers import eventually, new_session, say
-from tests.test_browser import SIGNED_IN, Tab, browser, close_contexts, new_context, sign_in, site  # noqa: F401
+from tests.test_browser import SIGNED_IN, Tab, close_contexts, new_context, sign_in, site  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 import websockets
 
-from tests.browser import launch_options, require_chromium
+from tests.browser import require_chromium
 from tests.helpers import new_session, say, succeeded
 from tests.stack import Stack
 from tests.xss_payloads import PAYLOADS
@@ -49,17 +49,6 @@ def stack(tmp_path_factory):
         yield running
     finally:
         running.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    require_chromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(**launch_options())
-        yield launched
-        await launched.close()
 
 
 class Tab:
