@@ -44,7 +44,18 @@
     return Math.round(Math.min(250 * 2 ** retry, 4000) * (0.75 + Math.random() / 2));
   }
 
-  window.SharedContext = { localTime: localTime, localTimes: localTimes, reconnectDelay: reconnectDelay };
+  // The element matching ``selector`` in HTML the server built (sanitized there), its times made local.
+  function fromServer(html, selector) {
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    const element = template.content.querySelector(selector);
+    localTimes(element);
+    return element;
+  }
+
+  window.SharedContext = {
+    localTime: localTime, localTimes: localTimes, reconnectDelay: reconnectDelay, fromServer: fromServer,
+  };
   localTimes(document);
   setInterval(function () {
     document.querySelectorAll('time[data-local="relative"]').forEach(localTime);

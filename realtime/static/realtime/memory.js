@@ -16,11 +16,7 @@
   }
 
   function fromServer(html) {
-    const template = document.createElement("template");
-    template.innerHTML = html;
-    const row = template.content.querySelector("tr.memory-entry");
-    window.SharedContext.localTimes(row);
-    return row;
+    return window.SharedContext.fromServer(html, "tr.memory-entry");
   }
 
   // One frame: {"type": "memory", "action": "set" | "delete", "id": N, "html": "<tr…>" | null}.

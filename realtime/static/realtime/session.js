@@ -56,11 +56,7 @@
 
   // A message's <li> from the server's HTML (sanitized there, by realtime.markdown).
   function fromServer(html) {
-    const template = document.createElement("template");
-    template.innerHTML = html;
-    const item = template.content.querySelector("li.message");
-    window.SharedContext.localTimes(item);
-    return item;
+    return window.SharedContext.fromServer(html, "li.message");
   }
 
   function depthOf(item) {
