@@ -383,8 +383,11 @@ async def test_on_redis_a_waiter_wakes_for_a_message_stored_through_another_side
             await waiting(here, 1)
             await say(writer, session_id, f"from {writer_port}")
             assert contents(await call) == [f"from {writer_port}"]
+            # The safety poll may have woken it first on a busy machine: the stream's event still comes.
+            await eventually(lambda h=here: h.sidecar_health()["wake"]["stream"]["events"] >= 1, 30,
+                             "the message on the waiting sidecar's wake stream")
             stream = here.sidecar_health()["wake"]["stream"]
-            assert stream["source"] == "channel_layer" and stream["connected"] and stream["events"] >= 1, stream
+            assert stream["source"] == "channel_layer" and stream["connected"], stream
 
 
 async def test_a_sidecar_with_the_wrong_secret_is_refused_by_the_relay_says_why_and_retries_rarely(stack):
