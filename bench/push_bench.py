@@ -97,9 +97,8 @@ async def notification_latency(stack, count=100, via="http", within=10.0, calls=
 def main(argv):
     parser = argparse.ArgumentParser(prog="python -m bench push", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="messages, one at a time (default 200)")
-    parser.add_argument("--via", nargs="+", choices=["http", "stdio", "other-sidecar"], default=["http", "stdio"],
-                        help="where the watcher is (default: http stdio; other-sidecar needs the cross-process "
-                             "wake stream)")
+    ways = ["http", "stdio", "other-sidecar"]
+    parser.add_argument("--via", nargs="+", choices=ways, default=ways, help="where the watcher is (default: all)")
     args = parser.parse_args(argv)
     vias = args.via
     rows, failed = [], False
