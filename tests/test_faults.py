@@ -214,6 +214,12 @@ async def test_a_viewer_that_does_not_read_is_dropped_and_holds_back_no_one(stac
 # serve: supervision of the two processes
 
 
+AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 class Serve:
     """``python manage.py serve`` as a real process on free ports, over a fresh data folder."""
 
@@ -224,7 +230,9 @@ class Serve:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCS_", "DATABASE_URL", "CHANNEL_LAYER"))}
         env.update({"DJANGO_SETTINGS_MODULE": "project.settings", "SCS_DATA_DIR": str(data_dir),
                     "SCS_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
-        self.argv = [sys.executable, "manage.py", "serve", "--ws-port", str(self.ws_port),
+        # As from a terminal: Ctrl-C (SIGINT) at its default, even where this runner was started with it ignored
+        # (a background job of a shell), which every child would inherit.
+        self.argv = [sys.executable, "-c", AS_IN_A_TERMINAL, "manage.py", "serve", "--ws-port", str(self.ws_port),
                      "--mcp-port", str(self.mcp_port), *args]
         self.env = env
         self.process = None
