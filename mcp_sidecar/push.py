@@ -230,7 +230,14 @@ def refuse_without_stream(connection):
         )
 
 
+class Watches(dict):
+    """One MCP session's watches, (kind, session id) -> Watch; ``closed`` once that session ended."""
+
+    closed = False
+
+
 async def _stop(watches):
+    watches.closed = True
     ending = list(watches.values())
     watches.clear()
     await asyncio.gather(*(watch.end() for watch in ending))
@@ -240,7 +247,7 @@ def watches_of(connection):
     """This MCP session's watches; the first call arranges for them to end with it."""
     watches = connection.state.get(_STATE_KEY)
     if watches is None:
-        watches = connection.state[_STATE_KEY] = {}
+        watches = connection.state[_STATE_KEY] = Watches()
         connection.exit_stack.push_async_callback(_stop, watches)
     return watches
 
@@ -252,9 +259,11 @@ async def watch(session, kind, viewer, session_id, since_seq, rights):
     """
     connection = connection_of(session)
     refuse_without_stream(connection)
+    watches = watches_of(connection)  # before any await: a session ending meanwhile is then seen as closed
     last = await in_thread(check_cursor)(session_id, since_seq or 0)
     cursor = last if since_seq is None else since_seq
-    watches = watches_of(connection)
+    if watches.closed:
+        return cursor  # the client is gone: nothing to follow for it
     key = (kind, session_id)
     limit = conf.get("SCS_MAX_WATCHES")
     if key not in watches and len(watches) >= limit:

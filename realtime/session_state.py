@@ -14,7 +14,7 @@ from django.db import transaction
 from realtime import audit, publisher
 from realtime.envelope import state_event
 from realtime.models import Session
-from realtime.operations import check_purpose, get_session
+from realtime.operations import check_purpose, get_session, sqlite_writer_turn
 
 
 def change(session_id, *, by, is_active=None, purpose=None):
@@ -22,17 +22,19 @@ def change(session_id, *, by, is_active=None, purpose=None):
 
     Nothing is stored or announced when nothing changes.
     """
-    session = get_session(session_id)
-    changes = {}
-    if is_active is not None and bool(is_active) != session.is_active:
-        changes["is_active"] = bool(is_active)
+    get_session(session_id)  # SESSION_NOT_FOUND / INVALID_SESSION_ID
     if purpose is not None:
         purpose = check_purpose(purpose)
-        if purpose != session.purpose:
+    with sqlite_writer_turn(), transaction.atomic():
+        # Read under the row's lock: two changes at once announce their states in the order they were stored.
+        session = Session.objects.select_for_update().get(pk=session_id)
+        changes = {}
+        if is_active is not None and bool(is_active) != session.is_active:
+            changes["is_active"] = bool(is_active)
+        if purpose is not None and purpose != session.purpose:
             changes["purpose"] = purpose
-    if not changes:
-        return session
-    with transaction.atomic():
+        if not changes:
+            return session
         # update(), not save(): updated_at is the session's activity (its newest message), not this change.
         Session.objects.filter(pk=session.pk).update(**changes)
         for name, value in changes.items():

@@ -172,9 +172,11 @@ class WakeStream:
         joined = time.monotonic()
         try:
             while True:
-                message = await layer.receive(channel)
-                if message.get("type") == "wake.events":
-                    self._hand_over(message["events"])
+                # Bounded, so a quiet day does not outlive the membership (the layer's group_expiry).
+                with contextlib.suppress(TimeoutError):
+                    message = await asyncio.wait_for(layer.receive(channel), REJOIN_INTERVAL)
+                    if message.get("type") == "wake.events":
+                        self._hand_over(message["events"])
                 if time.monotonic() - joined > REJOIN_INTERVAL:
                     await layer.group_add(WAKE_GROUP, channel)
                     joined = time.monotonic()

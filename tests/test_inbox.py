@@ -237,6 +237,16 @@ async def test_unread_only_after_mark_read_returns_exactly_the_rest(bob):
     assert await sync_to_async(read_cursors.read_seq)("alice", session_id) == 0  # cursors are per agent
 
 
+@pytest.mark.parametrize("narrowed", [{"thread_id": 1}, {"visibility_filter": "public"}, {"offset": 1}])
+async def test_get_messages_does_not_mark_read_a_page_that_leaves_messages_out(bob, narrowed):
+    session_id = await sync_to_async(new_session)()
+    for n in range(3):
+        await astore(session_id, f"m{n}")
+    refused = await bob("get_messages", session_id=session_id, mark_read=True, **narrowed)
+    assert refused["success"] is False and refused["code"] == "INVALID_ARGUMENT" and "since_seq" in refused["hint"]
+    assert await sync_to_async(read_cursors.read_seq)("bob", session_id) == 0
+
+
 async def test_mark_read_moves_forward_only_and_never_past_the_end(bob):
     session_id = await sync_to_async(new_session)()
     for n in range(3):

@@ -126,6 +126,8 @@ def make_consistent(world, tool, arguments, draw):
         arguments.pop("session_id", None)
         if session_id is not None:
             arguments["session_id"] = session_id
+    if tool == "get_messages" and any(arguments.get(name) for name in ("thread_id", "visibility_filter", "offset")):
+        arguments.pop("mark_read", None)  # it would mark the messages such a page leaves out: refused
     if tool == "wait_for_messages":
         arguments.setdefault("timeout", 0)  # left out, it is 30 s: a call that waits the fuzz cannot afford
     if tool == "set_memory" and arguments.get("overwrite") is False:

@@ -9,6 +9,7 @@ from mcp_sidecar.params import AuthToken, Metadata, SessionId, VisibilityLevel
 from mcp_sidecar.results import MessagePage, Timestamp
 from realtime import conf, operations, read_cursors
 from realtime.envelope import message_record
+from realtime.errors import ErrorCode, OperationError
 from realtime.timestamps import isoformat
 from realtime.visibility import Viewer
 
@@ -67,7 +68,8 @@ def get_messages(
     unread_only: Annotated[bool, Field(description=(
         "Only messages after your read cursor (with since_seq: after the later of the two)."))] = False,
     mark_read: Annotated[bool, Field(description=(
-        "Move your read cursor to the newest seq returned (it never moves back)."))] = False,
+        "Move your read cursor to the newest seq returned (it never moves back); not with thread_id, "
+        "visibility_filter or offset."))] = False,
     auth_token: AuthToken = None,
 ) -> Messages:
     """Messages of a session that you may see, oldest first (by seq), with has_more.
@@ -79,6 +81,13 @@ def get_messages(
     messages you may see within the filters, all pages together. The server keeps a read
     cursor per agent and session: unread_only=true reads after it, mark_read=true moves it.
     """
+    if mark_read and (thread_id is not None or visibility_filter is not None or offset):
+        # Those pages leave out messages between the ones they return: marking would call those read too.
+        raise OperationError(
+            ErrorCode.INVALID_ARGUMENT, "mark_read marks everything up to the newest seq returned, so it cannot be "
+            "combined with thread_id, visibility_filter or offset", "Read with since_seq (or unread_only) alone to "
+            "mark, or call mark_read(session_id, seq) for what you have read.",
+        )
     if unread_only:
         operations.check_session_id(session_id)
         since_seq = max(since_seq or 0, read_cursors.read_seq(agent.id, session_id))
