@@ -67,6 +67,7 @@ def test_unsent_bytes_counts_the_buffer_past_its_offset_and_the_pending_writes()
 def websocket(protocol_class, state, unsent):
     protocol = protocol_class.__new__(protocol_class)  # no connection: only what serverSend looks at
     protocol.state, protocol.transport = state, Transport(buffered=unsent)
+    protocol._perMessageCompress = object()  # permessage-deflate: frames take Daphne's own way (test_wsframes.py)
     protocol.request = SimpleNamespace(path=b"/ws/session_0123456789abcdef/")
     protocol.dropped = []
     protocol.dropConnection = lambda abort=False: protocol.dropped.append(abort)

@@ -8,6 +8,8 @@
 - A replay that must not read ahead of its client: each WebSocket's scope gets
   ``scope[UNSENT_BYTES]``, a function returning the connection's unsent bytes
   now (None once it is closing or closed). Other servers leave it out.
+- Text frames go out through ``realtime.live.wsframes`` (built once per text for
+  every viewer, written at once) where the connection allows it.
 - A large request body: Daphne hands the whole body to the application at once,
   in memory, before any view can refuse it. Bodies past ``max_body`` are read
   and thrown away, and answered 413.
@@ -21,6 +23,7 @@ import logging
 import sys
 
 from realtime import conf
+from realtime.live import wsframes
 
 logger = logging.getLogger("realtime.limits")
 
@@ -52,7 +55,8 @@ def install(*, max_unsent=None, max_body=None):
                                path.decode("latin-1") if isinstance(path, bytes) else path, waiting, max_unsent)
                 self.dropConnection(abort=True)
                 return
-            super().serverSend(content, binary)
+            if binary or self.state != self.STATE_OPEN or not wsframes.send_text(self, content, waiting):
+                super().serverSend(content, binary)
 
     class BoundedWebRequest(http_protocol.WebRequest):
         body_bytes = 0
