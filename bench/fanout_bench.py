@@ -1,7 +1,7 @@
 """Fan-out to many WebSocket viewers on one Daphne process: connect, one message to all, idle cost.
 
-``python -m bench fanout [--viewers 1000] [--sessions 1] [--per-agent 5] [--clients 4] [--rounds 5]
-[--deflate] [--connect-timeout 300]``
+``python -m bench fanout [--viewers 1000] [--sessions 1] [--per-agent 5] [--clients 4] [--rounds 10] [--pause 0.3]
+[--deflate] [--connect-timeout 300] [--profile PREFIX]``
 
 Viewers are agents (``--per-agent`` sockets each, so the per-viewer connection cap
 and presence see several connections per viewer), spread over ``--sessions``
@@ -13,6 +13,8 @@ seconds per 1,000 delivered frames, Daphne's idle CPU and its memory per
 connection (RSS with everyone connected and quiet, less RSS before), and
 lost / duplicated / out-of-order frames by seq at every viewer. ``--deflate``
 lets clients offer permessage-deflate (off by default, as browsers would have it on).
+``--profile PREFIX`` records Daphne with py-spy while viewers join (``PREFIX-join.svg``)
+and during the rounds (``PREFIX-rounds.svg``).
 
 Exits non-zero when a frame was lost, duplicated or out of order, or a viewer failed to connect.
 """
@@ -23,9 +25,12 @@ import contextlib
 import json
 import multiprocessing
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import websockets
 
@@ -100,6 +105,8 @@ async def client_main(work, origin, deflate, connect_timeout, pipe):
         command = await loop.run_in_executor(None, pipe.recv)
         if command == "quiet":
             pipe.send(max(v.last_frame for v in viewers))
+        elif command == "count":
+            pipe.send(sum(len(v.seqs) for v in viewers))
         elif command == "cpu":
             pipe.send(cpu_seconds())
         elif command == "report":
@@ -116,6 +123,24 @@ def client_process(work, origin, deflate, connect_timeout, pipe):
 
 
 # The run
+
+
+def profiler(args, part, pid):
+    """py-spy recording ``pid`` into ``<prefix>-<part>.svg`` (or ``.txt``, collapsed stacks) until
+    ``stop_profiler``; None without ``--profile``."""
+    if not args.profile:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    raw = args.profile_format == "raw"
+    return subprocess.Popen([str(spy), "record", "--nonblocking", "-r", "50", "-p", str(pid), "-f", args.profile_format,
+                             "-o", f"{args.profile}-{part}.{'txt' if raw else 'svg'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(spy):
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
 
 
 def mint_tokens(stack, agents):
@@ -165,6 +190,7 @@ def run(args, folder):
         work = [(stack.ws_url(sessions[n % len(sessions)]), tokens[n // args.per_agent]) for n in range(args.viewers)]
         daphne = stack.daphne.pid
         rss_before = rss(daphne)
+        spy = profiler(args, "join", daphne)
         ctx = multiprocessing.get_context("spawn")
         pipes = []
         for c in range(args.clients):
@@ -175,6 +201,7 @@ def run(args, folder):
             processes.append(process)
             pipes.append(here)
         joined = [pipe.recv() for pipe in pipes]
+        stop_profiler(spy)
         connected = sum(j["connected"] for j in joined)
         connect_s = max(j["connect_s"] for j in joined)
         failures = [f for j in joined for f in j["failed"]]
@@ -196,19 +223,16 @@ def run(args, folder):
                     await asyncio.sleep(args.pause)
             return times
 
+        spy = profiler(args, "rounds", daphne)
         server_from, clients_from = cpu_seconds(daphne), sum(ask(pipes, "cpu"))
         starts = asyncio.run(rounds())
-        time.sleep(min(ROUND_WAIT, 2.0))
         wait_until = time.monotonic() + ROUND_WAIT
-        reports = []
-        while True:
-            reports = [r for part in ask(pipes, "report") for r in part]
-            got = sum(len(seqs) for _, seqs, _ in reports)
-            if got >= connected * args.rounds or time.monotonic() > wait_until:
-                break
-            time.sleep(0.5)
+        while sum(ask(pipes, "count")) < connected * args.rounds and time.monotonic() < wait_until:
+            time.sleep(0.1)
         server_cpu = cpu_seconds(daphne) - server_from
         client_cpu = sum(ask(pipes, "cpu")) - clients_from
+        stop_profiler(spy)
+        reports = [r for part in ask(pipes, "report") for r in part]
         ask(pipes, "stop")
     finally:
         for process in processes:
@@ -249,10 +273,13 @@ def main(argv=None):
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--per-agent", type=int, default=5, help="sockets per agent (within the per-viewer cap)")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds between rounds")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds between rounds")
     parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate")
     parser.add_argument("--connect-timeout", type=float, default=300.0)
+    parser.add_argument("--profile", metavar="PREFIX", help="py-spy flame graphs: PREFIX-join.svg, -rounds.svg")
+    parser.add_argument("--profile-format", choices=("flamegraph", "raw"), default="flamegraph",
+                        help="raw: collapsed stacks, one line each")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="scs-fanout-") as folder:
         return run(args, folder)
