@@ -6,8 +6,9 @@
 Viewers are agents (``--per-agent`` sockets each, so the per-viewer connection cap
 and presence see several connections per viewer), spread over ``--sessions``
 sessions and over ``--clients`` client processes (each raising RLIMIT_NOFILE).
-Each round posts one message to every session at once; a round's time is from
-just before the posts to the last viewer's receipt. Reported: connect time (all
+Each round posts one message to every session at once, and the next round starts
+once every viewer has it (then ``--pause``); a round's time is from just before
+the posts to the last viewer's receipt. Reported: connect time (all
 viewers caught up), last-receipt p50/max over rounds, server and client CPU
 seconds per 1,000 delivered frames, Daphne's idle CPU and its memory per
 connection (RSS with everyone connected and quiet, less RSS before), and
@@ -99,6 +100,7 @@ async def client_main(work, origin, deflate, connect_timeout, pipe):
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*(join(v) for v in viewers)), connect_timeout)
     pipe.send({"connected": sum(v.caught_up.is_set() for v in viewers), "failed": failed[:3],
+               "deflated": sum(1 for v in viewers if v.socket is not None and v.socket.protocol.extensions),
                "connect_s": time.monotonic() - started})
     loop = asyncio.get_running_loop()
     while True:
@@ -205,6 +207,7 @@ def run(args, folder):
         connected = sum(j["connected"] for j in joined)
         connect_s = max(j["connect_s"] for j in joined)
         failures = [f for j in joined for f in j["failed"]]
+        deflated = sum(j["deflated"] for j in joined)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and time.monotonic() - max(ask(pipes, "quiet")) < QUIET:
             time.sleep(0.25)
@@ -220,6 +223,9 @@ def run(args, folder):
                     started = time.monotonic()
                     await post_round(stack, agent, sessions, n)
                     times.append(started)
+                    until = time.monotonic() + ROUND_WAIT  # the next round once this one reached everyone
+                    while sum(ask(pipes, "count")) < connected * (n + 1) and time.monotonic() < until:
+                        await asyncio.sleep(0.02)
                     await asyncio.sleep(args.pause)
             return times
 
@@ -255,7 +261,8 @@ def run(args, folder):
            round(idle_cpu, 2), round((rss_idle - rss_before) / 1024 / max(connected, 1), 1),
            lost, duplicated, disorder]
     print(f"fan-out, one Daphne (in-memory layer), {args.clients} client processes, {args.per_agent} sockets per "
-          f"agent, {args.rounds} rounds, permessage-deflate {'on' if args.deflate else 'off'}")
+          f"agent, {args.rounds} rounds, permessage-deflate {'offered' if args.deflate else 'not offered'} by clients, "
+          f"accepted on {deflated} connections")
     print(table(["load", "connected", "connect s", "last p50 ms", "last max ms", "server CPU s/1k frames",
                  "client CPU s/1k frames", "idle CPU", "idle KiB/conn", "lost", "dup", "disorder"], [row]))
     if failures:

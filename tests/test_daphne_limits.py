@@ -105,6 +105,16 @@ def test_the_scope_of_a_websocket_can_measure_its_unsent_bytes(installed):
     assert daphne_limits.UNSENT_BYTES not in http_scope
 
 
+def test_the_scope_of_a_websocket_sends_text_frames_once_it_is_accepted(installed):
+    protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_CONNECTING, 0)
+    send_text = server.Server.create_application(None, protocol, {"type": "websocket"})[daphne_limits.SEND_TEXT]
+    assert send_text("early") is False and installed.calls == []  # the consumer sends it through ASGI instead
+    protocol.state = ws_protocol.WebSocketProtocol.STATE_OPEN
+    assert send_text("frame") is True and installed.calls == [("sent", "frame")]
+    protocol.state = ws_protocol.WebSocketProtocol.STATE_CLOSED
+    assert send_text("late") is True and installed.calls == [("sent", "frame")]  # dropped as the limit drops it
+
+
 def test_installing_twice_measures_once(installed):
     wrapped = server.Server.create_application
     daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)

@@ -56,6 +56,7 @@ from realtime.live.closecodes import (
     CLOSE_TOO_MANY,
     CLOSE_UNAUTHORIZED,
 )
+from realtime.live.daphne_limits import SEND_TEXT, UNSENT_BYTES
 from realtime.live.dashboard import DASHBOARD_GROUP, state_frame, summary_frame
 from realtime.live.dispatching import dispatch_in_turn
 from realtime.live.groups import session_group, user_group
@@ -181,10 +182,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Send an encoded frame; nothing once the owner's rights changed."""
         if self.revoked:
             return
-        await self.send(text_data=text, close=close)
-        # Let the server write it out before the next one: a long replay or batch then never piles
-        # up unsent in memory for a client that reads (see SCS_WS_MAX_BUFFER).
-        await asyncio.sleep(0)
+        send_now = self.scope.get(SEND_TEXT)  # under Daphne: straight to the socket (realtime.live.daphne_limits)
+        if send_now is None or close or not send_now(text):
+            await self.send(text_data=text, close=close)
+        # Let the server write out what the socket did not take before the next frame: a long replay or
+        # batch then never piles up unsent in memory for a client that reads (see SCS_WS_MAX_BUFFER).
+        unsent = self.scope.get(UNSENT_BYTES)
+        if unsent is None or unsent() != 0:
+            await asyncio.sleep(0)
 
 
 class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
