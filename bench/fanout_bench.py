@@ -182,10 +182,10 @@ def check(reports, expected):
 
 
 def run(args, folder):
+    raise_nofile()  # before Daphne starts: it inherits the limit
     stack = Stack(folder, SCS_LOG_LEVEL="ERROR").start()
     processes = []
     try:
-        raise_nofile()
         sessions = asyncio.run(make_sessions(stack, args.sessions))
         agents = -(-args.viewers // args.per_agent)
         tokens = mint_tokens(stack, agents)
