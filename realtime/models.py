@@ -187,6 +187,8 @@ class PresenceEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "presence entries"
+        # The per-viewer connection cap counts a viewer's rows on every connect: without it, a scan of every row.
+        indexes = [models.Index(fields=["kind", "viewer_id"], name="presence_viewer")]
 
     def __str__(self):
         return f"{self.viewer_id} on {self.session_id}"

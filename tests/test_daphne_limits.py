@@ -67,6 +67,7 @@ def test_unsent_bytes_counts_the_buffer_past_its_offset_and_the_pending_writes()
 def websocket(protocol_class, state, unsent):
     protocol = protocol_class.__new__(protocol_class)  # no connection: only what serverSend looks at
     protocol.state, protocol.transport = state, Transport(buffered=unsent)
+    protocol._perMessageCompress = object()  # permessage-deflate: frames take Daphne's own way (test_wsframes.py)
     protocol.request = SimpleNamespace(path=b"/ws/session_0123456789abcdef/")
     protocol.dropped = []
     protocol.dropConnection = lambda abort=False: protocol.dropped.append(abort)
@@ -102,6 +103,16 @@ def test_the_scope_of_a_websocket_can_measure_its_unsent_bytes(installed):
     assert measure() is None
     http_scope = server.Server.create_application(None, object(), {"type": "http"})
     assert daphne_limits.UNSENT_BYTES not in http_scope
+
+
+def test_the_scope_of_a_websocket_sends_text_frames_once_it_is_accepted(installed):
+    protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_CONNECTING, 0)
+    send_text = server.Server.create_application(None, protocol, {"type": "websocket"})[daphne_limits.SEND_TEXT]
+    assert send_text("early") is False and installed.calls == []  # the consumer sends it through ASGI instead
+    protocol.state = ws_protocol.WebSocketProtocol.STATE_OPEN
+    assert send_text("frame") is True and installed.calls == [("sent", "frame")]
+    protocol.state = ws_protocol.WebSocketProtocol.STATE_CLOSED
+    assert send_text("late") is True and installed.calls == [("sent", "frame")]  # dropped as the limit drops it
 
 
 def test_installing_twice_measures_once(installed):

@@ -1,6 +1,7 @@
 """``realtime.live.presence``: joining and leaving, the per-viewer connection cap, and what non-admins may see."""
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -126,3 +127,20 @@ async def test_a_viewer_left_out_of_a_long_list_still_sees_itself(monkeypatch):
     last = Viewer.for_agent("agent3", "claude", ["read"])
     assert presence.for_viewer(frame, last)["viewers"] == [
         {"kind": "agent", "id": "agent3", "agent_type": "claude", "connections": 1}]
+
+
+async def test_each_viewer_gets_its_own_frame_from_texts_encoded_once_for_all():
+    for viewer, channel in ((ALICE, "c1"), (ROOT, "c2"), (ANN, "c3"), (ANN, "c4")):
+        await join(viewer, channel)
+    frame = await presence.presence_frame(SESSION_ID)
+    texts = presence.frame_texts(frame)
+    unlisted = Viewer.for_agent("bob", "claude", ["read"])  # not (or no longer) in the list
+    for viewer in (ALICE, ROOT, ANN, unlisted):
+        assert json.loads(presence.text_for(texts, viewer)) == presence.for_viewer(frame, viewer)
+
+
+def test_announcements_thin_out_as_a_process_holds_more_connections(monkeypatch):
+    monkeypatch.setattr(presence, "_local", dict.fromkeys(map(str, range(10)), SESSION_ID))
+    assert presence.window() == presence.COALESCE
+    monkeypatch.setattr(presence, "_local", dict.fromkeys(map(str, range(10_000)), SESSION_ID))
+    assert presence.window() == 10_000 / presence.ANNOUNCE_RATE > presence.COALESCE

@@ -8,6 +8,12 @@
 - A replay that must not read ahead of its client: each WebSocket's scope gets
   ``scope[UNSENT_BYTES]``, a function returning the connection's unsent bytes
   now (None once it is closing or closed). Other servers leave it out.
+- Text frames go out through ``realtime.live.wsframes`` (built once per text for
+  every viewer, written at once) where the connection allows it. The scope also
+  gets ``scope[SEND_TEXT]``, a function sending one text frame on this WebSocket
+  at once: a consumer's frames then skip the ASGI ``send`` chain (Channels'
+  session middleware looks at the session on every frame, though it only acts on
+  the handshake). Accepting and closing still go through ``send``.
 - A large request body: Daphne hands the whole body to the application at once,
   in memory, before any view can refuse it. Bodies past ``max_body`` are read
   and thrown away, and answered 413.
@@ -21,10 +27,12 @@ import logging
 import sys
 
 from realtime import conf
+from realtime.live import wsframes
 
 logger = logging.getLogger("realtime.limits")
 
 UNSENT_BYTES = "scs.unsent_bytes"  # scope key: () -> unsent bytes of this WebSocket, or None once it is closing
+SEND_TEXT = "scs.send_text"  # scope key: (text) -> one text frame on this WebSocket; False before it is accepted
 
 
 def unsent_bytes(transport):
@@ -52,7 +60,8 @@ def install(*, max_unsent=None, max_body=None):
                                path.decode("latin-1") if isinstance(path, bytes) else path, waiting, max_unsent)
                 self.dropConnection(abort=True)
                 return
-            super().serverSend(content, binary)
+            if binary or self.state != self.STATE_OPEN or not wsframes.send_text(self, content, waiting):
+                super().serverSend(content, binary)
 
     class BoundedWebRequest(http_protocol.WebRequest):
         body_bytes = 0
@@ -86,7 +95,13 @@ def install(*, max_unsent=None, max_body=None):
                     return None
                 return unsent_bytes(protocol.transport)
 
-            scope = {**scope, UNSENT_BYTES: unsent}
+            def send_text(text):
+                if protocol.state == protocol.STATE_CONNECTING:
+                    return False  # not accepted yet: that goes through the ASGI send
+                protocol.serverSend(text)
+                return True
+
+            scope = {**scope, UNSENT_BYTES: unsent, SEND_TEXT: send_text}
         return create_application(self, protocol, scope)
 
     if not getattr(create_application, "measures_unsent", False):  # install() may be called twice

@@ -2,8 +2,12 @@
 
 Rows are shared by every Daphne process. When a viewer joins or leaves, the
 process announces the session's new viewer list to the session's group, at most
-once every ``COALESCE`` seconds per session, so a thousand viewers connecting at
-once cost a handful of announcements rather than a million. Each process
+once every ``COALESCE`` seconds per session, and no more often than its open
+connections allow at ``ANNOUNCE_RATE`` frames a second (10,000 connections: once
+every 5 s): every announcement is a frame to every member, so a fixed window
+would make N viewers joining cost N² frames. Each announcement is encoded once
+for admins and once more as the parts every other viewer's frame is made of
+(``frame_texts``), not per viewer. Each process
 refreshes its own rows every ``HEARTBEAT`` seconds and removes rows nobody has
 refreshed for ``TTL`` seconds (a process that died without saying goodbye).
 
@@ -27,12 +31,14 @@ from django.db.models import Count
 from django.utils import timezone
 
 from realtime import conf
+from realtime.envelope import encode
 from realtime.live.groups import session_group
 from realtime.models import PresenceEntry
 
 logger = logging.getLogger(__name__)
 
 COALESCE = 0.2
+ANNOUNCE_RATE = 2_000  # presence frames a second one process sends while viewers come and go
 HEARTBEAT = 20.0
 TTL = 60.0
 LIST_LIMIT = 100  # distinct viewers listed in one frame; "total" counts them all
@@ -84,8 +90,26 @@ def for_viewer(frame, viewer):
     if viewer.is_admin:
         return frame
     me = next((v for v in frame["viewers"] if v["kind"] == viewer.kind and v["id"] == viewer.id), None)
-    return {**frame, "viewers": [me or {"kind": viewer.kind, "id": viewer.id, "agent_type": viewer.agent_type,
-                                        "connections": 1}]}
+    return {**frame, "viewers": [me or _unlisted(viewer)]}
+
+
+def _unlisted(viewer):
+    return {"kind": viewer.kind, "id": viewer.id, "agent_type": viewer.agent_type, "connections": 1}
+
+
+def frame_texts(frame):
+    """``frame`` encoded once for all its viewers: ``text_for`` then picks (or splices) each one's text."""
+    rest = encode({key: value for key, value in frame.items() if key != "viewers"})
+    return {"all": encode(frame), "head": rest[:-1] + ',"viewers":[',
+            "listed": {f"{v['kind']}:{v['id']}": encode(v) for v in frame["viewers"]}}
+
+
+def text_for(texts, viewer):
+    """The encoded ``for_viewer`` frame of ``viewer``, made of ``frame_texts`` parts."""
+    if viewer.is_admin:
+        return texts["all"]
+    me = texts["listed"].get(f"{viewer.kind}:{viewer.id}") or encode(_unlisted(viewer))
+    return texts["head"] + me + "]}"
 
 
 def announce(channel_layer, session_id):
@@ -98,14 +122,20 @@ def _running_here(task):
     return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
 
 
+def window():
+    """Seconds between two announcements of one session: longer the more connections this process has."""
+    return max(COALESCE, len(_local) / ANNOUNCE_RATE)
+
+
 async def _announce_later(channel_layer, session_id):
     try:
-        await asyncio.sleep(COALESCE)
+        await asyncio.sleep(window())
     finally:
         _pending.pop(session_id, None)  # a change from now on schedules a new announcement
     try:
         frame = await presence_frame(session_id)
-        await channel_layer.group_send(session_group(session_id), {"type": "presence.update", "frame": frame})
+        await channel_layer.group_send(session_group(session_id), {"type": "presence.update", "frame": frame,
+                                                                   "texts": frame_texts(frame)})
     except Exception:  # noqa: BLE001 - presence is best effort; never break the stream over it
         logger.exception("could not announce presence for %s", session_id)
 
@@ -164,7 +194,7 @@ async def _refresh_forever(channel_layer):
 
 
 class PresenceMixin:
-    """Presence for a consumer with ``viewer``, ``session_id`` and ``send_json``."""
+    """Presence for a consumer with ``viewer``, ``session_id``, ``send_json`` and ``send_text``."""
 
     presence_claimed = False
     presence_joined = False
@@ -190,4 +220,4 @@ class PresenceMixin:
 
     async def presence_update(self, message):
         if self.presence_joined:
-            await self.send_json(for_viewer(message["frame"], self.viewer))
+            await self.send_text(text_for(message["texts"], self.viewer))

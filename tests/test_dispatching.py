@@ -1,0 +1,67 @@
+"""``realtime.live.dispatching``: one message at a time, in order per source, nothing after the consumer stops."""
+
+import asyncio
+
+import pytest
+from channels.exceptions import StopConsumer
+
+from realtime.live.dispatching import dispatch_in_turn
+
+
+def source(queue):
+    return queue.get
+
+
+async def test_messages_are_dispatched_one_at_a_time_in_order_per_source():
+    client, layer = asyncio.Queue(), asyncio.Queue()
+    for n in range(5):
+        client.put_nowait(("client", n))
+        layer.put_nowait(("layer", n))
+    client.put_nowait(("stop", None))
+    seen, running = [], []
+
+    async def dispatch(message):
+        if message[0] == "stop":
+            if len([m for m in seen if m[0] == "layer"]) < 5:  # let the layer's messages through first
+                client.put_nowait(message)
+                await asyncio.sleep(0)
+                return
+            raise StopConsumer
+        running.append(message)
+        assert len(running) == 1  # never two handlers at once
+        await asyncio.sleep(0)  # a handler that awaits keeps its turn
+        seen.append(running.pop())
+
+    with pytest.raises(StopConsumer):
+        await dispatch_in_turn([source(client), source(layer)], dispatch)
+    assert [n for kind, n in seen if kind == "client"] == list(range(5))
+    assert [n for kind, n in seen if kind == "layer"] == list(range(5))
+
+
+async def test_nothing_is_dispatched_once_a_dispatch_stopped_the_consumer():
+    client, layer = asyncio.Queue(), asyncio.Queue()
+    seen = []
+
+    async def dispatch(message):
+        if message == "disconnect":
+            layer.put_nowait("late")  # arrives while the disconnect is handled
+            await asyncio.sleep(0)
+            raise StopConsumer
+        seen.append(message)
+
+    client.put_nowait("disconnect")
+    with pytest.raises(StopConsumer):
+        await dispatch_in_turn([source(client), source(layer)], dispatch)
+    await asyncio.sleep(0.01)
+    assert seen == []
+
+
+async def test_an_error_in_a_handler_ends_the_loop_with_it():
+    client = asyncio.Queue()
+    client.put_nowait("boom")
+
+    async def dispatch(message):
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match="boom"):
+        await dispatch_in_turn([source(client)], dispatch)
