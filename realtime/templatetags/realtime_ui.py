@@ -1,20 +1,8 @@
-"""Small template helpers for the realtime pages (names shown as avatars come from ``realtime.fragments``)."""
+"""Small template helpers for the realtime pages (a message's and a memory row's HTML: ``realtime.fragments``)."""
 
 from django import template
 
-from realtime import fragments
-
 register = template.Library()
-
-
-@register.filter
-def avatar_class(name):
-    return fragments.avatar_class(name)
-
-
-@register.filter
-def initial(name):
-    return fragments.initial(name)
 
 
 @register.simple_tag(takes_context=True)
