@@ -81,18 +81,19 @@ def get_messages(
     messages you may see within the filters, all pages together. The server keeps a read
     cursor per agent and session: unread_only=true reads after it, mark_read=true moves it.
     """
-    if mark_read and (thread_id is not None or visibility_filter is not None or offset):
-        # Those pages leave out messages between the ones they return: marking would call those read too.
-        raise OperationError(
-            ErrorCode.INVALID_ARGUMENT, "mark_read marks everything up to the newest seq returned, so it cannot be "
-            "combined with thread_id, visibility_filter or offset", "Read with since_seq (or unread_only) alone to "
-            "mark, or call mark_read(session_id, seq) for what you have read.",
-        )
     if unread_only:
         operations.check_session_id(session_id)
         since_seq = max(since_seq or 0, read_cursors.read_seq(agent.id, session_id))
     filters = {"visibility_filter": visibility_filter, "since_seq": since_seq, "thread_id": thread_id}
     messages, has_more = operations.list_messages(agent, session_id, limit=limit, offset=offset, **filters)
+    if mark_read and (thread_id is not None or visibility_filter is not None or offset):
+        # Those pages leave out messages between the ones they return: marking would call those read too.
+        # Checked after the read, so that a bad argument is named first.
+        raise OperationError(
+            ErrorCode.INVALID_ARGUMENT, "mark_read marks everything up to the newest seq returned, so it cannot be "
+            "combined with thread_id, visibility_filter or offset", "Read with since_seq (or unread_only) alone to "
+            "mark, or call mark_read(session_id, seq) for what you have read.",
+        )
     if mark_read and messages:
         read_cursors.mark(agent.id, session_id, messages[-1].seq)
     return {"success": True, "messages": [message_record(m) for m in messages], "count": len(messages),
