@@ -15,7 +15,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from realtime import conf
 from realtime.broadcast_client import REJECTED, RETRY, SENT, BroadcastClient, Result
-from realtime.envelope import MEMORY_TARGET
 
 WAYS = ("auto", "channel_layer", "http")
 
@@ -60,10 +59,7 @@ class ChannelLayerStrategy:
         from realtime.live import delivery  # what runs in Daphne: loaded only by a process publishing this way
 
         try:
-            if session_id == MEMORY_TARGET:
-                delivered = await delivery.deliver_memory(events)
-            else:
-                delivered = await delivery.deliver(session_id, events)
+            delivered = await delivery.deliver_to(session_id, events)
         except Exception as exc:  # noqa: BLE001 - e.g. Redis unreachable: back off and retry
             return Result(RETRY, f"{type(exc).__name__}: {exc}", "Is the channel layer (CHANNEL_LAYER_URL) reachable?")
         return Result(SENT) if delivered else Result(REJECTED, f"no session {session_id}", "it was deleted")

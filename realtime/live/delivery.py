@@ -20,7 +20,7 @@ import collections
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime.envelope import SESSION_STATE, encode
+from realtime.envelope import MEMORY_TARGET, SESSION_STATE, encode
 from realtime.fragments import page_event
 from realtime.live import dashboard, memory
 from realtime.live.groups import WAKE_GROUP, session_group
@@ -93,6 +93,14 @@ async def deliver_state(session, event):
     layer = get_channel_layer()
     await layer.group_send(session_group(session["id"]), {"type": "session.state", "text": encode(event)})
     await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.state(event))
+
+
+async def deliver_to(target, events):
+    """What the broadcast door and the channel-layer strategy both do with a batch: memory events to
+    ``deliver_memory``, a session's to ``deliver``; False when there is no such session."""
+    if target == MEMORY_TARGET:
+        return await deliver_memory(events)
+    return await deliver(target, events)
 
 
 async def deliver_memory(events):
