@@ -6,6 +6,7 @@ own methods instead of running them. ``test_limits_e2e.py`` checks both limits
 against a real Daphne.
 """
 
+import asyncio
 import sys
 from types import SimpleNamespace
 
@@ -43,7 +44,7 @@ def installed(monkeypatch):
     monkeypatch.setattr(web_request, "gotLength", lambda self, length: None)
     monkeypatch.setattr(web_request, "process", lambda self: calls.append(("process",)))
     monkeypatch.setattr(web_request, "basic_error", lambda self, status, text, body: calls.append(("error", status)))
-    monkeypatch.setattr(server.Server, "create_application", lambda self, protocol, scope: scope)
+    monkeypatch.setattr(server.Server, "create_application", server.Server.create_application)  # restored after
     monkeypatch.setattr(ws_protocol.WebSocketFactory, "protocol", ws_protocol.WebSocketProtocol)
     monkeypatch.setattr(http_protocol, "WebRequest", web_request)
     assert daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY) is True
@@ -94,25 +95,70 @@ def test_a_closing_websocket_gets_no_more_frames(installed, state):
     assert installed.calls == [] and protocol.dropped == []
 
 
-def test_the_scope_of_a_websocket_can_measure_its_unsent_bytes(installed):
+class Server:
+    """What ``create_application`` uses of Daphne's server; ``scopes`` and ``receives``: what the application got."""
+
+    def __init__(self, *protocols):
+        self.connections = {protocol: {} for protocol in protocols}
+        self.scopes, self.receives = [], []
+
+    async def handle_reply(self, protocol, message):
+        pass
+
+    def application(self, scope, receive, send):
+        self.scopes.append(scope)
+        self.receives.append(receive)
+        return asyncio.sleep(0)
+
+
+async def test_the_scope_of_a_websocket_can_measure_its_unsent_bytes(installed):
     protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_OPEN, 123)
-    scope = server.Server.create_application(None, protocol, {"type": "websocket"})
-    measure = scope[daphne_limits.UNSENT_BYTES]
+    daphne = Server(protocol, "an http request")
+    server.Server.create_application(daphne, protocol, {"type": "websocket"})
+    measure = daphne.scopes[0][daphne_limits.UNSENT_BYTES]
     assert measure() == 123
     protocol.state = ws_protocol.WebSocketProtocol.STATE_CLOSING
     assert measure() is None
-    http_scope = server.Server.create_application(None, object(), {"type": "http"})
-    assert daphne_limits.UNSENT_BYTES not in http_scope
+    server.Server.create_application(daphne, "an http request", {"type": "http"})
+    assert daphne_limits.UNSENT_BYTES not in daphne.scopes[1]
+    assert all("application_instance" in connection for connection in daphne.connections.values())
 
 
-def test_the_scope_of_a_websocket_sends_text_frames_once_it_is_accepted(installed):
+async def test_the_scope_of_a_websocket_sends_text_frames_once_it_is_accepted(installed):
     protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_CONNECTING, 0)
-    send_text = server.Server.create_application(None, protocol, {"type": "websocket"})[daphne_limits.SEND_TEXT]
+    daphne = Server(protocol)
+    server.Server.create_application(daphne, protocol, {"type": "websocket"})
+    send_text = daphne.scopes[0][daphne_limits.SEND_TEXT]
     assert send_text("early") is False and installed.calls == []  # the consumer sends it through ASGI instead
     protocol.state = ws_protocol.WebSocketProtocol.STATE_OPEN
     assert send_text("frame") is True and installed.calls == [("sent", "frame")]
     protocol.state = ws_protocol.WebSocketProtocol.STATE_CLOSED
     assert send_text("late") is True and installed.calls == [("sent", "frame")]  # dropped as the limit drops it
+
+
+async def test_the_application_reads_what_the_protocol_puts_in_order(installed):
+    protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_CONNECTING, 0)
+    daphne = Server(protocol)
+    queue = server.Server.create_application(daphne, protocol, {"type": "websocket"})
+    queue.put_nowait({"type": "websocket.connect"})
+    queue.put_nowait({"type": "websocket.receive", "text": "x"})
+    receive = daphne.receives[0]
+    assert [await receive(), await receive()] == [{"type": "websocket.connect"},
+                                                 {"type": "websocket.receive", "text": "x"}]
+
+
+async def test_no_application_is_made_for_a_connection_already_gone(installed):
+    protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_CONNECTING, 0)
+    daphne = Server(protocol)
+
+    def application(scope, receive, send):
+        daphne.connections.clear()  # Daphne forgets a connection that closes while the application is made
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    daphne.application = application
+    assert server.Server.create_application(daphne, protocol, {"type": "websocket"}) is None
 
 
 def test_installing_twice_measures_once(installed):

@@ -23,11 +23,14 @@ call it from your ASGI module. The limits come from ``SCS_WS_MAX_BUFFER`` and
 ``SCS_HTTP_MAX_BODY``.
 """
 
+import asyncio
+import functools
 import logging
 import sys
 
 from realtime import conf
 from realtime.live import wsframes
+from realtime.live.mailbox import Mailbox
 
 logger = logging.getLogger("realtime.limits")
 
@@ -41,6 +44,45 @@ def unsent_bytes(transport):
     return waiting + getattr(transport, "_tempDataLen", 0)
 
 
+def create_application(server, protocol, scope):
+    """Daphne's ``Server.create_application`` with a ``Mailbox`` for the application's input (not an
+    ``asyncio.Queue``: see ``realtime.live.mailbox``) and, for a WebSocket, ``UNSENT_BYTES`` and ``SEND_TEXT``
+    in the scope (which Daphne builds afresh for each connection, so it is extended in place)."""
+    assert "application_instance" not in server.connections[protocol]
+    from daphne import ws_protocol
+
+    if isinstance(protocol, ws_protocol.WebSocketProtocol):
+        scope[UNSENT_BYTES] = functools.partial(unsent_bytes_of, protocol)
+        scope[SEND_TEXT] = functools.partial(send_text_on, protocol)
+    input_queue = Mailbox()
+    scope.setdefault("asgi", {"version": "3.0"})
+    instance = server.application(scope=scope, receive=input_queue.get,
+                                  send=functools.partial(server.handle_reply, protocol))
+    if protocol not in server.connections:
+        return None
+    server.connections[protocol]["application_instance"] = asyncio.ensure_future(instance)
+    return input_queue
+
+
+create_application.scs_limits = True
+
+
+def unsent_bytes_of(protocol):
+    """``scope[UNSENT_BYTES]``: the WebSocket's unsent bytes, None once it is closing or closed."""
+    if protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED) or protocol.transport is None:
+        return None
+    return unsent_bytes(protocol.transport)
+
+
+def send_text_on(protocol, text):
+    """``scope[SEND_TEXT]``: one text frame at once; False before the WebSocket is accepted (that goes through
+    the ASGI ``send``)."""
+    if protocol.state == protocol.STATE_CONNECTING:
+        return False
+    protocol.serverSend(text)
+    return True
+
+
 def install(*, max_unsent=None, max_body=None):
     """Put both limits in place if this process is Daphne; return whether it is."""
     if "daphne.server" not in sys.modules:
@@ -50,6 +92,23 @@ def install(*, max_unsent=None, max_body=None):
     from daphne import http_protocol, server, ws_protocol
 
     class BoundedWebSocketProtocol(ws_protocol.WebSocketProtocol):
+        options_from = None  # the factory whose options the class holds
+
+        def _connectionMade(self):
+            # Autobahn copies its ~30 options from the factory onto every connection it makes, unless the
+            # protocol has them already. Every WebSocket of a Daphne process comes from its one factory,
+            # so the class holds them once: about 1.5 KiB less per connection.
+            cls = type(self)
+            if cls.options_from is None:
+                for name in self.CONFIG_ATTRS:
+                    value = getattr(self.factory, name)  # a function (an accept hook) must stay unbound
+                    setattr(cls, name, staticmethod(value) if callable(value) else value)
+                cls.options_from = self.factory
+            elif cls.options_from is not self.factory:
+                for name in self.CONFIG_ATTRS:
+                    setattr(self, name, getattr(self.factory, name))
+            super()._connectionMade()
+
         def serverSend(self, content, binary=False):
             if self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
                 return  # the client is gone or going: the frame cannot arrive (it resumes by seq)
@@ -86,27 +145,8 @@ def install(*, max_unsent=None, max_body=None):
                 return None
             return super().process()
 
-    create_application = server.Server.create_application
-
-    def create_with_unsent_bytes(self, protocol, scope):
-        if isinstance(protocol, ws_protocol.WebSocketProtocol):
-            def unsent():
-                if protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED) or protocol.transport is None:
-                    return None
-                return unsent_bytes(protocol.transport)
-
-            def send_text(text):
-                if protocol.state == protocol.STATE_CONNECTING:
-                    return False  # not accepted yet: that goes through the ASGI send
-                protocol.serverSend(text)
-                return True
-
-            scope = {**scope, UNSENT_BYTES: unsent, SEND_TEXT: send_text}
-        return create_application(self, protocol, scope)
-
-    if not getattr(create_application, "measures_unsent", False):  # install() may be called twice
-        create_with_unsent_bytes.measures_unsent = True
-        server.Server.create_application = create_with_unsent_bytes
+    if not getattr(server.Server.create_application, "scs_limits", False):  # install() may be called twice
+        server.Server.create_application = create_application
     ws_protocol.WebSocketFactory.protocol = BoundedWebSocketProtocol
     http_protocol.WebRequest = BoundedWebRequest  # HTTPFactory.buildProtocol looks it up per connection
     return True
