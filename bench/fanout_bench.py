@@ -13,8 +13,8 @@ caught up), how long a round's ``add_message`` calls took (p50), last receipt
 p50 / max over rounds, server and client CPU seconds per 1,000 delivered frames,
 Daphne's idle CPU and memory per connection (RSS with everyone connected and
 quiet, less RSS before), and lost / duplicated / out-of-order frames by seq at
-every viewer. ``--deflate`` has clients offer permessage-deflate; the report
-says on how many connections the server accepted it.
+every viewer. ``--deflate`` has clients offer permessage-deflate and the server
+accept it (``SCS_WS_DEFLATE=1``); the report says on how many connections it was.
 ``--profile PREFIX`` records Daphne with py-spy while viewers join (``PREFIX-join.svg``)
 and during the rounds (``PREFIX-rounds.svg``).
 
@@ -184,7 +184,7 @@ def check(reports, expected):
 
 def run(args, folder):
     raise_nofile()  # before Daphne starts: it inherits the limit
-    stack = Stack(folder, SCS_LOG_LEVEL="ERROR").start()
+    stack = Stack(folder, SCS_LOG_LEVEL="ERROR", SCS_WS_DEFLATE="1" if args.deflate else "0").start()
     processes = []
     try:
         sessions = asyncio.run(make_sessions(stack, args.sessions))
@@ -266,8 +266,9 @@ def run(args, folder):
            round(idle_cpu, 2), round((rss_idle - rss_before) / 1024 / max(connected, 1), 1),
            lost, duplicated, disorder]
     print(f"fan-out, one Daphne (in-memory layer), {args.clients} client processes, {args.per_agent} sockets per "
-          f"agent, {args.rounds} rounds, permessage-deflate {'offered' if args.deflate else 'not offered'} by clients, "
-          f"accepted on {deflated} connections")
+          f"agent, {args.rounds} rounds, permessage-deflate "
+          f"{'offered by clients and accepted by the server' if args.deflate else 'off (clients do not offer it)'} "
+          f"(SCS_WS_DEFLATE={int(args.deflate)}), accepted on {deflated} connections")
     print(table(["load", "connected", "connect s", "posts p50 ms", "last p50 ms", "last max ms",
                  "server CPU s/1k frames", "client CPU s/1k frames", "idle CPU", "idle KiB/conn", "lost", "dup",
                  "disorder"], [row]))
@@ -288,7 +289,7 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--pause", type=float, default=0.3, help="seconds between rounds")
-    parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate")
+    parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate, the server accepts")
     parser.add_argument("--connect-timeout", type=float, default=300.0)
     parser.add_argument("--profile", metavar="PREFIX", help="py-spy flame graphs: PREFIX-join.svg, -rounds.svg")
     parser.add_argument("--profile-format", choices=("flamegraph", "raw"), default="flamegraph",

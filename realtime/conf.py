@@ -80,6 +80,10 @@ DEFAULTS = {
     # Under Daphne (realtime.live.daphne_limits): unsent bytes a WebSocket client may leave unread before it is
     # dropped, and the largest HTTP request body accepted.
     "SCS_WS_MAX_BUFFER": 4 * 1024 * 1024,
+    # Under Daphne: accept a WebSocket client's permessage-deflate offer (realtime.live.ws_deflate bounds it to
+    # a 4 KiB window and no server context takeover). Off by default: frames shrink by half or more, but each is
+    # then compressed once per connection, 3.4x Daphne's CPU per frame (``python -m bench fanout --deflate``).
+    "SCS_WS_DEFLATE": False,
     # Open session WebSockets one signed-in user (by username) or one agent id may hold at once, across
     # Daphne processes; the next is refused with 4409. 0: no cap.
     "SCS_MAX_CONNECTIONS_PER_VIEWER": 20,

@@ -11,6 +11,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from autobahn.websocket.compress import PerMessageDeflateOffer
 from daphne import http_protocol, server, ws_protocol
 
 from realtime.live import daphne_limits
@@ -46,6 +47,7 @@ def installed(monkeypatch):
     monkeypatch.setattr(web_request, "basic_error", lambda self, status, text, body: calls.append(("error", status)))
     monkeypatch.setattr(server.Server, "create_application", server.Server.create_application)  # restored after
     monkeypatch.setattr(ws_protocol.WebSocketFactory, "protocol", ws_protocol.WebSocketProtocol)
+    monkeypatch.setattr(server, "WebSocketFactory", ws_protocol.WebSocketFactory)
     monkeypatch.setattr(http_protocol, "WebRequest", web_request)
     assert daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY) is True
     return SimpleNamespace(calls=calls, websocket=ws_protocol.WebSocketFactory.protocol,
@@ -68,7 +70,8 @@ def test_unsent_bytes_counts_the_buffer_past_its_offset_and_the_pending_writes()
 def websocket(protocol_class, state, unsent):
     protocol = protocol_class.__new__(protocol_class)  # no connection: only what serverSend looks at
     protocol.state, protocol.transport = state, Transport(buffered=unsent)
-    protocol._perMessageCompress = object()  # permessage-deflate: frames take Daphne's own way (test_wsframes.py)
+    # permessage-deflate: frames take Daphne's own way (test_wsframes.py), each with a fresh compressor
+    protocol._perMessageCompress = SimpleNamespace(server_no_context_takeover=True, _compressor="after a frame")
     protocol.request = SimpleNamespace(path=b"/ws/session_0123456789abcdef/")
     protocol.dropped = []
     protocol.dropConnection = lambda abort=False: protocol.dropped.append(abort)
@@ -79,6 +82,7 @@ def test_a_websocket_within_the_limit_sends(installed):
     protocol = websocket(installed.websocket, ws_protocol.WebSocketProtocol.STATE_OPEN, MAX_UNSENT)
     protocol.serverSend("frame")
     assert installed.calls == [("sent", "frame")] and protocol.dropped == []
+    assert protocol._perMessageCompress._compressor is None  # not kept while the connection idles
 
 
 def test_a_websocket_whose_client_left_too_much_unread_is_aborted(installed, caplog):
@@ -165,6 +169,16 @@ def test_installing_twice_measures_once(installed):
     wrapped = server.Server.create_application
     daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)
     assert server.Server.create_application is wrapped
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_deflate_is_accepted_by_the_factory_daphne_builds_only_when_on(monkeypatch, installed, deflate):
+    daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY, deflate=deflate)
+    factory = server.WebSocketFactory(None, server="daphne")
+    factory.setProtocolOptions(allowNullOrigin=True)  # as Server.run() does after building it
+    offers = [PerMessageDeflateOffer()]
+    assert (factory.perMessageCompressionAccept(offers) is not None) is deflate
+    assert isinstance(factory, ws_protocol.WebSocketFactory)
 
 
 def request(request_class):

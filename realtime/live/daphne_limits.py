@@ -17,10 +17,14 @@
 - A large request body: Daphne hands the whole body to the application at once,
   in memory, before any view can refuse it. Bodies past ``max_body`` are read
   and thrown away, and answered 413.
+- permessage-deflate, which Daphne never accepts: with ``deflate`` the WebSocket
+  factory Daphne builds accepts a client's offer, bounded per connection as
+  ``realtime.live.ws_deflate`` explains.
 
 ``install()`` does nothing outside a Daphne process (tests, other ASGI servers);
-call it from your ASGI module. The limits come from ``SCS_WS_MAX_BUFFER`` and
-``SCS_HTTP_MAX_BODY``.
+call it from your ASGI module, which Daphne imports before it builds its factories.
+The limits come from ``SCS_WS_MAX_BUFFER`` and ``SCS_HTTP_MAX_BODY``, deflate from
+``SCS_WS_DEFLATE``.
 """
 
 import asyncio
@@ -29,7 +33,7 @@ import logging
 import sys
 
 from realtime import conf
-from realtime.live import wsframes
+from realtime.live import ws_deflate, wsframes
 from realtime.live.mailbox import Mailbox
 
 logger = logging.getLogger("realtime.limits")
@@ -83,12 +87,13 @@ def send_text_on(protocol, text):
     return True
 
 
-def install(*, max_unsent=None, max_body=None):
-    """Put both limits in place if this process is Daphne; return whether it is."""
+def install(*, max_unsent=None, max_body=None, deflate=None):
+    """Put both limits (and permessage-deflate, if on) in place if this process is Daphne; return whether it is."""
     if "daphne.server" not in sys.modules:
         return False
     max_unsent = conf.get("SCS_WS_MAX_BUFFER") if max_unsent is None else max_unsent
     max_body = conf.get("SCS_HTTP_MAX_BODY") if max_body is None else max_body
+    deflate = bool(conf.get("SCS_WS_DEFLATE")) if deflate is None else deflate
     from daphne import http_protocol, server, ws_protocol
 
     class BoundedWebSocketProtocol(ws_protocol.WebSocketProtocol):
@@ -121,6 +126,15 @@ def install(*, max_unsent=None, max_body=None):
                 return
             if binary or self.state != self.STATE_OPEN or not wsframes.send_text(self, content, waiting):
                 super().serverSend(content, binary)
+                ws_deflate.release_compressor(self)
+
+    class DeflateWebSocketFactory(ws_protocol.WebSocketFactory):
+        """Daphne's factory, accepting permessage-deflate offers. ``Server.run()`` sets its own options
+        after building it; ``setProtocolOptions`` changes only the options it is given, so this one stays."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.setProtocolOptions(perMessageCompressionAccept=ws_deflate.accept)
 
     class BoundedWebRequest(http_protocol.WebRequest):
         body_bytes = 0
@@ -148,5 +162,7 @@ def install(*, max_unsent=None, max_body=None):
     if not getattr(server.Server.create_application, "scs_limits", False):  # install() may be called twice
         server.Server.create_application = create_application
     ws_protocol.WebSocketFactory.protocol = BoundedWebSocketProtocol
+    # Server.run() builds its factory from the name daphne.server imported.
+    server.WebSocketFactory = DeflateWebSocketFactory if deflate else ws_protocol.WebSocketFactory
     http_protocol.WebRequest = BoundedWebRequest  # HTTPFactory.buildProtocol looks it up per connection
     return True
