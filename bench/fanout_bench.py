@@ -1,7 +1,16 @@
-"""Fan-out to many WebSocket viewers on one Daphne process: connect, one message to all, idle cost.
+"""Fan-out to many WebSocket viewers on one or several Daphne processes: connect, one message to all, idle cost.
 
 ``python -m bench fanout [--viewers 1000] [--sessions 1] [--per-agent 5] [--clients 4] [--rounds 10] [--pause 0.3]
-[--deflate] [--connect-timeout 300] [--profile PREFIX]``
+[--daphnes 1] [--layer memory|redis] [--redis URL] [--deflate] [--connect-timeout 300] [--profile PREFIX]``
+
+By default one Daphne process on the in-memory channel layer. ``--daphnes N`` runs N
+Daphne processes sharing the Redis channel layer (``--layer redis``, the default past
+one process; ``--layer redis`` with one Daphne is the baseline to compare with), on
+``--redis`` (else ``SCS_BENCH_REDIS_URL``, ``SCS_TEST_REDIS_URL``, redis://127.0.0.1:6379/0)
+under a channel-layer prefix of the run's own, so runs sharing a Redis do not hear each
+other. The database stays SQLite (one file, shared by every process); on Redis the sidecar
+publishes on the layer, so every frame crosses Redis whichever Daphne holds its viewer.
+Viewers are spread evenly over the Daphne processes (viewer n on process n mod N).
 
 Viewers are agents (``--per-agent`` sockets each, so the per-viewer connection cap
 and presence see several connections per viewer), spread over ``--sessions``
@@ -14,19 +23,29 @@ p50 / max over rounds, server and client CPU seconds per 1,000 delivered frames,
 Daphne's idle CPU and memory per connection (RSS with everyone connected and
 quiet, less RSS before), and lost / duplicated / out-of-order frames by seq at
 every viewer. ``--deflate`` has clients offer permessage-deflate and the server
-accept it (``SCS_WS_DEFLATE=1``); the report says on how many connections it was.
+accept it (``SCS_WS_DEFLATE=1``); the report says on how many connections it was. Server figures in that table
+are the sum over the Daphne processes; a second table has them per process (its
+viewers, the frames it delivered, its CPU seconds over the rounds, per 1,000 of its
+own frames and per 1,000 frames of the whole run, idle CPU and KiB per connection),
+their total, and Redis's CPU when it runs on this machine (shared with whatever else
+uses it). Two processes halving the work shows as each one's CPU per 1,000 frames of
+the run being half of one process's.
 ``--profile PREFIX`` records Daphne with py-spy while viewers join (``PREFIX-join.svg``)
-and during the rounds (``PREFIX-rounds.svg``).
+and during the rounds (``PREFIX-rounds.svg``); with several processes, one file each
+(``PREFIX-daphne2-join.svg``, ...).
 
 Exits non-zero when a frame was lost, duplicated or out of order, or a viewer failed to connect.
 """
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import multiprocessing
+import os
 import resource
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,7 +55,7 @@ from pathlib import Path
 
 import websockets
 
-from bench import cpu_seconds, percentile, table
+from bench import cpu_seconds, percentile, redis_pid, table
 from tests.helpers import new_session
 from tests.stack import Stack, rss
 
@@ -57,17 +76,20 @@ def raise_nofile():
 
 
 class Viewer:
-    """One socket: the seqs of the ``new_message`` frames it got, and when it got each."""
+    """One socket: the seqs of the ``new_message`` frames it got, and when it got each.
 
-    def __init__(self, url, token):
-        self.url, self.token = url, token
+    ``origin`` is its Daphne's own (each process allows its own origin by default).
+    """
+
+    def __init__(self, url, token, origin):
+        self.url, self.token, self.origin = url, token, origin
         self.seqs, self.arrived, self.last_frame = [], {}, time.monotonic()
         self.socket = None
         self.caught_up = asyncio.Event()
 
-    async def connect(self, origin, deflate):
+    async def connect(self, deflate):
         self.socket = await websockets.connect(
-            self.url, origin=origin, additional_headers={"Authorization": f"Bearer {self.token}"},
+            self.url, origin=self.origin, additional_headers={"Authorization": f"Bearer {self.token}"},
             open_timeout=None, max_size=None, ping_interval=None, compression="deflate" if deflate else None)
         asyncio.get_running_loop().create_task(self.read())
 
@@ -84,15 +106,15 @@ class Viewer:
                     self.caught_up.set()
 
 
-async def client_main(work, origin, deflate, connect_timeout, pipe):
-    viewers = [Viewer(url, token) for url, token in work]
+async def client_main(work, deflate, connect_timeout, pipe):
+    viewers = [Viewer(url, token, origin) for url, token, origin in work]
     gate = asyncio.Semaphore(IN_FLIGHT)
     failed = []
 
     async def join(viewer):
         async with gate:
             try:
-                await viewer.connect(origin, deflate)
+                await viewer.connect(deflate)
                 await asyncio.wait_for(viewer.caught_up.wait(), connect_timeout)
             except Exception as exc:  # noqa: BLE001 - counted and reported, the others go on
                 failed.append(f"{type(exc).__name__} {exc}"[:200])
@@ -100,7 +122,7 @@ async def client_main(work, origin, deflate, connect_timeout, pipe):
     started = time.monotonic()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*(join(v) for v in viewers)), connect_timeout)
-    pipe.send({"connected": sum(v.caught_up.is_set() for v in viewers), "failed": failed[:3],
+    pipe.send({"connected": collections.Counter(v.url for v in viewers if v.caught_up.is_set()), "failed": failed[:3],
                "deflated": sum(1 for v in viewers if v.socket is not None and v.socket.protocol.extensions),
                "connect_s": time.monotonic() - started})
     loop = asyncio.get_running_loop()
@@ -120,29 +142,70 @@ async def client_main(work, origin, deflate, connect_timeout, pipe):
             return
 
 
-def client_process(work, origin, deflate, connect_timeout, pipe):
+def client_process(work, deflate, connect_timeout, pipe):
     raise_nofile()
-    asyncio.run(client_main(work, origin, deflate, connect_timeout, pipe))
+    asyncio.run(client_main(work, deflate, connect_timeout, pipe))
 
 
 # The run
 
 
-def profiler(args, part, pid):
-    """py-spy recording ``pid`` into ``<prefix>-<part>.svg`` (or ``.txt``, collapsed stacks) until
-    ``stop_profiler``; None without ``--profile``."""
+class Daphne:
+    """One Daphne process of the run: the stack seen through it (its ``ws_url``), its pid, and its figures."""
+
+    def __init__(self, view, pid):
+        self.view, self.pid = view, pid
+        self.connected = self.frames = 0
+        self.rss_before = self.rss_idle = 0
+        self.idle_cpu = self.rounds_cpu = None
+
+    @property
+    def idle_kib(self):
+        """Idle memory the connections cost, KiB in all."""
+        return (self.rss_idle - self.rss_before) / 1024
+
+
+def layer_env(args):
+    """What every process of the stack gets for ``args.layer`` (nothing: the in-memory layer)."""
+    if args.layer == "memory":
+        return {}
+    # A prefix of the run's own: pub/sub channels ignore the database number, and other runs may share this Redis.
+    # The sidecar publishes on the layer, so a frame reaches every Daphne through Redis.
+    return {"CHANNEL_LAYER_URL": args.redis, "CHANNEL_LAYER_PREFIX": f"scs-fanout-{secrets.token_hex(4)}",
+            "SCS_PUBLISH_VIA": "channel_layer"}
+
+
+def start(args, folder):
+    """The stack and its ``args.daphnes`` Daphne processes (the stack's own first); all stopped if one cannot start."""
+    stack = Stack(folder, SCS_LOG_LEVEL="ERROR", SCS_WS_DEFLATE="1" if args.deflate else "0",
+                  **layer_env(args)).start()
+    try:
+        ports = [stack.add_daphne() for _ in range(args.daphnes - 1)]
+    except BaseException:
+        stack.stop()
+        raise
+    more = [Daphne(stack.via(ws_port=port), process.pid) for port, process in zip(ports, stack.more, strict=True)]
+    return stack, [Daphne(stack, stack.daphne.pid), *more]
+
+
+def profilers(args, part, daphnes):
+    """py-spy recording each Daphne into ``<prefix>-<part>.svg`` (``<prefix>-daphne<n>-<part>.svg`` for the
+    second and later; ``.txt``: collapsed stacks) until ``stop_profilers``; none without ``--profile``."""
     if not args.profile:
-        return None
+        return []
     spy = Path(sys.executable).with_name("py-spy")
-    raw = args.profile_format == "raw"
-    return subprocess.Popen([str(spy), "record", "--nonblocking", "-r", "50", "-p", str(pid), "-f", args.profile_format,
-                             "-o", f"{args.profile}-{part}.{'txt' if raw else 'svg'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extension = "txt" if args.profile_format == "raw" else "svg"
+    return [subprocess.Popen([str(spy), "record", "--nonblocking", "-r", "50", "-p", str(daphne.pid),
+                              "-f", args.profile_format,
+                              "-o", f"{args.profile}{f'-daphne{n}' if n > 1 else ''}-{part}.{extension}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for n, daphne in enumerate(daphnes, 1)]
 
 
-def stop_profiler(spy):
-    if spy is not None:
+def stop_profilers(spies):
+    for spy in spies:
         spy.send_signal(signal.SIGINT)
+    for spy in spies:
         spy.wait(timeout=60)
 
 
@@ -182,40 +245,67 @@ def check(reports, expected):
     return frames, lost, duplicated, disorder
 
 
+def cpu_now(pids):
+    """CPU seconds so far of each process; None for an unknown pid (``cpu_seconds(None)`` is this process)."""
+    return [None if pid is None else cpu_seconds(pid) for pid in pids]
+
+
+def cpu_since(before, pids):
+    return [None if was is None else cpu_seconds(pid) - was for pid, was in zip(pids, before, strict=True)]
+
+
+def assign(args, daphnes, sessions, tokens):
+    """url -> Daphne for each viewer's socket, and ``(url, token, origin)`` per viewer: viewer n on Daphne n mod N,
+    each Daphne's viewers spread over the sessions, ``--per-agent`` consecutive viewers sharing an agent's token."""
+    work, owner = [], {}
+    for n in range(args.viewers):
+        daphne = daphnes[n % len(daphnes)]
+        url = daphne.view.ws_url(sessions[(n // len(daphnes)) % len(sessions)])
+        owner[url] = daphne
+        work.append((url, tokens[n // args.per_agent], daphne.view.origin))
+    return work, owner
+
+
 def run(args, folder):
     raise_nofile()  # before Daphne starts: it inherits the limit
-    stack = Stack(folder, SCS_LOG_LEVEL="ERROR", SCS_WS_DEFLATE="1" if args.deflate else "0").start()
+    stack, daphnes = start(args, folder)
+    pids = [daphne.pid for daphne in daphnes]
+    redis = redis_pid(args.redis) if args.layer == "redis" else None
     processes = []
     try:
         sessions = asyncio.run(make_sessions(stack, args.sessions))
-        agents = -(-args.viewers // args.per_agent)
-        tokens = mint_tokens(stack, agents)
-        work = [(stack.ws_url(sessions[n % len(sessions)]), tokens[n // args.per_agent]) for n in range(args.viewers)]
-        daphne = stack.daphne.pid
-        rss_before = rss(daphne)
-        spy = profiler(args, "join", daphne)
+        tokens = mint_tokens(stack, -(-args.viewers // args.per_agent))
+        work, owner = assign(args, daphnes, sessions, tokens)
+        for daphne in daphnes:
+            daphne.rss_before = rss(daphne.pid)
+        spies = profilers(args, "join", daphnes)
         ctx = multiprocessing.get_context("spawn")
         pipes = []
         for c in range(args.clients):
             here, there = ctx.Pipe()
             process = ctx.Process(target=client_process,
-                                  args=(work[c::args.clients], stack.origin, args.deflate, args.connect_timeout, there))
+                                  args=(work[c::args.clients], args.deflate, args.connect_timeout, there))
             process.start()
             processes.append(process)
             pipes.append(here)
         joined = [pipe.recv() for pipe in pipes]
-        stop_profiler(spy)
-        connected = sum(j["connected"] for j in joined)
+        stop_profilers(spies)
+        for url, count in sum((j["connected"] for j in joined), collections.Counter()).items():
+            owner[url].connected += count
+        connected = sum(daphne.connected for daphne in daphnes)
         connect_s = max(j["connect_s"] for j in joined)
         failures = [f for j in joined for f in j["failed"]]
         deflated = sum(j["deflated"] for j in joined)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and time.monotonic() - max(ask(pipes, "quiet")) < QUIET:
             time.sleep(0.25)
-        rss_idle = rss(daphne)
-        idle_from = cpu_seconds(daphne)
+        for daphne in daphnes:
+            daphne.rss_idle = rss(daphne.pid)
+        idle_from, redis_idle_from = cpu_now(pids), cpu_now([redis])
         time.sleep(IDLE)
-        idle_cpu = (cpu_seconds(daphne) - idle_from) / IDLE
+        for daphne, spent in zip(daphnes, cpu_since(idle_from, pids), strict=True):
+            daphne.idle_cpu = spent / IDLE
+        (redis_idle,) = cpu_since(redis_idle_from, [redis])
 
         posted = []  # seconds each round's add_message calls took
 
@@ -233,15 +323,17 @@ def run(args, folder):
                     await asyncio.sleep(args.pause)
             return times
 
-        spy = profiler(args, "rounds", daphne)
-        server_from, clients_from = cpu_seconds(daphne), sum(ask(pipes, "cpu"))
+        spies = profilers(args, "rounds", daphnes)
+        server_from, redis_from, clients_from = cpu_now(pids), cpu_now([redis]), sum(ask(pipes, "cpu"))
         starts = asyncio.run(rounds())
         wait_until = time.monotonic() + ROUND_WAIT
         while sum(ask(pipes, "count")) < connected * args.rounds and time.monotonic() < wait_until:
             time.sleep(0.1)
-        server_cpu = cpu_seconds(daphne) - server_from
+        for daphne, spent in zip(daphnes, cpu_since(server_from, pids), strict=True):
+            daphne.rounds_cpu = spent
+        (redis_cpu,) = cpu_since(redis_from, [redis])
         client_cpu = sum(ask(pipes, "cpu")) - clients_from
-        stop_profiler(spy)
+        stop_profilers(spies)
         reports = [r for part in ask(pipes, "report") for r in part]
         ask(pipes, "stop")
     finally:
@@ -251,50 +343,130 @@ def run(args, folder):
                 process.kill()
         stack.stop()
     # Every session's messages have seqs 1..rounds (sessions are new and only the rounds write to them).
-    expected = {url: set(range(1, args.rounds + 1)) for url, _ in work}
+    expected = {url: set(range(1, args.rounds + 1)) for url, _, _ in work}
     frames, lost, duplicated, disorder = check(reports, expected)
+    for url, seqs, _ in reports:
+        owner[url].frames += len(seqs)
     lasts = []
     for n, started in enumerate(starts):
         arrivals = [arrived[n + 1] for _, _, arrived in reports if n + 1 in arrived]
         if arrivals:
             lasts.append(max(arrivals) - started)
-    per_k = 1000 / frames if frames else None
+    server_cpu = sum(daphne.rounds_cpu for daphne in daphnes)
     row = [f"{args.viewers} viewers / {args.sessions} session(s)", f"{connected}/{args.viewers}",
            round(connect_s, 1), ms(percentile(posted, 0.5)), ms(percentile(lasts, 0.5)),
-           ms(max(lasts) if lasts else None),
-           round(server_cpu * per_k, 3) if per_k else None, round(client_cpu * per_k, 3) if per_k else None,
-           round(idle_cpu, 2), round((rss_idle - rss_before) / 1024 / max(connected, 1), 1),
-           lost, duplicated, disorder]
-    print(f"fan-out, one Daphne (in-memory layer), {args.clients} client processes, {args.per_agent} sockets per "
+           ms(max(lasts) if lasts else None), per_k(server_cpu, frames), per_k(client_cpu, frames),
+           round(sum(daphne.idle_cpu for daphne in daphnes), 2),
+           round(sum(daphne.idle_kib for daphne in daphnes) / max(connected, 1), 1), lost, duplicated, disorder]
+    where = "one Daphne" if args.daphnes == 1 else f"{args.daphnes} Daphne processes"
+    layer = "in-memory layer" if args.layer == "memory" else "Redis layer"
+    print(f"fan-out, {where} ({layer}), {args.clients} client processes, {args.per_agent} sockets per "
           f"agent, {args.rounds} rounds, permessage-deflate "
           f"{'offered by clients and accepted by the server' if args.deflate else 'off (clients do not offer it)'} "
           f"(SCS_WS_DEFLATE={int(args.deflate)}), accepted on {deflated} connections")
     print(table(["load", "connected", "connect s", "posts p50 ms", "last p50 ms", "last max ms",
                  "server CPU s/1k frames", "client CPU s/1k frames", "idle CPU", "idle KiB/conn", "lost", "dup",
                  "disorder"], [row]))
+    print()
+    print(table(["process", "viewers", "frames", "CPU s (rounds)", "CPU s/1k own frames", "CPU s/1k all frames",
+                 "idle CPU", "idle KiB/conn"], per_process(daphnes, frames, redis, redis_cpu, redis_idle)))
     if failures:
         print("connect failures (first few):", *failures, sep="\n  ")
     return 1 if lost or duplicated or disorder or connected < args.viewers else 0
+
+
+def per_process(daphnes, frames, redis, redis_cpu, redis_idle):
+    """The second table's rows: each Daphne, their total, and Redis when its CPU could be read."""
+    rows = [[f"Daphne {n} (:{daphne.view.ws_port})", daphne.connected, daphne.frames, round(daphne.rounds_cpu, 2),
+             per_k(daphne.rounds_cpu, daphne.frames), per_k(daphne.rounds_cpu, frames), round(daphne.idle_cpu, 2),
+             round(daphne.idle_kib / max(daphne.connected, 1), 1)] for n, daphne in enumerate(daphnes, 1)]
+    connected = sum(daphne.connected for daphne in daphnes)
+    cpu = sum(daphne.rounds_cpu for daphne in daphnes)
+    rows.append([f"total, {len(daphnes)} Daphne", connected, frames, round(cpu, 2), per_k(cpu, frames),
+                 per_k(cpu, frames), round(sum(daphne.idle_cpu for daphne in daphnes), 2),
+                 round(sum(daphne.idle_kib for daphne in daphnes) / max(connected, 1), 1)])
+    if redis is not None and redis_cpu is not None:
+        rows.append([f"Redis (pid {redis}, shared)", None, None, round(redis_cpu, 2), None, per_k(redis_cpu, frames),
+                     round(redis_idle / IDLE, 2), None])
+    return rows
+
+
+def per_k(seconds, frames):
+    """CPU seconds per 1,000 frames (None without frames)."""
+    return round(seconds * 1000 / frames, 3) if frames else None
 
 
 def ms(seconds):
     return None if seconds is None else round(seconds * 1000)
 
 
-def main(argv=None):
+def positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def seconds(text):
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text}")
+    return value
+
+
+def redis_problem(url):
+    """Why the Redis at ``url`` cannot carry the run, or None when it answers."""
+    import redis
+
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return "--redis must be a redis://, rediss:// or unix:// URL"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError) as exc:
+        return f"Redis did not answer ({type(exc).__name__}: {exc})"
+    return None
+
+
+def parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench fanout", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--viewers", type=int, default=1000)
-    parser.add_argument("--sessions", type=int, default=1)
-    parser.add_argument("--per-agent", type=int, default=5, help="sockets per agent (within the per-viewer cap)")
-    parser.add_argument("--clients", type=int, default=4, help="client processes")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--pause", type=float, default=0.3, help="seconds between rounds")
+    parser.add_argument("--viewers", type=positive, default=1000)
+    parser.add_argument("--sessions", type=positive, default=1)
+    parser.add_argument("--per-agent", type=positive, default=5, help="sockets per agent (within the per-viewer cap)")
+    parser.add_argument("--clients", type=positive, default=4, help="client processes")
+    parser.add_argument("--rounds", type=positive, default=10)
+    parser.add_argument("--pause", type=seconds, default=0.3, help="seconds between rounds")
+    parser.add_argument("--daphnes", type=positive, default=1, help="Daphne processes, viewers spread evenly over them")
+    parser.add_argument("--layer", choices=("memory", "redis"),
+                        help="channel layer (default: memory with one Daphne, redis with more)")
+    parser.add_argument("--redis", metavar="URL", help="Redis for --layer redis (default: SCS_BENCH_REDIS_URL, "
+                        "SCS_TEST_REDIS_URL, redis://127.0.0.1:6379/0)")
     parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate, the server accepts")
-    parser.add_argument("--connect-timeout", type=float, default=300.0)
-    parser.add_argument("--profile", metavar="PREFIX", help="py-spy flame graphs: PREFIX-join.svg, -rounds.svg")
+    parser.add_argument("--connect-timeout", type=seconds, default=300.0)
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="py-spy flame graphs: PREFIX-join.svg, -rounds.svg (each Daphne)")
     parser.add_argument("--profile-format", choices=("flamegraph", "raw"), default="flamegraph",
                         help="raw: collapsed stacks, one line each")
     args = parser.parse_args(argv)
+    args.layer = args.layer or ("memory" if args.daphnes == 1 else "redis")
+    if args.layer == "memory" and args.daphnes > 1:
+        parser.error("the in-memory layer lives in one process: several Daphne processes need --layer redis")
+    if args.layer == "memory" and args.redis:
+        parser.error("--redis is for --layer redis")
+    if args.viewers < max(args.daphnes, args.clients):
+        parser.error("every Daphne process and every client process needs a viewer: --viewers is too small")
+    args.redis = (args.redis or os.environ.get("SCS_BENCH_REDIS_URL") or os.environ.get("SCS_TEST_REDIS_URL")
+                  or "redis://127.0.0.1:6379/0")
+    if args.layer == "redis" and (problem := redis_problem(args.redis)):
+        parser.error(problem)
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
     with tempfile.TemporaryDirectory(prefix="scs-fanout-") as folder:
         return run(args, folder)
 
