@@ -13,7 +13,7 @@ passes: that is a sidecar opening the wake relay (``realtime.live.wake_relay``),
 browser, since browsers always send ``Origin``; the consumer checks the rest.
 """
 
-from urllib.parse import urlsplit
+from urllib.parse import urlparse, urlsplit
 
 from django.conf import settings
 
@@ -53,16 +53,32 @@ def allowed_origins(scope=None):
 
 
 class ExactOriginValidator:
-    """Channels' ``OriginValidator`` over ``allowed_origins()``, read per connection."""
+    """Channels' ``OriginValidator`` over ``allowed_origins()``, read per connection.
+
+    It hands an allowed connection on and keeps nothing of it (an ASGI application that returns the inner
+    one's coroutine rather than awaiting it in one of its own, as ``OriginValidator`` does): with 10,000
+    connections open, each coroutine held for a connection's life is 3 MiB.
+    """
+
+    _asgi_single_callable = True  # for asgiref: a callable(scope, receive, send), though not a coroutine function
 
     def __init__(self, application):
         self.application = application
 
-    async def __call__(self, scope, receive, send):
+    def __call__(self, scope, receive, send):
         # Imported here: settings.py uses parse_origin while Django is not set up yet.
-        from channels.security.websocket import OriginValidator
+        from channels.security.websocket import OriginValidator, WebsocketDenier
 
+        if scope["type"] != "websocket":
+            raise ValueError(f"ExactOriginValidator guards WebSocket connections only, not {scope['type']!r}")
         headers = dict(scope.get("headers", ()))
-        if b"origin" not in headers and holds_secret(headers.get(b"authorization", b"").decode("latin-1")):
-            return await self.application(scope, receive, send)
-        return await OriginValidator(self.application, allowed_origins(scope))(scope, receive, send)
+        origin = headers.get(b"origin")
+        if origin is None and holds_secret(headers.get(b"authorization", b"").decode("latin-1")):
+            return self.application(scope, receive, send)
+        try:
+            parsed = None if origin is None else urlparse(origin.decode("latin-1"))
+        except ValueError:  # e.g. an unclosed IPv6 bracket: no origin, refused as one
+            parsed = None
+        if OriginValidator(self.application, allowed_origins(scope)).valid_origin(parsed):
+            return self.application(scope, receive, send)
+        return WebsocketDenier()(scope, receive, send)
