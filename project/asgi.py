@@ -8,12 +8,11 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from realtime.live import daphne_limits  # noqa: E402
-from realtime.live.auth import TokenAuthMiddleware  # noqa: E402
+from realtime.live.auth import ViewerAuthMiddleware  # noqa: E402
 from realtime.live.origins import ExactOriginValidator  # noqa: E402
 from realtime.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
@@ -24,6 +23,6 @@ application = ProtocolTypeRouter(
     {
         # The broadcast door is a Channels consumer ahead of Django: see realtime.live.broadcast.
         "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)]),
-        "websocket": ExactOriginValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
+        "websocket": ExactOriginValidator(ViewerAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -5,7 +5,7 @@ when imported (after settings are loaded), not when this module is: the prefix i
 the one in settings at that moment. The pages build their WebSocket URLs from the
 same setting, so set the prefix there rather than nesting these routes under
 another ``URLRouter`` path. Wrap the WebSocket routes in
-``realtime.live.auth.TokenAuthMiddleware`` (agent tokens) and ``AuthMiddlewareStack``.
+``realtime.live.auth.ViewerAuthMiddleware`` (agent tokens, and people by Channels' ``AuthMiddlewareStack``).
 """
 
 import re

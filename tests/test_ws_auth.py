@@ -7,7 +7,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime import routing, tokens
-from realtime.live.auth import TokenAuthMiddleware, handshake_agent
+from realtime.live.auth import TokenAuthMiddleware, ViewerAuthMiddleware, handshake_agent
 
 pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.usefixtures("fresh_channel_layer")]
 
@@ -16,15 +16,15 @@ def token(permissions=("read",), **kwargs):
     return tokens.issue("alice", "claude", list(permissions), **kwargs)[0]
 
 
-async def scope_after_middleware(*headers):
-    """The scope an inner application sees behind TokenAuthMiddleware, for a handshake with ``headers``."""
+async def scope_after_middleware(*headers, middleware=TokenAuthMiddleware):
+    """The scope an inner application sees behind ``middleware``, for a handshake with ``headers``."""
     seen = {}
 
     async def inner(scope, receive, send):
         seen.update(scope)
         await send({"type": "websocket.close", "code": 1000})
 
-    comm = WebsocketCommunicator(TokenAuthMiddleware(inner), "/ws/x/", headers=list(headers))
+    comm = WebsocketCommunicator(middleware(inner), "/ws/x/", headers=list(headers))
     await comm.connect(timeout=3)
     await comm.wait(timeout=3)
     return seen
@@ -82,3 +82,22 @@ async def test_routes_not_wrapped_in_the_middleware_fail_with_a_clear_error(sett
     comm = WebsocketCommunicator(forgot, "/ws/session_0123456789abcdef/", headers=[bearer(f"Bearer {token()}")])
     with pytest.raises(ImproperlyConfigured, match="TokenAuthMiddleware"):
         await comm.connect(timeout=3)
+
+
+async def test_viewer_auth_checks_a_token_and_skips_the_session():
+    scope = await scope_after_middleware(bearer(f"Bearer {token()}"), (b"cookie", b"sessionid=abc"),
+                                         middleware=ViewerAuthMiddleware)
+    assert handshake_agent(scope)[0].agent_id == "alice"
+    assert "user" not in scope and "session" not in scope and "cookies" not in scope  # the token decides alone
+
+
+async def test_viewer_auth_refuses_a_bad_token_even_with_a_session_cookie():
+    scope = await scope_after_middleware(bearer("Bearer not-a-jwt"), (b"cookie", b"sessionid=abc"),
+                                         middleware=ViewerAuthMiddleware)
+    assert handshake_agent(scope) == (None, "TOKEN_INVALID") and "user" not in scope
+
+
+async def test_viewer_auth_gives_a_handshake_without_a_token_the_session_user():
+    scope = await scope_after_middleware((b"cookie", b"sessionid=abc"), middleware=ViewerAuthMiddleware)
+    assert handshake_agent(scope) == (None, None)
+    assert scope["cookies"] == {"sessionid": "abc"} and not scope["user"].is_authenticated

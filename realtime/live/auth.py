@@ -1,4 +1,4 @@
-"""Agent tokens on the WebSocket handshake: ``TokenAuthMiddleware``, beside Channels' ``AuthMiddlewareStack``.
+"""Agent tokens on the WebSocket handshake: ``TokenAuthMiddleware``, and ``ViewerAuthMiddleware`` with people too.
 
 An agent presents its token as ``Authorization: Bearer <token>`` on the handshake.
 The middleware checks it (signature, issuer, expiry, the ``read`` permission) and sets:
@@ -7,15 +7,21 @@ The middleware checks it (signature, issuer, expiry, the ``read`` permission) an
 - ``scope["agent_error"]``: None, or why a presented token was refused (a ``TokenError`` code).
 
 Any Authorization header means the client chose a token: one that fails is final,
-even with a signed-in session cookie. Wrap the WebSocket routes in it::
+even with a signed-in session cookie. Wrap the WebSocket routes in it, and in
+Channels' ``AuthMiddlewareStack`` for people; ``ViewerAuthMiddleware`` does both::
 
-    "websocket": ExactOriginValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))))
+    "websocket": ExactOriginValidator(ViewerAuthMiddleware(URLRouter(websocket_urlpatterns)))
+
+``ViewerAuthMiddleware`` sends a handshake with an Authorization header past
+``AuthMiddlewareStack``: its cookies, session and user would go unused (the token
+decides) yet stay in memory as long as the connection, about 3 KiB each of 10,000.
 
 It reads no database: the consumer registers the connection with ``realtime.live.access``
 first and then checks the token's credential, so a key revoked after that read is
 caught by the next check of open connections.
 """
 
+from channels.auth import AuthMiddlewareStack
 from channels.middleware import BaseMiddleware
 from django.core.exceptions import ImproperlyConfigured
 
@@ -55,12 +61,30 @@ class TokenAuthMiddleware(BaseMiddleware):
         return await self.inner(scope, receive, send)
 
 
+class ViewerAuthMiddleware:
+    """``TokenAuthMiddleware``, behind Channels' ``AuthMiddlewareStack`` only for a handshake without a token.
+
+    It hands the connection on and keeps nothing of it (an ASGI application that returns the inner one's
+    coroutine rather than awaiting it in a coroutine of its own).
+    """
+
+    _asgi_single_callable = True  # for asgiref: a callable(scope, receive, send), though not a coroutine function
+
+    def __init__(self, inner):
+        self.agents = TokenAuthMiddleware(inner)
+        self.people = AuthMiddlewareStack(self.agents)
+
+    def __call__(self, scope, receive, send):
+        application = self.people if bearer_token(scope) is None else self.agents
+        return application(scope, receive, send)
+
+
 def handshake_agent(scope):
     """``(claims, error)`` as ``TokenAuthMiddleware`` left them; a clear error where the routes lack it."""
     if AGENT not in scope:
         raise ImproperlyConfigured(
             "realtime's WebSocket routes must be wrapped in realtime.live.auth.TokenAuthMiddleware, e.g. "
-            '"websocket": ExactOriginValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter('
-            "websocket_urlpatterns)))); see the README, 'Add to an existing Django project'"
+            '"websocket": ExactOriginValidator(ViewerAuthMiddleware(URLRouter(websocket_urlpatterns))); '
+            "see the README, 'Add to an existing Django project'"
         )
     return scope[AGENT], scope[AGENT_ERROR]
