@@ -69,6 +69,8 @@ SCS_WS_FRAME_BURST = env_int("SCS_WS_FRAME_BURST", SCS_DEFAULTS["SCS_WS_FRAME_BU
 SCS_WS_MAX_BUFFER = env_int("SCS_WS_MAX_BUFFER", SCS_DEFAULTS["SCS_WS_MAX_BUFFER"], minimum=1024 * 1024)
 # Under Daphne: WebSocket clients' permessage-deflate offers are accepted.
 SCS_WS_DEFLATE = env_flag("SCS_WS_DEFLATE", SCS_DEFAULTS["SCS_WS_DEFLATE"])
+# Under Daphne: allocations between two young-generation collections; Python's own 700 is the floor.
+SCS_GC_THRESHOLD = env_int("SCS_GC_THRESHOLD", SCS_DEFAULTS["SCS_GC_THRESHOLD"], minimum=700)
 # Failed sign-ins allowed per username and per client address within the window (seconds).
 SCS_SIGNIN_MAX_FAILURES = env_int("SCS_SIGNIN_MAX_FAILURES", SCS_DEFAULTS["SCS_SIGNIN_MAX_FAILURES"], minimum=1)
 SCS_SIGNIN_WINDOW = env_int("SCS_SIGNIN_WINDOW", SCS_DEFAULTS["SCS_SIGNIN_WINDOW"], minimum=1)

@@ -7,6 +7,7 @@ against a real Daphne.
 """
 
 import asyncio
+import gc
 import sys
 from types import SimpleNamespace
 
@@ -49,17 +50,28 @@ def installed(monkeypatch):
     monkeypatch.setattr(ws_protocol.WebSocketFactory, "protocol", ws_protocol.WebSocketProtocol)
     monkeypatch.setattr(server, "WebSocketFactory", ws_protocol.WebSocketFactory)
     monkeypatch.setattr(http_protocol, "WebRequest", web_request)
+    thresholds = gc.get_threshold()
     assert daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY) is True
-    return SimpleNamespace(calls=calls, websocket=ws_protocol.WebSocketFactory.protocol,
-                           request=http_protocol.WebRequest)
+    yield SimpleNamespace(calls=calls, websocket=ws_protocol.WebSocketFactory.protocol,
+                          request=http_protocol.WebRequest)
+    gc.set_threshold(*thresholds)
 
 
 def test_outside_daphne_install_does_nothing(monkeypatch):
     monkeypatch.delitem(sys.modules, "daphne.server", raising=False)
+    thresholds = gc.get_threshold()
     before = (ws_protocol.WebSocketFactory.protocol, http_protocol.WebRequest, server.Server.create_application)
     assert daphne_limits.install() is False
     assert (ws_protocol.WebSocketFactory.protocol, http_protocol.WebRequest,
             server.Server.create_application) == before
+    assert gc.get_threshold() == thresholds
+
+
+def test_under_daphne_the_collector_waits_for_more_allocations(installed, settings):
+    assert gc.get_threshold() == (50_000, daphne_limits.GC_YOUNGER_COLLECTIONS, daphne_limits.GC_OLDER_COLLECTIONS)
+    settings.SCS_GC_THRESHOLD = 2_000
+    daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)
+    assert gc.get_threshold()[0] == 2_000
 
 
 def test_unsent_bytes_counts_the_buffer_past_its_offset_and_the_pending_writes():

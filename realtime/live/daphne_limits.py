@@ -1,4 +1,4 @@
-"""Under Daphne: memory limits per connection that Daphne itself does not set.
+"""Under Daphne: limits and costs per connection that Daphne itself leaves open.
 
 - A WebSocket client that stops reading: Daphne writes every frame a consumer
   sends straight into the connection's Twisted transport, which keeps whatever
@@ -21,14 +21,25 @@
   factory Daphne builds accepts a client's offer, bounded per connection as
   ``realtime.live.ws_deflate`` explains.
 
+- The garbage collector, tuned for many long-lived connections: an idle WebSocket
+  holds ~170 objects the collector tracks, so 10,000 connections make a full
+  collection walk ~1.7 M objects, 1-2 s of stalled loop. With Python's thresholds
+  (700, 10, 10) one ran every ~5 s while viewers joined and during fan-out rounds
+  (38 s of collection in a ``bench fanout --viewers 10000 --sessions 100`` run).
+  ``(SCS_GC_THRESHOLD, 20, 100)`` collects the young generation every 50,000
+  allocations by default and lets Python's own rule (a full collection once
+  long-lived objects grew by a quarter) decide the rest: 4 s of collection in the
+  same run, connect 86 s -> 62 s, CPU per 1,000 frames 0.19 -> 0.13 s.
+
 ``install()`` does nothing outside a Daphne process (tests, other ASGI servers);
 call it from your ASGI module, which Daphne imports before it builds its factories.
 The limits come from ``SCS_WS_MAX_BUFFER`` and ``SCS_HTTP_MAX_BODY``, deflate from
-``SCS_WS_DEFLATE``.
+``SCS_WS_DEFLATE``, the collector's first threshold from ``SCS_GC_THRESHOLD``.
 """
 
 import asyncio
 import functools
+import gc
 import logging
 import sys
 
@@ -37,6 +48,9 @@ from realtime.live import ws_deflate, wsframes
 from realtime.live.mailbox import Mailbox
 
 logger = logging.getLogger("realtime.limits")
+
+GC_YOUNGER_COLLECTIONS = 20  # young collections between two of the middle generation (Python: 10)
+GC_OLDER_COLLECTIONS = 100  # middle-generation collections before a full one is considered (Python: 10)
 
 UNSENT_BYTES = "scs.unsent_bytes"  # scope key: () -> unsent bytes of this WebSocket, or None once it is closing
 SEND_TEXT = "scs.send_text"  # scope key: (text) -> one text frame on this WebSocket; False before it is accepted
@@ -94,6 +108,7 @@ def install(*, max_unsent=None, max_body=None, deflate=None):
     max_unsent = conf.get("SCS_WS_MAX_BUFFER") if max_unsent is None else max_unsent
     max_body = conf.get("SCS_HTTP_MAX_BODY") if max_body is None else max_body
     deflate = bool(conf.get("SCS_WS_DEFLATE")) if deflate is None else deflate
+    gc.set_threshold(conf.get("SCS_GC_THRESHOLD"), GC_YOUNGER_COLLECTIONS, GC_OLDER_COLLECTIONS)
     from daphne import http_protocol, server, ws_protocol
 
     class BoundedWebSocketProtocol(ws_protocol.WebSocketProtocol):
