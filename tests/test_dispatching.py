@@ -65,3 +65,33 @@ async def test_an_error_in_a_handler_ends_the_loop_with_it():
 
     with pytest.raises(ValueError, match="boom"):
         await dispatch_in_turn([source(client)], dispatch)
+
+
+async def test_an_error_in_a_handler_of_another_source_ends_the_loop_with_it():
+    client, layer = asyncio.Queue(), asyncio.Queue()
+    layer.put_nowait("boom")  # from the channel layer, read in a task of its own
+
+    async def dispatch(message):
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match="boom"):
+        await asyncio.wait_for(dispatch_in_turn([source(client), source(layer)], dispatch), 2)
+    assert asyncio.current_task().cancelling() == 0  # the loop's own cancel request was taken back
+
+
+async def test_cancelling_the_loop_stops_every_source():
+    client, layer = asyncio.Queue(), asyncio.Queue()
+    seen = []
+
+    async def dispatch(message):
+        seen.append(message)
+
+    loop_task = asyncio.ensure_future(dispatch_in_turn([source(client), source(layer)], dispatch))
+    await asyncio.sleep(0.01)
+    loop_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop_task
+    layer.put_nowait("late")
+    client.put_nowait("late")
+    await asyncio.sleep(0.01)
+    assert seen == []
