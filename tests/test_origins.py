@@ -1,5 +1,6 @@
 """The default allowed origins are the server's own URLs, on the port each process serves."""
 
+import pytest
 from django.test import override_settings
 
 from realtime.live.origins import allowed_origins
@@ -36,6 +37,7 @@ async def origin_admits(*headers):
     return connected
 
 
+@pytest.mark.django_db  # Channels' denier closes stale database connections, as every consumer does
 @override_settings(SCS_ALLOWED_ORIGINS=["https://scs.example.com"])
 async def test_the_validator_admits_exactly_the_allowed_origins():
     from realtime import conf
