@@ -17,6 +17,7 @@ a session holding only what it may not see never shows up live. The first render
 import collections
 from datetime import datetime
 
+from channels.db import database_sync_to_async
 from django.db.models import Count, Max
 
 from realtime.models import Message
@@ -59,7 +60,8 @@ def _counted_on(known, events):
     return counted
 
 
-async def _read_tally(session_id, upto):
+@database_sync_to_async  # stale connections closed around it: the broadcast door does no other hygiene
+def _read_tally(session_id, upto):
     """The tally of the session's messages with seq up to ``upto``, from the database."""
     rows = (
         Message.objects.filter(session_id=session_id, seq__lte=upto)
@@ -68,7 +70,7 @@ async def _read_tally(session_id, upto):
         .annotate(count=Count("id"), newest=Max("timestamp"))
     )
     return {(row["visibility"], row["sender"], row["sender_type"]): [row["count"], _stamp(row["newest"])]
-            async for row in rows}
+            for row in rows}
 
 
 async def tally(session_id, events):

@@ -18,6 +18,7 @@ message's ``html``, ``realtime.fragments``, for pages).
 import collections
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from realtime.envelope import MEMORY_TARGET, SESSION_STATE, encode
@@ -38,7 +39,7 @@ async def session_info(session_id):
     """
     info = _known.get(session_id)
     if info is None:
-        info = await Session.objects.filter(pk=session_id).values("id", "purpose", "created_by").afirst()
+        info = await _read_session_info(session_id)
         if info is None:
             return None
         _known[session_id] = info
@@ -47,6 +48,11 @@ async def session_info(session_id):
     else:
         _known.move_to_end(session_id)
     return info
+
+
+@database_sync_to_async  # stale connections closed around it: the broadcast door does no other hygiene
+def _read_session_info(session_id):
+    return Session.objects.filter(pk=session_id).values("id", "purpose", "created_by").first()
 
 
 def _page_frames(events):
