@@ -19,7 +19,10 @@ Each round posts one message to every session at once, and the next round starts
 once every viewer has it (then ``--pause``); a round's time is from just before
 the posts to the last viewer's receipt. Reported: connect time (all viewers
 caught up), how long a round's ``add_message`` calls took (p50), last receipt
-p50 / max over rounds, server and client CPU seconds per 1,000 delivered frames,
+p50 / max over rounds, the fan-out alone (p50 over messages of the time from a
+message's stored timestamp to its last viewer's receipt: without the sidecar's
+storing, which with 100 sessions is most of a round), server and client CPU
+seconds per 1,000 delivered frames,
 Daphne's idle CPU and memory per connection (RSS with everyone connected and
 quiet, less RSS before), and lost / duplicated / out-of-order frames by seq at
 every viewer. ``--deflate`` has clients offer permessage-deflate and the server
@@ -44,6 +47,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import resource
 import secrets
 import signal
@@ -51,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import websockets
@@ -84,6 +89,7 @@ class Viewer:
     def __init__(self, url, token, origin):
         self.url, self.token, self.origin = url, token, origin
         self.seqs, self.arrived, self.last_frame = [], {}, time.monotonic()
+        self.after_stored = {}  # seq -> seconds from the message's timestamp (its storing) to its arrival here
         self.socket = None
         self.caught_up = asyncio.Event()
 
@@ -99,9 +105,12 @@ class Viewer:
                 now = time.monotonic()
                 self.last_frame = now
                 if text.startswith('{"type":"new_message"'):
-                    seq = json.loads(text)["seq"]
+                    event = json.loads(text)
+                    seq = event["seq"]
                     self.seqs.append(seq)
                     self.arrived.setdefault(seq, now)
+                    stored = datetime.fromisoformat(event["data"]["timestamp"].replace("Z", "+00:00"))
+                    self.after_stored.setdefault(seq, time.time() - stored.timestamp())
                 elif '"caught_up"' in text[:40]:
                     self.caught_up.set()
 
@@ -135,7 +144,7 @@ async def client_main(work, deflate, connect_timeout, pipe):
         elif command == "cpu":
             pipe.send(cpu_seconds())
         elif command == "report":
-            pipe.send([(v.url, v.seqs, v.arrived) for v in viewers])
+            pipe.send([(v.url, v.seqs, v.arrived, v.after_stored) for v in viewers])
         elif command == "stop":
             await asyncio.gather(*(v.socket.close() for v in viewers if v.socket), return_exceptions=True)
             pipe.send("stopped")
@@ -236,7 +245,7 @@ def ask(pipes, command):
 def check(reports, expected):
     """(frames, lost, duplicated, out_of_order) over every viewer; ``expected``: url -> seqs it must get."""
     frames = lost = duplicated = disorder = 0
-    for url, seqs, _ in reports:
+    for url, seqs, *_ in reports:
         frames += len(seqs)
         want = expected[url]
         duplicated += len(seqs) - len(set(seqs))
@@ -345,17 +354,24 @@ def run(args, folder):
     # Every session's messages have seqs 1..rounds (sessions are new and only the rounds write to them).
     expected = {url: set(range(1, args.rounds + 1)) for url, _, _ in work}
     frames, lost, duplicated, disorder = check(reports, expected)
-    for url, seqs, _ in reports:
+    for url, seqs, *_ in reports:
         owner[url].frames += len(seqs)
     lasts = []
     for n, started in enumerate(starts):
-        arrivals = [arrived[n + 1] for _, _, arrived in reports if n + 1 in arrived]
+        arrivals = [arrived[n + 1] for _, _, arrived, _ in reports if n + 1 in arrived]
         if arrivals:
             lasts.append(max(arrivals) - started)
+    # Each message (a session's seq): from its storing to its last viewer's receipt, the fan-out alone.
+    fan_out = collections.defaultdict(float)
+    for url, _, _, after_stored in reports:
+        session = re.search(r"session_[0-9a-f]{16}", url).group()
+        for seq, delay in after_stored.items():
+            fan_out[session, seq] = max(fan_out[session, seq], delay)
+    stored_last = ms(percentile(list(fan_out.values()), 0.5))
     server_cpu = sum(daphne.rounds_cpu for daphne in daphnes)
     row = [f"{args.viewers} viewers / {args.sessions} session(s)", f"{connected}/{args.viewers}",
            round(connect_s, 1), ms(percentile(posted, 0.5)), ms(percentile(lasts, 0.5)),
-           ms(max(lasts) if lasts else None), per_k(server_cpu, frames), per_k(client_cpu, frames),
+           ms(max(lasts) if lasts else None), stored_last, per_k(server_cpu, frames), per_k(client_cpu, frames),
            round(sum(daphne.idle_cpu for daphne in daphnes), 2),
            round(sum(daphne.idle_kib for daphne in daphnes) / max(connected, 1), 1), lost, duplicated, disorder]
     where = "one Daphne" if args.daphnes == 1 else f"{args.daphnes} Daphne processes"
@@ -365,8 +381,8 @@ def run(args, folder):
           f"{'offered by clients and accepted by the server' if args.deflate else 'off (clients do not offer it)'} "
           f"(SCS_WS_DEFLATE={int(args.deflate)}), accepted on {deflated} connections")
     print(table(["load", "connected", "connect s", "posts p50 ms", "last p50 ms", "last max ms",
-                 "server CPU s/1k frames", "client CPU s/1k frames", "idle CPU", "idle KiB/conn", "lost", "dup",
-                 "disorder"], [row]))
+                 "stored-last p50 ms", "server CPU s/1k frames", "client CPU s/1k frames", "idle CPU",
+                 "idle KiB/conn", "lost", "dup", "disorder"], [row]))
     print()
     print(table(["process", "viewers", "frames", "CPU s (rounds)", "CPU s/1k own frames", "CPU s/1k all frames",
                  "idle CPU", "idle KiB/conn"], per_process(daphnes, frames, redis, redis_cpu, redis_idle)))
