@@ -306,7 +306,8 @@ def main(argv=None):
         if not args.json:
             print(report_soak(results["soak"]), flush=True)
         if args.idle:
-            idle_stack = Stack(os.path.join(folder, "idle"), SCS_LOG_LEVEL="WARNING").start()
+            idle_stack = Stack(os.path.join(folder, "idle"), SCS_LOG_LEVEL="WARNING",
+                               SCS_MAX_CONNECTIONS_PER_VIEWER=0).start()  # one token watches them all
             cleanup.callback(idle_stack.stop)
             results["idle"] = asyncio.run(idle(idle_stack, args.idle))
             if not args.json:
