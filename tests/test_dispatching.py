@@ -95,3 +95,34 @@ async def test_cancelling_the_loop_stops_every_source():
     client.put_nowait("late")
     await asyncio.sleep(0.01)
     assert seen == []
+
+
+async def test_an_error_while_the_client_waits_for_its_turn_still_ends_the_loop_with_it():
+    client, layer = asyncio.Queue(), asyncio.Queue()
+    seen = []
+
+    async def dispatch(message):
+        if message == "boom":
+            client.put_nowait("frame")  # arrives and waits for its turn while this handler runs
+            await asyncio.sleep(0.01)
+            raise ValueError(message)
+        seen.append(message)
+
+    layer.put_nowait("boom")
+    with pytest.raises(ValueError, match="boom"):
+        await asyncio.wait_for(dispatch_in_turn([source(client), source(layer)], dispatch), 2)
+    assert seen == [] and asyncio.current_task().cancelling() == 0
+    await asyncio.sleep(0.01)  # no stray cancel reaches this task later
+
+
+async def test_an_error_in_another_sources_receive_ends_the_loop_with_it():
+    client = asyncio.Queue()
+
+    async def broken():
+        raise ConnectionError("layer gone")
+
+    async def dispatch(message):
+        pass
+
+    with pytest.raises(ConnectionError, match="layer gone"):
+        await asyncio.wait_for(dispatch_in_turn([source(client), broken], dispatch), 2)

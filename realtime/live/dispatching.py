@@ -18,7 +18,8 @@ async def dispatch_in_turn(sources, dispatch):
 
     The first source is read in the calling task, each other one in a task of its own (for a consumer:
     one task besides Daphne's, about 1 KiB less per connection than waiting on both with ``asyncio.wait``).
-    Returns or raises as soon as a dispatch does (e.g. ``StopConsumer``); nothing is dispatched after that.
+    Raises what a dispatch raised (e.g. ``StopConsumer``) or a source's receive, as soon as one does;
+    nothing is dispatched after that.
     """
     turn = asyncio.Lock()
     stopped = False
@@ -37,11 +38,15 @@ async def dispatch_in_turn(sources, dispatch):
                     raise
 
     caller = asyncio.current_task()
-    failed = []
+    leaving = False
 
-    def ended(task):  # a source's task ended: only a dispatch's exception ends it; the caller takes it up
-        if not task.cancelled() and task.exception() is not None:
-            failed.append(task)
+    def failed():
+        """The exception that ended another source's task, if one did."""
+        return next((task.exception() for task in tasks
+                     if task.done() and not task.cancelled() and task.exception() is not None), None)
+
+    def ended(task):  # another source's task ended on an error: the caller stops reading and raises it
+        if not leaving and not task.cancelled() and task.exception() is not None:
             caller.cancel()
 
     first, *others = sources
@@ -49,14 +54,17 @@ async def dispatch_in_turn(sources, dispatch):
     for task in tasks:
         task.add_done_callback(ended)
     try:
-        await pump(first)
+        await pump(first)  # returns only once another source's dispatch stopped the loop
     except asyncio.CancelledError:
-        if not failed:
-            raise
-        caller.uncancel()
-        failed[0].result()  # raises what that dispatch raised
+        if failed() is None:
+            raise  # cancelled from outside
+        caller.uncancel()  # the cancel was ours, to raise what that task raised
     finally:
+        leaving = True
         for task in tasks:
             task.remove_done_callback(ended)
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    error = failed()
+    if error is not None:
+        raise error
