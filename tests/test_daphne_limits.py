@@ -72,6 +72,23 @@ def test_under_daphne_the_collector_waits_for_more_allocations(installed, settin
     settings.SCS_GC_THRESHOLD = 2_000
     daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)
     assert gc.get_threshold()[0] == 2_000
+    settings.SCS_GC_THRESHOLD = 0  # a host project's setting, not checked as ours are: never turns collection off
+    daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)
+    assert gc.get_threshold()[0] == daphne_limits.GC_MIN_THRESHOLD
+
+
+def test_daphne_still_creates_applications_as_our_copy_does():
+    """``daphne_limits.create_application`` repeats Daphne's own with a Mailbox: a Daphne that changed it needs
+    the copy looked at again."""
+    import inspect
+
+    original = inspect.getsource(server)  # the module's text: the method as Daphne wrote it, even once replaced
+    for step in ('assert "application_instance" not in self.connections[protocol]', "input_queue = asyncio.Queue()",
+                 'scope.setdefault("asgi", {"version": "3.0"})', "receive=input_queue.get",
+                 "send=partial(self.handle_reply, protocol)", "if protocol not in self.connections:",
+                 'self.connections[protocol]["application_instance"] = asyncio.ensure_future(',
+                 "return input_queue"):
+        assert step in original, step
 
 
 def test_unsent_bytes_counts_the_buffer_past_its_offset_and_the_pending_writes():

@@ -47,6 +47,8 @@ async def test_the_validator_admits_exactly_the_allowed_origins():
     assert not await origin_admits((b"origin", b"https://scs.example.com:8443"))
     assert not await origin_admits((b"origin", b"http://scs.example.com"))
     assert not await origin_admits((b"origin", b"https://[::1"))  # malformed: refused as no origin
+    assert not await origin_admits((b"origin", b"https://scs.example.com:99999"))
+    assert not await origin_admits((b"origin", b"https://scs.example.com:x"))
     assert not await origin_admits()
     assert await origin_admits(secret)  # a sidecar opening the wake relay
     assert not await origin_admits((b"origin", b"https://evil.example"), secret)  # a browser never passes so

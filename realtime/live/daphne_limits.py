@@ -27,9 +27,11 @@
   (700, 10, 10) one ran every ~5 s while viewers joined and during fan-out rounds
   (38 s of collection in a ``bench fanout --viewers 10000 --sessions 100`` run).
   ``(SCS_GC_THRESHOLD, 20, 100)`` collects the young generation every 50,000
-  allocations by default and lets Python's own rule (a full collection once
-  long-lived objects grew by a quarter) decide the rest: 4 s of collection in the
-  same run, connect 86 s -> 62 s, CPU per 1,000 frames 0.19 -> 0.13 s.
+  allocations by default, the middle one every 20 of those, and considers a full
+  collection every 100 of those, when long-lived objects also grew by a quarter
+  (Python's own rule): 4 s of collection in the same run, connect 86 s -> 62 s,
+  CPU per 1,000 frames 0.19 -> 0.13 s. Garbage waits longer: the soak's Daphne
+  levels about 10 MiB higher.
 
 ``install()`` does nothing outside a Daphne process (tests, other ASGI servers);
 call it from your ASGI module, which Daphne imports before it builds its factories.
@@ -49,6 +51,7 @@ from realtime.live.mailbox import Mailbox
 
 logger = logging.getLogger("realtime.limits")
 
+GC_MIN_THRESHOLD = 700  # Python's default first threshold
 GC_YOUNGER_COLLECTIONS = 20  # young collections between two of the middle generation (Python: 10)
 GC_OLDER_COLLECTIONS = 100  # middle-generation collections before a full one is considered (Python: 10)
 
@@ -63,7 +66,8 @@ def unsent_bytes(transport):
 
 
 def create_application(server, protocol, scope):
-    """Daphne's ``Server.create_application`` with a ``Mailbox`` for the application's input (not an
+    """Daphne's ``Server.create_application`` (as of Daphne 4.1-4.2; ``tests/test_daphne_limits.py`` checks
+    that Daphne's own still does what this repeats) with a ``Mailbox`` for the application's input (not an
     ``asyncio.Queue``: see ``realtime.live.mailbox``) and, for a WebSocket, ``UNSENT_BYTES`` and ``SEND_TEXT``
     in the scope (which Daphne builds afresh for each connection, so it is extended in place)."""
     assert "application_instance" not in server.connections[protocol]
@@ -108,7 +112,8 @@ def install(*, max_unsent=None, max_body=None, deflate=None):
     max_unsent = conf.get("SCS_WS_MAX_BUFFER") if max_unsent is None else max_unsent
     max_body = conf.get("SCS_HTTP_MAX_BODY") if max_body is None else max_body
     deflate = bool(conf.get("SCS_WS_DEFLATE")) if deflate is None else deflate
-    gc.set_threshold(conf.get("SCS_GC_THRESHOLD"), GC_YOUNGER_COLLECTIONS, GC_OLDER_COLLECTIONS)
+    gc.set_threshold(max(GC_MIN_THRESHOLD, int(conf.get("SCS_GC_THRESHOLD"))), GC_YOUNGER_COLLECTIONS,
+                     GC_OLDER_COLLECTIONS)  # never below Python's own: 0 would turn collection off
     from daphne import http_protocol, server, ws_protocol
 
     class BoundedWebSocketProtocol(ws_protocol.WebSocketProtocol):
@@ -117,7 +122,8 @@ def install(*, max_unsent=None, max_body=None, deflate=None):
         def _connectionMade(self):
             # Autobahn copies its ~30 options from the factory onto every connection it makes, unless the
             # protocol has them already. Every WebSocket of a Daphne process comes from its one factory,
-            # so the class holds them once: about 1.5 KiB less per connection.
+            # so the class holds them once: about 1.5 KiB less per connection. They are read at the first
+            # connection: Daphne sets its factory's options before it listens and never after.
             cls = type(self)
             if cls.options_from is None:
                 for name in self.CONFIG_ATTRS:

@@ -77,8 +77,9 @@ class ExactOriginValidator:
             return self.application(scope, receive, send)
         try:
             parsed = None if origin is None else urlparse(origin.decode("latin-1"))
-        except ValueError:  # e.g. an unclosed IPv6 bracket: no origin, refused as one
-            parsed = None
-        if OriginValidator(self.application, allowed_origins(scope)).valid_origin(parsed):
+            allowed = OriginValidator(self.application, allowed_origins(scope)).valid_origin(parsed)
+        except ValueError:  # an unclosed IPv6 bracket, a port out of range: refused like no origin
+            allowed = False
+        if allowed:
             return self.application(scope, receive, send)
         return WebsocketDenier()(scope, receive, send)
