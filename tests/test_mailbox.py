@@ -1,6 +1,7 @@
 """``realtime.live.mailbox.Mailbox``: ``asyncio.Queue``'s behaviour for what a connection uses of it."""
 
 import asyncio
+import threading
 
 import pytest
 
@@ -78,7 +79,37 @@ def test_an_idle_mailbox_is_far_smaller_than_an_asyncio_queue():
     import sys
 
     def size(queue):  # the object, its attribute dict if any, and what its attributes hold
-        held = vars(queue) if hasattr(queue, "__dict__") else {}
-        return sys.getsizeof(queue) + sys.getsizeof(held) + sum(sys.getsizeof(value) for value in held.values())
+        names = getattr(queue, "__slots__", None) or list(vars(queue))
+        held = [getattr(queue, name) for name in names]
+        return (sys.getsizeof(queue) + sys.getsizeof(getattr(queue, "__dict__", None) or {})
+                + sum(sys.getsizeof(value) for value in held))
 
     assert size(Mailbox()) * 10 < size(asyncio.Queue())
+
+
+async def test_a_mailbox_bound_to_another_loop_says_so():
+    box = Mailbox()
+    assert not box.bound_elsewhere()  # never waited on: usable anywhere
+    getter = asyncio.ensure_future(box.get())
+    await asyncio.sleep(0)
+    box.put_nowait(1)
+    await getter
+    assert not box.bound_elsewhere()  # waited on here
+
+    def read_on_a_loop_of_its_own():
+        other = Mailbox()
+
+        async def wait_then_get():
+            getter = asyncio.ensure_future(other.get())  # waits: that binds the mailbox to this loop
+            await asyncio.sleep(0)
+            other.put_nowait(1)
+            await getter
+
+        asyncio.run(wait_then_get())
+        return other
+
+    made = []
+    thread = threading.Thread(target=lambda: made.append(read_on_a_loop_of_its_own()))
+    thread.start()
+    thread.join()
+    assert made[0].bound_elsewhere()

@@ -6,10 +6,11 @@ member, and builds a new queue for a channel after each message it delivers: a
 message to 1,000 viewers costs O(viewers²) work. This layer sweeps at most once
 a second (and then also forgets idle channels), copies a group message once
 (consumers treat messages as read-only), puts it straight on each member's
-queue, and keeps a channel's queue while its consumer lives, a ``realtime.live.mailbox.Mailbox`` rather than an
-``asyncio.Queue`` (a fifth of its memory). Its semantics are otherwise the stock
-layer's: bounded per-channel capacity (a full queue drops the message for that
-member, who recovers it by seq), expiry, groups.
+queue, and keeps a channel's queue while its consumer lives: a
+``realtime.live.mailbox.Mailbox`` rather than an ``asyncio.Queue`` (a fifth of
+its memory). Its semantics are otherwise the stock layer's: bounded per-channel
+capacity (a full queue drops the message for that member, who recovers it by
+seq), expiry, groups.
 """
 
 import asyncio
@@ -33,7 +34,7 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
     def _queue(self, channel):
         queue = self.channels.get(channel)
         # A queue kept from another event loop (sync code calling async_to_sync) cannot be awaited here.
-        if queue is None or queue._loop not in (None, asyncio.get_running_loop()):
+        if queue is None or queue.bound_elsewhere():
             queue = self.channels[channel] = Mailbox(maxsize=self.get_capacity(channel))
         return queue
 

@@ -34,6 +34,10 @@ class Mailbox:
     def full(self):
         return 0 < self.maxsize <= self.qsize()
 
+    def bound_elsewhere(self):
+        """True when a ``get`` ran on an event loop other than the running one (it could not be awaited here)."""
+        return self._loop is not None and self._loop is not asyncio.get_running_loop()
+
     def waited_on(self):
         """True while a ``get`` waits for an item."""
         return self._getters is not None
