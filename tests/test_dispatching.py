@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from channels.exceptions import StopConsumer
 
-from realtime.live.dispatching import dispatch_in_turn
+from realtime.live.dispatching import LayerEventsDirectly, dispatch_directly, dispatch_in_turn
 
 
 def source(queue):
@@ -126,3 +126,48 @@ async def test_an_error_in_another_sources_receive_ends_the_loop_with_it():
 
     with pytest.raises(ConnectionError, match="layer gone"):
         await asyncio.wait_for(dispatch_in_turn([source(client), broken], dispatch), 2)
+
+
+class Recorder:
+    def __init__(self):
+        self.handled = []
+
+    async def wake_events(self, message):
+        self.handled.append(message)
+
+
+class ChannelsDispatch:
+    """Stands for Channels' ``AsyncConsumer.dispatch``: notes that the database hop would have run."""
+
+    hops = 0
+
+    async def dispatch(self, message):
+        ChannelsDispatch.hops += 1
+
+
+class LayerConsumer(LayerEventsDirectly, ChannelsDispatch, Recorder):
+    pass
+
+
+async def test_layer_events_skip_channels_dispatch_and_client_events_take_it():
+    consumer = LayerConsumer()
+    ChannelsDispatch.hops = 0
+    await consumer.dispatch({"type": "wake.events", "events": [1]})
+    assert consumer.handled == [{"type": "wake.events", "events": [1]}]
+    assert ChannelsDispatch.hops == 0
+    await consumer.dispatch({"type": "websocket.receive", "text": "x"})
+    assert ChannelsDispatch.hops == 1
+    assert len(consumer.handled) == 1
+
+
+async def test_a_layer_event_without_a_handler_is_an_error():
+    with pytest.raises(ValueError, match="no.such"):
+        await dispatch_directly(Recorder(), {"type": "no.such"})
+
+
+async def test_the_wake_relay_and_live_consumers_take_layer_events_directly():
+    from realtime.live.consumers import LiveConsumer
+    from realtime.live.wake_relay import WakeRelayConsumer
+
+    assert issubclass(WakeRelayConsumer, LayerEventsDirectly)
+    assert issubclass(LiveConsumer, LayerEventsDirectly)

@@ -20,12 +20,12 @@ import json
 import logging
 from dataclasses import dataclass
 
-from channels.consumer import get_handler_name
 from channels.generic.http import AsyncHttpConsumer
 
 from realtime import conf
 from realtime.envelope import MEMORY_TARGET, encode, validate_event, validate_memory_event
 from realtime.live import delivery
+from realtime.live.dispatching import dispatch_directly
 from realtime.models import is_session_id
 from realtime.shared_secret import bearer, holds_secret
 
@@ -138,10 +138,7 @@ class BroadcastConsumer(AsyncHttpConsumer):
     """
 
     async def dispatch(self, message):
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
+        await dispatch_directly(self, message)
 
     async def handle(self, body):
         if self.scope["method"] != "POST":

@@ -37,7 +37,6 @@ import logging
 import time
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -58,7 +57,7 @@ from realtime.live.closecodes import (
 )
 from realtime.live.daphne_limits import SEND_TEXT, UNSENT_BYTES
 from realtime.live.dashboard import DASHBOARD_GROUP, state_frame, summary_frame
-from realtime.live.dispatching import dispatch_in_turn
+from realtime.live.dispatching import LayerEventsDirectly, dispatch_in_turn
 from realtime.live.groups import session_group, user_group
 from realtime.live.memory import joins_memory, memory_group
 from realtime.live.presence import PresenceMixin
@@ -85,7 +84,7 @@ def parse_since(value):
     return None
 
 
-class LiveConsumer(AsyncJsonWebsocketConsumer):
+class LiveConsumer(LayerEventsDirectly, AsyncJsonWebsocketConsumer):
     """A consumer fed by the channel layer at fan-out rates, following its user's account.
 
     Frames are JSON both ways, decoded in ``receive`` and encoded in ``encode_json``;
@@ -111,15 +110,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.base_send = send
         with contextlib.suppress(StopConsumer):
             await dispatch_in_turn(sources, self.dispatch)
-
-    async def dispatch(self, message):
-        if message["type"].startswith("websocket."):
-            await super().dispatch(message)
-            return
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
 
     user_group = None
     revoked = False  # rights changed: nothing more is sent, the connection is closing

@@ -8,9 +8,35 @@ other one in a task kept for the consumer's life, and hands messages to ``dispat
 one at a time, in arrival order per source, as Channels does (``python -m bench fanout``
 measures the difference). Channels offers no hook for the loop; ``LiveConsumer.__call__``
 is Channels' own, with this loop in it.
+
+``dispatch_directly`` is Channels' ``AsyncConsumer.dispatch`` without its hop to the
+database thread before every handler (``close_old_connections``), for messages whose
+handlers read no database or read it through ``database_sync_to_async``, which closes
+stale connections around itself.
 """
 
 import asyncio
+
+from channels.consumer import get_handler_name
+
+
+async def dispatch_directly(consumer, message):
+    """Call ``consumer``'s handler for ``message`` as Channels does, minus the database hop."""
+    handler = getattr(consumer, get_handler_name(message), None)
+    if handler is None:
+        raise ValueError(f"No handler for message type {message['type']}")
+    await handler(message)
+
+
+class LayerEventsDirectly:
+    """A consumer mixin: the client's events (``websocket.*``) through Channels' ``dispatch``, with its
+    database hygiene; the channel layer's events straight to their handlers (``dispatch_directly``)."""
+
+    async def dispatch(self, message):
+        if message["type"].startswith("websocket."):
+            await super().dispatch(message)
+        else:
+            await dispatch_directly(self, message)
 
 
 async def dispatch_in_turn(sources, dispatch):

@@ -6,6 +6,10 @@ requests do: ``Authorization: Bearer <SCS_BROADCAST_SECRET>``, from an address i
 ``SCS_BROADCAST_ALLOWED_IPS``, not through a proxy; anything else is refused (HTTP 403).
 The consumer joins the wake group and sends each batch ``deliver`` hands it as one compact
 frame, ``{"type": "events", "events": [...]}`` (the envelopes, whole). The client sends nothing.
+
+Every session's batch passes through here, so the layer's ``wake.events`` skip Channels'
+hop to the database thread before each handler (``LayerEventsDirectly``): at 1,000 viewers
+over 100 sessions that hop was 8 % of Daphne's CPU in the rounds.
 """
 
 import logging
@@ -14,13 +18,14 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from realtime.envelope import encode
 from realtime.live.broadcast import check_client, check_secret, through_proxy
+from realtime.live.dispatching import LayerEventsDirectly
 from realtime.live.groups import WAKE_GROUP
 from realtime.publisher import start_in_daphne
 
 logger = logging.getLogger(__name__)
 
 
-class WakeRelayConsumer(AsyncWebsocketConsumer):
+class WakeRelayConsumer(LayerEventsDirectly, AsyncWebsocketConsumer):
     joined = False
 
     async def connect(self):
