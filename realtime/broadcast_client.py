@@ -1,8 +1,9 @@
-"""The client side of Daphne's broadcast door: ``POST <SCS_BROADCAST_URL>/broadcast/<session_id>``.
+"""The client side of Daphne's broadcast door: ``POST <SCS_BROADCAST_URL>/broadcast/<session_id>``,
+and ``POST <SCS_BROADCAST_URL>/broadcast/`` for several sessions at once.
 
 Everything about that protocol lives here, for both callers: the publisher's
-queued sender (``send``, async, one attempt per call: the sender backs off and
-calls again) and host code with no publisher loop (``send_sync``: a shell, a
+queued sender (``send_many``, async, one attempt per call: the sender backs off and
+calls again for what failed) and host code with no publisher loop (``send_sync``: a shell, a
 Celery worker; it tries each listed Daphne in turn, then gives up and logs).
 
 - ``SCS_BROADCAST_URL`` may list several Daphne processes, comma-separated. Any
@@ -11,8 +12,10 @@ Celery worker; it tries each listed Daphne in turn, then gives up and logs).
 - Re-sending is always safe: viewers drop any seq they already have. So a POST
   is retried on connection errors and on ``RETRYABLE_STATUS``; any other status
   means Daphne refused the events for good, and ``hint`` says what to check.
-- A batch whose body would exceed ``MAX_BODY_BYTES`` goes as several requests,
-  older events first.
+- A batch whose body would exceed ``MAX_BODY_BYTES`` (or ``MAX_EVENTS`` events) goes as
+  several requests, older events first.
+- ``send_many`` answers per target: Daphne refuses a session it does not hold on its own
+  (``REJECTED``), and delivers the other targets of the same request.
 """
 
 import dataclasses
@@ -23,6 +26,7 @@ import httpx
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Django reads request bodies of at most DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default) and answers 413 above.
 MAX_BODY_BYTES = 1024 * 1024
+MAX_EVENTS = 1000  # events the door takes in one request
 SENT, RETRY, REJECTED = "sent", "retry", "rejected"
 
 
@@ -66,6 +70,30 @@ def bodies(events):
     return bodies(events[:half]) + bodies(events[half:])
 
 
+def batch_bodies(batches):
+    """``[(target, events), ...]`` as ``[(body, targets), ...]`` for ``POST /broadcast/``: each body at most
+    ``MAX_BODY_BYTES`` and ``MAX_EVENTS`` events (unless one event is larger), a target's older events first."""
+    count = sum(len(events) for _, events in batches)
+    body = json.dumps({"batches": [{"target": target, "events": events} for target, events in batches]},
+                      separators=(",", ":")).encode()
+    if (len(body) <= MAX_BODY_BYTES and count <= MAX_EVENTS) or count == 1:
+        return [(body, [target for target, _ in batches])]
+    if len(batches) == 1:
+        (target, events), half = batches[0], len(batches[0][1]) // 2
+        return batch_bodies([(target, events[:half])]) + batch_bodies([(target, events[half:])])
+    half = len(batches) // 2
+    return batch_bodies(batches[:half]) + batch_bodies(batches[half:])
+
+
+def refused_targets(response):
+    """target -> what Daphne said of it, for the targets a 202 answer to ``POST /broadcast/`` lists as refused."""
+    try:
+        refused = response.json().get("refused") or []
+        return {item["target"]: f"{item.get('code', '')}: {item.get('error', '')}" for item in refused}
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return {}
+
+
 class BroadcastClient:
     """One keep-alive connection pool per process to the Daphne processes in ``base_url``."""
 
@@ -81,20 +109,33 @@ class BroadcastClient:
         return {"timeout": httpx.Timeout(self.timeout, connect=min(self.timeout, 1.0)), "headers": self._headers,
                 "limits": httpx.Limits(max_connections=4, max_keepalive_connections=4)}
 
-    async def send(self, session_id, events):
-        """One attempt to hand ``events`` of one session to the current Daphne; on failure, move to the next."""
+    async def send_many(self, batches):
+        """One attempt to hand ``[(target, events), ...]`` to the current Daphne in one request (more when large);
+        a Result per batch, in order. What follows a failed request is not tried and fails with it."""
         if self._async is None:
             self._async = httpx.AsyncClient(**self._options())
-        url = f"{self.target}/broadcast/{session_id}"
-        for body in bodies(events):
+        url = f"{self.target}/broadcast/"
+        results = {}
+        requests = batch_bodies(batches)
+        for n, (body, targets) in enumerate(requests):
             try:
                 response = await self._async.post(url, content=body)
             except httpx.HTTPError as exc:
-                return self._unreachable(url, exc)
-            result = self._answered(url, response)
-            if result.outcome != SENT:
-                return result
-        return Result(SENT)
+                failure = self._unreachable(url, exc)
+            else:
+                failure = self._answered(url, response)
+            if failure.outcome != SENT:
+                for _, later in requests[n:]:
+                    results.update(dict.fromkeys(later, failure))
+                break
+            refused = refused_targets(response)
+            for target in targets:
+                if target in refused:
+                    results[target] = Result(REJECTED, f"{refused[target]} (from {url})",
+                                             hint(404, "SESSION_NOT_FOUND"))
+                else:
+                    results.setdefault(target, Result(SENT))
+        return [results[target] for target, _ in batches]
 
     def send_sync(self, session_id, events):
         """Hand ``events`` to the first listed Daphne that accepts them (each tried once); the last failure."""

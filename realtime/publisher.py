@@ -12,7 +12,8 @@ change of state (closed, reopened, renamed) leaves the same way (``state_changed
 Where a publisher loop runs (the sidecar's lifespan; Daphne once a WebSocket
 connected), ``publish`` only appends to a bounded queue, from any thread, so
 storing never waits for the broadcast. One task sends what is waiting, in order
-per session, batched, backing off while the strategy fails; when the queue
+per session, batched (every session waiting in one attempt: one request through the
+broadcast door), backing off while the strategy fails; when the queue
 overflows the oldest events are dropped, counted and logged (rate-limited).
 Elsewhere (a shell, a Celery worker) ``publish`` sends at once, synchronously.
 
@@ -190,31 +191,40 @@ class Publisher:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 self.inflight = self._take_batch()
-            session_id, events = self.inflight[0]
             try:
-                result = await self.strategy.send(session_id, events)
+                results = await self.strategy.send_many(self.inflight)
             except Exception as exc:  # noqa: BLE001 - e.g. a malformed SCS_BROADCAST_URL: keep the task alive
-                result = Result(RETRY, f"{type(exc).__name__}: {exc}", "check SCS_BROADCAST_URL")
-            if result.outcome == RETRY:
+                failure = Result(RETRY, f"{type(exc).__name__}: {exc}", "check SCS_BROADCAST_URL")
+                results = [failure] * len(self.inflight)
+            retry = [batch for batch, result in zip(self.inflight, results, strict=True) if result.outcome == RETRY]
+            for batch, result in zip(self.inflight, results, strict=True):
+                self._settled(*batch, result)
+            self.inflight = retry
+            if retry:
+                failure = next(result for result in results if result.outcome == RETRY)
                 self.counters["failed_attempts"] += 1
-                self.counters["retried"] += len(events)
-                self.last_error = result.error
-                self._warn("cannot publish (%s); retrying. %s", result.error, result.hint)
+                self.last_error = failure.error
+                self._warn("cannot publish (%s); retrying. %s", failure.error, failure.hint)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
-                continue
-            delay = self.backoff_start
-            self.inflight.pop(0)
-            if result.outcome == SENT:
-                self.counters["sent"] += len(events)
-                self.counters["batches"] += 1
-                newest = max((event["seq"] for event in events if "seq" in event), default=0)
-                if newest:  # messages were sent (not only state or memory changes)
-                    self._marks[session_id] = max(newest, self._marks.get(session_id, 0))
             else:
-                self.counters["rejected"] += len(events)
-                self.last_error = result.error
-                logger.error("%d event(s) of %s refused: %s (%s)", len(events), session_id, result.error, result.hint)
+                delay = self.backoff_start
+
+    def _settled(self, session_id, events, result):
+        """Count what one attempt did with one target's ``events`` (a session's, or memory events); note the
+        messages' marks once sent."""
+        if result.outcome == RETRY:
+            self.counters["retried"] += len(events)
+        elif result.outcome == SENT:
+            self.counters["sent"] += len(events)
+            self.counters["batches"] += 1
+            newest = max((event["seq"] for event in events if "seq" in event), default=0)
+            if newest:  # messages were sent (not only state or memory changes)
+                self._marks[session_id] = max(newest, self._marks.get(session_id, 0))
+        else:
+            self.counters["rejected"] += len(events)
+            self.last_error = result.error
+            logger.error("%d event(s) of %s refused: %s (%s)", len(events), session_id, result.error, result.hint)
 
     # Marks and sweeps (database work in a worker thread, off the loop)
 

@@ -35,7 +35,7 @@ def websocket_routes():
 
 
 def http_routes():
-    """HTTP routes served by Channels ahead of Django: the broadcast door.
+    """HTTP routes served by Channels ahead of Django: the broadcast door (one target, and several).
 
     Route them before the Django app, e.g. ``"http": URLRouter([*http_urlpatterns,
     re_path(r"", django_asgi_app)])``. Where they are not routed, the same door
@@ -43,7 +43,8 @@ def http_routes():
     """
     from realtime.live.broadcast import BroadcastConsumer
 
-    return [re_path(_root() + r"broadcast/(?P<session_id>[^/]{1,64})$", BroadcastConsumer.as_asgi())]
+    return [re_path(_root() + r"broadcast/(?P<session_id>[^/]{1,64})$", BroadcastConsumer.as_asgi()),
+            re_path(_root() + r"broadcast/$", BroadcastConsumer.as_asgi())]
 
 
 def __getattr__(name):

@@ -6,8 +6,9 @@
 - ``auto`` (default): ``channel_layer`` when the layer is shared between
   processes (Redis), else ``http``.
 
-Each strategy has ``send`` (async, one attempt) and ``send_sync`` (for a process
-with no publisher loop), both answering a ``broadcast_client.Result``.
+Each strategy has ``send_many`` (async, one attempt for several targets' batches, a
+``broadcast_client.Result`` each), ``send`` (the same for one batch) and ``send_sync``
+(for a process with no publisher loop).
 """
 
 from asgiref.sync import async_to_sync
@@ -31,7 +32,36 @@ def publish_via():
     return "http" if default_is_process_local() else "channel_layer"
 
 
-class HttpStrategy:
+class Strategy:
+    """A subclass implements ``send`` or ``send_many`` (each is the other's default), and ``send_sync``."""
+
+    via = target = ""
+
+    async def send(self, target, events):
+        """One attempt to hand over one target's ``events``: a Result."""
+        (result,) = await self.send_many([(target, events)])
+        return result
+
+    async def send_many(self, batches):
+        """One attempt to hand over ``[(target, events), ...]``: a Result per batch, in order.
+
+        By default one ``send`` per batch in turn; after a failure to retry, the rest fail with it untried.
+        """
+        results = []
+        for target, events in batches:
+            if results and results[-1].outcome == RETRY:
+                results.append(results[-1])
+            else:
+                results.append(await self.send(target, events))
+        return results
+
+    async def close(self):
+        pass
+
+
+class HttpStrategy(Strategy):
+    """Several targets' batches in one request (``POST /broadcast/``); ``send_sync`` one target's."""
+
     via = "http"
 
     def __init__(self, client=None):
@@ -41,8 +71,8 @@ class HttpStrategy:
     def target(self):
         return self.client.target
 
-    async def send(self, session_id, events):
-        return await self.client.send(session_id, events)
+    async def send_many(self, batches):
+        return await self.client.send_many(batches)
 
     def send_sync(self, session_id, events):
         return self.client.send_sync(session_id, events)
@@ -51,24 +81,24 @@ class HttpStrategy:
         await self.client.aclose()
 
 
-class ChannelLayerStrategy:
+class ChannelLayerStrategy(Strategy):
     via = "channel_layer"
     target = "channel_layer"
 
-    async def send(self, session_id, events):
+    async def send_many(self, batches):
         from realtime.live import delivery  # what runs in Daphne: loaded only by a process publishing this way
 
         try:
-            delivered = await delivery.deliver_to(session_id, events)
+            missing = await delivery.deliver_many(batches)
         except Exception as exc:  # noqa: BLE001 - e.g. Redis unreachable: back off and retry
-            return Result(RETRY, f"{type(exc).__name__}: {exc}", "Is the channel layer (CHANNEL_LAYER_URL) reachable?")
-        return Result(SENT) if delivered else Result(REJECTED, f"no session {session_id}", "it was deleted")
+            failure = Result(RETRY, f"{type(exc).__name__}: {exc}",
+                             "Is the channel layer (CHANNEL_LAYER_URL) reachable?")
+            return [failure] * len(batches)
+        return [Result(REJECTED, f"no session {target}", "it was deleted") if target in missing else Result(SENT)
+                for target, _ in batches]
 
     def send_sync(self, session_id, events):
         return async_to_sync(self.send)(session_id, events)
-
-    async def close(self):
-        pass
 
 
 def strategy_for(via):

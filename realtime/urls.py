@@ -16,5 +16,6 @@ urlpatterns = [
     path("sessions/<str:session_id>/export.<str:fmt>", pages.session_export, name="session_export"),
     path("memory/", pages.memory, name="memory"),
     path("broadcast/<str:session_id>", broadcast.broadcast, name="broadcast"),
+    path("broadcast/", broadcast.broadcast_many, name="broadcast-many"),
     path("health", health.health, name="health"),
 ]

@@ -180,12 +180,15 @@ async def test_large_backlog_after_a_hang_reaches_the_connected_viewer(daphne_ba
 
 
 class RecordingDaphne(BaseHTTPRequestHandler):
-    """Answers every broadcast 202 and notes each body's size and seqs in ``server.posted``."""
+    """Answers every broadcast to several targets 202 and notes each body's size and (target, seq) pairs in
+    ``server.posted``."""
 
     def do_POST(self):
         content = self.rfile.read(int(self.headers["Content-Length"]))
         body = json.loads(content)
-        self.server.posted.append((len(content), [e["seq"] for e in body.get("events", [body])]))
+        assert self.path == "/broadcast/", self.path
+        self.server.posted.append((len(content), [(batch["target"], event["seq"]) for batch in body["batches"]
+                                                  for event in batch["events"]]))
         answer = b'{"success": true}'
         self.send_response(202)
         self.send_header("Content-Type", "application/json")
@@ -212,17 +215,20 @@ def recording_daphne():
 async def test_bridge_splits_a_batch_too_big_for_one_request_and_keeps_order(recording_daphne):
     host, port = recording_daphne.server_address
     bridge = Publisher(HttpStrategy(BroadcastClient(f"http://{host}:{port}", "secret")), mark=None, sweep=None)
+    sessions = ("session_00000000000000aa", "session_00000000000000bb")
     await bridge.start()
     try:
-        for seq in range(1, 41):  # queued together, as after an outage: 40 x 95 kB in one batch
-            bridge._enqueue({"type": "new_message", "session_id": "session_00000000000000aa", "seq": seq,
-                             "data": {"content": "z" * 95_000}})
-        await eventually(lambda: bridge.counters["sent"] >= 40 or bridge.counters["rejected"], 20,
+        for seq in range(1, 41):  # queued together, as after an outage: 2 x 40 x 95 kB in one batch
+            for session_id in sessions:
+                bridge._enqueue({"type": "new_message", "session_id": session_id, "seq": seq,
+                                 "data": {"content": "z" * 95_000}})
+        await eventually(lambda: bridge.counters["sent"] >= 80 or bridge.counters["rejected"], 20,
                          "every event sent")
     finally:
         await bridge.stop()
     posted = recording_daphne.posted
-    assert [seq for _, seqs in posted for seq in seqs] == list(range(1, 41))
+    for session_id in sessions:
+        assert [seq for _, pairs in posted for target, seq in pairs if target == session_id] == list(range(1, 41))
     assert all(size <= MAX_BODY_BYTES for size, _ in posted)
-    assert len(posted) < 40  # still batched, just not beyond the size bound
-    assert bridge.counters["sent"] == 40 and bridge.counters["rejected"] == 0
+    assert len(posted) < 80  # still batched, just not beyond the size bound
+    assert bridge.counters["sent"] == 80 and bridge.counters["rejected"] == 0

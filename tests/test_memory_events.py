@@ -14,6 +14,7 @@ from realtime.errors import OperationError
 from realtime.live.broadcast import parse_events
 from realtime.memory_filter import MemoryFilter
 from realtime.models import MemoryEntry
+from realtime.strategies import Strategy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +44,7 @@ def test_set_overwrite_and_delete_are_published_after_commit_and_nothing_else(pu
     assert all(e["entry"]["session_id"] == session.id for e in published)
 
 
-class Accepting:
+class Accepting(Strategy):
     via = target = "test"
 
     def __init__(self):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from realtime import announce, operations, publish, publisher, strategies
 from realtime.broadcast_client import REJECTED, RETRY, SENT, BroadcastClient, Result, hint
 from realtime.models import Message, Session
+from realtime.strategies import Strategy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +22,7 @@ def event(session_id, seq):
     return {"type": "new_message", "session_id": session_id, "seq": seq, "data": {"content": f"#{seq}"}}
 
 
-class Accepting:
+class Accepting(Strategy):
     """A strategy that accepts everything at once and records what it was given."""
 
     via = target = "test"
@@ -342,11 +343,11 @@ async def test_the_async_client_makes_one_attempt_and_fails_over_to_the_next_dap
     handler, seen = mock(httpx.ConnectError("refused"), 503, 202)
     client = BroadcastClient("http://a:1, http://b:2/agents/", "s")
     client._async = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    results = [await client.send("session_00000000000000a1", [event("session_00000000000000a1", 1)])
+    results = [(await client.send_many([("session_00000000000000a1", [event("session_00000000000000a1", 1)])]))[0]
                for _ in range(3)]
     await client.aclose()
     assert [r.outcome for r in results] == [RETRY, RETRY, SENT]
-    path = "broadcast/session_00000000000000a1"
+    path = "broadcast/"
     assert seen == [f"http://a:1/{path}", f"http://b:2/agents/{path}", f"http://a:1/{path}"]
     assert f"ConnectError posting to http://a:1/{path}" in results[0].error
     assert "SCS_BROADCAST_URL" in results[0].hint

@@ -1,7 +1,14 @@
-"""``POST /broadcast/<session_id>``: the sidecar's door into the channel layer.
+"""``POST /broadcast/<session_id>`` and ``POST /broadcast/``: the sidecar's door into the channel layer.
 
-Body: one event envelope, or ``{"events": [...]}`` for one session. ``POST /broadcast/memory``
-takes memory events (``realtime.envelope.validate_memory_event``) the same way. Requires
+``/broadcast/<session_id>`` takes one event envelope, or ``{"events": [...]}`` for one
+session. ``POST /broadcast/memory`` takes memory events
+(``realtime.envelope.validate_memory_event``) the same way. ``/broadcast/`` takes several
+targets' events in one request, ``{"batches": [{"target": "<session_id>" | "memory",
+"events": [...]}, ...]}``: a publisher with many sessions waiting sends them all at once,
+since each request costs Daphne more than delivering a short batch does. The whole body is
+checked before anything is delivered; a session that does not exist is refused on its own
+(listed under ``"refused"`` in the 202 answer) and the other targets are delivered. Both
+doors take at most ``MAX_EVENTS`` events per request. Requires
 ``Authorization: Bearer <SCS_BROADCAST_SECRET>`` from an address in
 ``SCS_BROADCAST_ALLOWED_IPS``, sent directly: a request that came through a
 proxy (``PROXY_HEADERS``) is refused, since behind a proxy on the same host every
@@ -23,6 +30,7 @@ from dataclasses import dataclass
 from channels.generic.http import AsyncHttpConsumer
 
 from realtime import conf
+from realtime.broadcast_client import MAX_EVENTS
 from realtime.envelope import MEMORY_TARGET, encode, validate_event, validate_memory_event
 from realtime.live import delivery
 from realtime.live.dispatching import dispatch_directly
@@ -31,7 +39,6 @@ from realtime.shared_secret import bearer, holds_secret
 
 logger = logging.getLogger(__name__)
 
-MAX_EVENTS = 1000
 # Headers a reverse proxy adds (the README's nginx sample sets the first two on every location).
 PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
 
@@ -78,30 +85,78 @@ def too_large():
     return refuse(413, "TOO_LARGE", f"body is larger than {conf.get('SCS_BROADCAST_MAX_BODY')} bytes")
 
 
+def parse_json(body):
+    """``(parsed, None)`` or ``(None, refusal)``; ``body`` None means it was too large to read."""
+    if body is None or len(body) > conf.get("SCS_BROADCAST_MAX_BODY"):
+        return None, too_large()
+    try:
+        return json.loads(body), None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
+        return None, refuse(400, "BAD_JSON", "body is not valid JSON")
+
+
+def check_events(events, target):
+    """None when ``events`` is a non-empty list of valid events for ``target``, else the refusal."""
+    if not isinstance(events, list) or not events:
+        return refuse(400, "BAD_EVENT", "'events' must be a non-empty list")
+    for event in events:
+        problem = validate_memory_event(event) if target == MEMORY_TARGET else validate_event(event, target)
+        if problem:
+            return refuse(400, "BAD_EVENT", problem)
+    return None
+
+
+def check_target(target):
+    if not is_session_id(target) and target != MEMORY_TARGET:
+        return refuse(400, "INVALID_SESSION_ID", "session ids look like session_ + 16 hex characters")
+    return None
+
+
+def too_many():
+    return refuse(413, "TOO_LARGE", f"at most {MAX_EVENTS} events per request")
+
+
 def parse_events(body, session_id):
     """``(events, None)`` or ``(None, refusal)``; ``body`` None means it was too large to read.
 
     ``session_id`` is the door's target: a session's id, or ``MEMORY_TARGET`` for memory events.
     """
-    if body is None or len(body) > conf.get("SCS_BROADCAST_MAX_BODY"):
-        return None, too_large()
-    try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
-        return None, refuse(400, "BAD_JSON", "body is not valid JSON")
+    parsed, refusal = parse_json(body)
+    if refusal:
+        return None, refusal
     batch = isinstance(parsed, dict) and "events" in parsed
     if batch and parsed.keys() != {"events"}:
         return None, refuse(400, "BAD_EVENT", "a batch is {\"events\": [...]} with no other field")
     events = parsed["events"] if batch else [parsed]
-    if not isinstance(events, list) or not events:
-        return None, refuse(400, "BAD_EVENT", "'events' must be a non-empty list")
-    if len(events) > MAX_EVENTS:
-        return None, refuse(413, "TOO_LARGE", f"at most {MAX_EVENTS} events per request")
-    for event in events:
-        problem = validate_memory_event(event) if session_id == MEMORY_TARGET else validate_event(event, session_id)
-        if problem:
-            return None, refuse(400, "BAD_EVENT", problem)
-    return events, None
+    if isinstance(events, list) and len(events) > MAX_EVENTS:
+        return None, too_many()
+    refusal = check_events(events, session_id)
+    return (None, refusal) if refusal else (events, None)
+
+
+BATCHES_SHAPE = 'the body is {"batches": [{"target": "<session_id>" or "memory", "events": [...]}, ...]}'
+
+
+def parse_batches(body):
+    """``([(target, events), ...], None)`` or ``(None, refusal)`` for the several-target door."""
+    parsed, refusal = parse_json(body)
+    if refusal:
+        return None, refusal
+    if not isinstance(parsed, dict) or parsed.keys() != {"batches"} or not isinstance(parsed["batches"], list) \
+            or not parsed["batches"]:
+        return None, refuse(400, "BAD_EVENT", BATCHES_SHAPE)
+    batches = []
+    for batch in parsed["batches"]:
+        if not isinstance(batch, dict) or batch.keys() != {"target", "events"} or not isinstance(batch["target"], str):
+            return None, refuse(400, "BAD_EVENT", BATCHES_SHAPE)
+        batches.append((batch["target"], batch["events"]))
+    if sum(len(events) for _, events in batches if isinstance(events, list)) > MAX_EVENTS:
+        return None, too_many()
+    for target, events in batches:
+        refusal = check_target(target) or check_events(events, target)
+        if refusal:
+            return None, refusal
+    return batches, None
 
 
 def through_proxy(header_names):
@@ -114,17 +169,34 @@ async def accept(session_id, *, client, authorization, body, proxied):
 
     ``proxied``: the request carries a header a proxy adds (``through_proxy``).
     """
-    refusal = check_client(client, proxied) or check_secret(authorization, client)
+    refusal = check_client(client, proxied) or check_secret(authorization, client) or check_target(session_id)
     if refusal:
         return refusal
-    if not is_session_id(session_id) and session_id != MEMORY_TARGET:
-        return refuse(400, "INVALID_SESSION_ID", "session ids look like session_ + 16 hex characters")
     events, refusal = parse_events(body, session_id)
     if refusal:
         return refusal
     if not await delivery.deliver_to(session_id, events):
         return refuse(404, "SESSION_NOT_FOUND", f"no session {session_id}")
     return Answer(202, {"success": True, "accepted": len(events)})
+
+
+async def accept_many(*, client, authorization, body, proxied):
+    """Check and deliver one request of several targets' batches (``POST /broadcast/``); the Answer to send.
+
+    202 once the body is valid, with ``accepted`` (events delivered) and ``refused`` (the sessions that do
+    not exist, each with its code and error; their events were not delivered, the others' were).
+    """
+    refusal = check_client(client, proxied) or check_secret(authorization, client)
+    if refusal:
+        return refusal
+    batches, refusal = parse_batches(body)
+    if refusal:
+        return refusal
+    missing = await delivery.deliver_many(batches)
+    accepted = sum(len(events) for target, events in batches if target not in missing)
+    refused = [{"target": target, "code": "SESSION_NOT_FOUND", "error": f"no session {target}"}
+               for target in dict.fromkeys(missing)]
+    return Answer(202, {"success": True, "accepted": accepted, "refused": refused})
 
 
 class BroadcastConsumer(AsyncHttpConsumer):
@@ -145,13 +217,11 @@ class BroadcastConsumer(AsyncHttpConsumer):
             answer = refuse(405, "METHOD_NOT_ALLOWED", "use POST")
         else:
             headers = dict(self.scope.get("headers", []))
-            answer = await accept(
-                self.scope["url_route"]["kwargs"]["session_id"],
-                client=(self.scope.get("client") or ("",))[0],
-                authorization=headers.get(b"authorization", b"").decode("latin-1"),
-                body=body,
-                proxied=through_proxy(name.decode("latin-1").lower() for name in headers),
-            )
+            request = {"client": (self.scope.get("client") or ("",))[0],
+                       "authorization": headers.get(b"authorization", b"").decode("latin-1"), "body": body,
+                       "proxied": through_proxy(name.decode("latin-1").lower() for name in headers)}
+            session_id = self.scope["url_route"]["kwargs"].get("session_id")
+            answer = await (accept_many(**request) if session_id is None else accept(session_id, **request))
         extra = [(b"Allow", b"POST")] if answer.status == 405 else []
         await self.send_response(
             answer.status, encode(answer.body).encode(), headers=[(b"Content-Type", b"application/json"), *extra]

@@ -5,10 +5,11 @@ Messages (``new_message``) and staff's changes to a session (``session_state``) 
 
 The broadcast door (events a publisher POSTs) and the publisher's channel-layer
 strategy (``realtime.publisher``: in Daphne, or wherever the layer is shared) both
-go through ``deliver`` (and ``deliver_memory``), so every path reaches the same
-groups with the same messages. The wake group carries every session's messages to the
-sidecars' wake hubs (``realtime.wake_stream``: on the shared layer itself, or relayed by
-``realtime.live.wake_relay`` over a WebSocket).
+go through ``deliver`` (one session), ``deliver_many`` (several sessions' batches) and
+``deliver_memory``, so every path reaches the same groups with the same messages.
+The wake group carries every session's messages to the sidecars' wake hubs
+(``realtime.wake_stream``: on the shared layer itself, or relayed by
+``realtime.live.wake_relay`` over a WebSocket), one layer message per request.
 
 Each event is encoded and rendered here once for all viewers, whatever their
 number: ``texts`` (the envelope, for agents) and ``page_texts`` (with the
@@ -73,9 +74,38 @@ async def page_frames(events):
 
 async def deliver(session_id, events):
     """Group-send ``events`` of one session: messages in seq order, then state changes; False when no such session."""
+    messages = await _deliver_session(session_id, events)
+    if messages is None:
+        return False
+    await _wake(messages)
+    return True
+
+
+async def deliver_many(batches):
+    """Deliver each ``(target, events)`` of ``batches`` in turn, with one wake message for all their messages.
+
+    Returns the targets that are sessions this database does not hold (their events go nowhere).
+    """
+    missing, woken = [], []
+    for target, events in batches:
+        if target == MEMORY_TARGET:
+            await deliver_memory(events)
+            continue
+        messages = await _deliver_session(target, events)
+        if messages is None:
+            missing.append(target)
+        else:
+            woken += messages
+    await _wake(woken)
+    return missing
+
+
+async def _deliver_session(session_id, events):
+    """``deliver`` but the wake group: the session's messages it delivered, in seq order; None when no such
+    session."""
     session = await session_info(session_id)
     if session is None:
-        return False
+        return None
     states = [event for event in events if event["type"] == SESSION_STATE]
     events = sorted((event for event in events if event["type"] != SESSION_STATE), key=lambda event: event["seq"])
     layer = get_channel_layer()
@@ -85,12 +115,17 @@ async def deliver(session_id, events):
         page_texts = await page_frames(events)
         await layer.group_send(session_group(session_id), {"type": "session.events", "events": events,
                                                            "texts": texts, "page_texts": page_texts})
-        await layer.group_send(WAKE_GROUP, {"type": "wake.events", "events": events})
         counted = await dashboard.tally(session_id, events)
         await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.summary(session, events, counted))
     for state in states:
         await deliver_state(session, state)
-    return True
+    return events
+
+
+async def _wake(messages):
+    """The sidecars' wake hubs get ``messages`` (of any sessions) in one layer message."""
+    if messages:
+        await get_channel_layer().group_send(WAKE_GROUP, {"type": "wake.events", "events": messages})
 
 
 async def deliver_state(session, event):
