@@ -153,3 +153,53 @@ async def test_pages_get_each_message_rendered_once_however_many_watch(stored, m
     assert sorted(built) == [4, 5, 6]
     for viewer in (*pages, agent):
         await viewer.close()
+
+
+async def test_a_session_only_agents_watch_here_is_not_rendered_and_a_page_gets_html_again(stored, monkeypatch):
+    from realtime import fragments
+    from tests.helpers import Viewer, agent_token, user_cookie
+
+    session, events = stored
+    monkeypatch.setattr(fragments, "_built", fragments.RenderedCache(0))
+    built = []
+    build = fragments.build_message_html
+    monkeypatch.setattr(fragments, "build_message_html", lambda event: built.append(event["seq"]) or build(event))
+    channel = await listener(session_group(session.id))
+    agent = Viewer(session.id, bearer=agent_token("watcher", "admin", ["read", "admin"]), query="?since=3")
+    assert (await agent.connect())[0]
+    await agent.ready()
+    await delivery.deliver(session.id, [{**events[0], "seq": 4}])
+    assert (await next_message(channel))["page_texts"] is None and built == []
+    assert set(await agent.next()) == {"type", "session_id", "seq", "data"}
+
+    page = Viewer(session.id, cookie=await user_cookie("reader", staff=True), query="?since=4")
+    assert (await page.connect())[0]
+    await page.ready()
+    fresh = {**events[1], "seq": 5}
+    await delivery.deliver(session.id, [fresh])
+    delivered = await next_message(channel)
+    assert built == [5]
+    assert json.loads(delivered["page_texts"][0])["html"] == build(fresh)
+    assert (await page.next())["html"] == build(fresh)
+    await page.close()
+    await asyncio.sleep(0.1)  # the page's disconnect runs
+    assert delivery._pages == {}
+    await delivery.deliver(session.id, [{**events[2], "seq": 6}])
+    assert (await next_message(channel))["page_texts"] is None and built == [5]
+    await agent.close()
+
+
+async def test_a_page_renders_itself_what_delivery_did_not(stored):
+    """Delivery skipped rendering (no page here when it checked): the page still gets the html."""
+    from realtime import fragments
+    from tests.helpers import Viewer, user_cookie
+
+    session, events = stored
+    page = Viewer(session.id, cookie=await user_cookie("late", staff=True), query="?since=3")
+    assert (await page.connect())[0]
+    await page.ready()
+    fresh = {**events[0], "seq": 4}
+    await get_channel_layer().group_send(session_group(session.id), {
+        "type": "session.events", "events": [fresh], "texts": [encode(fresh)], "page_texts": None})
+    assert (await page.next())["html"] == fragments.build_message_html(fresh)
+    await page.close()

@@ -44,7 +44,7 @@ from channels.layers import get_channel_layer
 from realtime import conf, tokens
 from realtime.envelope import encode
 from realtime.fragments import page_event
-from realtime.live import access
+from realtime.live import access, delivery
 from realtime.live.auth import handshake_agent, read_claims
 from realtime.live.closecodes import (
     CLOSE_BAD_REQUEST,
@@ -245,6 +245,8 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
             )
         await self.channel_layer.group_add(session_group(self.session_id), self.channel_name)
         self.joined = True
+        if self.viewer.kind == "user":
+            delivery.page_joined(self.session_id)
         if joins_memory(self.viewer):
             await self.channel_layer.group_add(memory_group(self.session_id), self.channel_name)
         await self.follow_user()
@@ -269,6 +271,8 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
         await self.unfollow_user()
         await self.presence_stop()
         if self.joined:
+            if self.viewer.kind == "user":
+                delivery.page_left(self.session_id)
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
             if joins_memory(self.viewer):
                 await self.channel_layer.group_discard(memory_group(self.session_id), self.channel_name)
@@ -343,7 +347,8 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
     async def session_events(self, message):
         """Live events from the broadcast view, one session, in any order."""
         events = message["events"]
-        # Encoded (and rendered, for pages) once per event by realtime.live.delivery, not per viewer.
+        # Encoded (and rendered, for pages) once per event by realtime.live.delivery, not per viewer; rendered
+        # here when delivery knew no page of this process watched.
         texts = message.get("page_texts" if self.viewer.kind == "user" else "texts") or [None] * len(events)
         for event, text in zip(events, texts, strict=True):
             seq = event["seq"]

@@ -13,12 +13,16 @@ The wake group carries every session's messages to the sidecars' wake hubs
 
 Each event is encoded and rendered here once for all viewers, whatever their
 number: ``texts`` (the envelope, for agents) and ``page_texts`` (with the
-message's ``html``, ``realtime.fragments``, for pages).
+message's ``html``, ``realtime.fragments``, for pages). On a layer that reaches
+only this process, a session no page watches here gets no ``page_texts``: its
+viewers are agents, and rendering was 15 % of Daphne's CPU at 1,000 agents over
+100 sessions. A page that joins later renders what it misses itself.
 """
 
 import collections
 
 from asgiref.sync import sync_to_async
+from channels import layers
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
@@ -31,6 +35,23 @@ from realtime.models import Session
 KNOWN_SESSIONS = 10_000
 INLINE_RENDER_CHARS = 2_000  # content characters in a batch rendered on the loop itself
 _known = collections.OrderedDict()  # session id -> {"id", "purpose", "created_by"}, newest last
+_pages = collections.Counter()  # session id -> pages of this process in the session's group
+
+
+def page_joined(session_id):
+    """A page of this process joined the session's group (``SessionConsumer``); ``page_left`` once it leaves."""
+    _pages[session_id] += 1
+
+
+def page_left(session_id):
+    _pages[session_id] -= 1
+    if _pages[session_id] <= 0:
+        del _pages[session_id]
+
+
+def pages_may_watch(layer, session_id):
+    """False only when no page of this process watches the session and ``layer`` reaches no other process."""
+    return session_id in _pages or not isinstance(layer, layers.InMemoryChannelLayer)
 
 
 async def session_info(session_id):
@@ -112,7 +133,8 @@ async def _deliver_session(session_id, events):
     if events:
         # Encoded (and rendered) once here rather than once per viewer.
         texts = [encode(event) for event in events]
-        page_texts = await page_frames(events)
+        # No await between the check and the group_send: a page joining meanwhile cannot miss page_texts.
+        page_texts = await page_frames(events) if pages_may_watch(layer, session_id) else None
         await layer.group_send(session_group(session_id), {"type": "session.events", "events": events,
                                                            "texts": texts, "page_texts": page_texts})
         counted = await dashboard.tally(session_id, events)
