@@ -43,7 +43,7 @@ peer, shared-context-server 1.1.10 (``bench.peer_bench``: installed into ``--pee
 when missing, ``.cache/peer-venv`` by default), and its row follows ours in the main table
 ("-" where it has no figure); ``--no-peer`` leaves it out. The peer is one process with
 its own in-memory fan-out, so it runs only against our one Daphne on the in-memory layer
-without ``--deflate`` (otherwise a line says it was left out). The client processes are
+without ``--deflate`` (otherwise a line says it was left out and why). The client processes are
 the same for both, told apart by how a frame is read (``OurFrames``, ``PeerFrames``): the
 peer's ``new_message`` frames carry no seq, so a message's seq is read from the content
 the rounds post (``round {n} of {session}``), and its viewers send no token and count as
@@ -366,14 +366,14 @@ def assign(args, daphnes, sessions, tokens):
     return work, owner
 
 
-def measure(args, frames, work, owner, writer, sessions, spy=lambda part: [], redis=None):
+def measure(args, frames, work, owner, servers, writer, sessions, spy=lambda part: [], redis=None):
     """The load against one server: ``work`` (``(url, headers, origin)`` per viewer) spread over ``--clients``
     processes reading ``frames``, idle, then ``--rounds`` rounds posted by the agent ``await writer()`` opens.
 
-    ``owner``: url -> Server (filled in: connected, memory, CPU, frames); ``spy(part)``: profilers to run while
-    viewers join and during the rounds. The figures of the run, as ``row`` takes them.
+    ``servers``: its processes (filled in: connected, memory, CPU, frames); ``owner``: url -> the one holding that
+    url's viewers; ``spy(part)``: profilers to run while viewers join and during the rounds. The figures of the
+    run, as ``row`` takes them.
     """
-    servers = list(dict.fromkeys(owner.values()))
     pids = [server.pid for server in servers]
     processes = []
     try:
@@ -480,7 +480,7 @@ def run_ours(args, folder):
         tokens = mint_tokens(stack, -(-args.viewers // args.per_agent))
         work, owner = assign(args, daphnes, sessions, tokens)
         redis = redis_pid(args.redis) if args.layer == "redis" else None
-        return measure(args, OurFrames, work, owner, writer, sessions,
+        return measure(args, OurFrames, work, owner, daphnes, writer, sessions,
                        spy=lambda part: profilers(args, part, daphnes), redis=redis)
     finally:
         stack.stop()
@@ -494,7 +494,7 @@ def peer_skipped(args):
     if args.daphnes > 1 or args.layer != "memory":
         return "it is one process without a shared layer: compared with one Daphne on the in-memory layer only"
     if args.deflate:
-        return "it does not offer permessage-deflate"
+        return "compared without --deflate only (clients offering permessage-deflate)"
     return None
 
 
@@ -509,7 +509,7 @@ def run_peer(args, folder):
 
         sessions = asyncio.run(make_sessions(writer, args.sessions))
         work = [(peer.ws(sessions[n % len(sessions)], None)[0], {}, None) for n in range(args.viewers)]
-        return measure(args, PeerFrames, work, {url: server for url, _, _ in work}, writer, sessions)
+        return measure(args, PeerFrames, work, {url: server for url, _, _ in work}, [server], writer, sessions)
     finally:
         peer.stop()
 
@@ -630,7 +630,8 @@ def parse(argv):
     parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate, the server accepts")
     parser.add_argument("--connect-timeout", type=seconds, default=300.0)
     parser.add_argument("--no-peer", action="store_true", help="our row only (not the peer's)")
-    parser.add_argument("--peer-venv", type=Path, default=Path(os.environ.get("SCS_PEER_VENV", PEER_VENV)),
+    parser.add_argument("--peer-venv", type=Path, metavar="DIR",
+                        default=Path(os.environ.get("SCS_PEER_VENV", PEER_VENV)),
                         help="the peer's virtualenv (installed there when missing; default .cache/peer-venv)")
     parser.add_argument("--profile", metavar="PREFIX",
                         help="py-spy flame graphs: PREFIX-join.svg, -rounds.svg (each Daphne)")

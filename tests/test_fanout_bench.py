@@ -44,7 +44,7 @@ def test_the_peer_runs_by_default_and_options_name_its_virtualenv(tmp_path, monk
 @pytest.mark.parametrize(("daphnes", "layer", "deflate", "reason"), [
     (2, "redis", False, "one Daphne on the in-memory layer"),
     (1, "redis", False, "one Daphne on the in-memory layer"),
-    (1, "memory", True, "permessage-deflate"),
+    (1, "memory", True, "without --deflate"),
 ])
 def test_the_peer_is_left_out_of_configurations_it_has_no_counterpart_for(daphnes, layer, deflate, reason):
     args = Namespace(no_peer=False, daphnes=daphnes, layer=layer, deflate=deflate)
