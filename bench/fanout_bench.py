@@ -1,7 +1,8 @@
 """Fan-out to many WebSocket viewers on one or several Daphne processes: connect, one message to all, idle cost.
 
 ``python -m bench fanout [--viewers 1000] [--sessions 1] [--per-agent 5] [--clients 4] [--rounds 10] [--pause 0.3]
-[--daphnes 1] [--layer memory|redis] [--redis URL] [--deflate] [--connect-timeout 300] [--profile PREFIX]``
+[--daphnes 1] [--layer memory|redis] [--redis URL] [--deflate] [--connect-timeout 300] [--profile PREFIX]
+[--no-peer] [--peer-venv DIR]``
 
 By default one Daphne process on the in-memory channel layer. ``--daphnes N`` runs N
 Daphne processes sharing the Redis channel layer (``--layer redis``, the default past
@@ -37,13 +38,32 @@ the run being half of one process's.
 and during the rounds (``PREFIX-rounds.svg``); with several processes, one file each
 (``PREFIX-daphne2-join.svg``, ...).
 
-Exits non-zero when a frame was lost, duplicated or out of order, or a viewer failed to connect.
+Then the same load (viewers, sessions, client processes, rounds, pause) runs against the
+peer, shared-context-server 1.1.10 (``bench.peer_bench``: installed into ``--peer-venv``
+when missing, ``.cache/peer-venv`` by default), and its row follows ours in the main table
+("-" where it has no figure); ``--no-peer`` leaves it out. The peer is one process with
+its own in-memory fan-out, so it runs only against our one Daphne on the in-memory layer
+without ``--deflate`` (otherwise a line says it was left out and why). The client processes are
+the same for both, told apart by how a frame is read (``OurFrames``, ``PeerFrames``): the
+peer's ``new_message`` frames carry no seq, so a message's seq is read from the content
+the rounds post (``round {n} of {session}``), and its viewers send no token and count as
+connected once their handshake is done (it sends no caught-up frame; the quiet second and
+the idle seconds pass before the first round). Its server CPU and memory are those of its
+one process; its ``data.timestamp`` is taken just after the message is stored, so its
+stored-last is measured from there. CPU per 1,000 frames counts each message once per
+viewer: the peer sends every frame twice, and the duplicate shows in ``dup`` only. A
+round ends when every connected viewer has its message, after 60 s, or after 10 s in
+which no viewer got anything.
+
+Exits non-zero when a frame of ours was lost, duplicated or out of order, or one of our
+viewers failed to connect; the peer's figures (or its failing to start) are reported only.
 """
 
 import argparse
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -55,12 +75,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import websockets
 
 from bench import cpu_seconds, percentile, redis_pid, table
+from bench.peer_bench import PEER_VENV, PEER_VERSION, Peer, ensure_peer
+from bench.peer_bench import Agent as PeerAgent
 from tests.helpers import new_session
 from tests.stack import Stack, rss
 
@@ -68,6 +90,7 @@ IN_FLIGHT = 64  # handshakes one client process has open at once
 QUIET = 1.0  # seconds without a frame at any viewer before idle is measured
 IDLE = 5.0  # seconds of idle CPU measured with everyone connected
 ROUND_WAIT = 60.0  # seconds a round may take before its missing frames count as lost
+STALL = 10.0  # ... or seconds without a new delivery at any viewer
 
 
 def raise_nofile():
@@ -77,17 +100,66 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+# What a viewer takes from each server's frames: None (not a message), READY, or (seq, stored epoch seconds or None)
+
+READY = "ready"
+
+
+def stored_at(iso):
+    """Epoch seconds of an ISO 8601 timestamp (``Z`` or an offset; a naive one is taken as UTC)."""
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+class OurFrames:
+    """Ours: ``{"type":"new_message","seq":…,"data":{…,"timestamp":…}}``, seq per session from 1, the timestamp the
+    message's storing; a viewer is connected at its ``caught_up`` frame."""
+
+    ready_on_open = False
+
+    @staticmethod
+    def parse(text):
+        if text.startswith('{"type":"new_message"'):
+            event = json.loads(text)
+            return event["seq"], stored_at(event["data"]["timestamp"])
+        if text.startswith('{"type":"caught_up"'):
+            return READY
+        return None
+
+
+class PeerFrames:
+    """The peer's: ``{"type":"new_message","data":{"id","sender","sender_type","content","visibility",
+    "timestamp","metadata"}}`` (each sent twice, and a ``session_update`` frame before), no seq (``id`` is the
+    database's, over every session) and no hello or caught-up frame: a viewer is connected once its handshake is
+    done. The seq is read from the content the rounds post, ``round {n} of {session}`` (seq n + 1, as ours); the
+    timestamp is taken just after the message was stored."""
+
+    ready_on_open = True
+    ROUND = re.compile(r"round (\d+) of ")
+
+    @classmethod
+    def parse(cls, text):
+        if '"new_message"' not in text[:40]:
+            return None
+        data = json.loads(text)["data"]
+        found = cls.ROUND.match(data.get("content") or "")
+        if found is None:
+            return None
+        stamp = data.get("timestamp")
+        return int(found.group(1)) + 1, stored_at(stamp) if isinstance(stamp, str) else None
+
+
 # One client process
 
 
 class Viewer:
-    """One socket: the seqs of the ``new_message`` frames it got, and when it got each.
+    """One socket: the seqs of the message frames it got (``frames`` reads them), and when it got each.
 
-    ``origin`` is its Daphne's own (each process allows its own origin by default).
+    ``headers`` and ``origin``: what its server wants at the handshake (ours: a token and its Daphne's own origin).
     """
 
-    def __init__(self, url, token, origin):
-        self.url, self.token, self.origin = url, token, origin
+    def __init__(self, url, headers, origin, frames):
+        self.url, self.headers, self.origin, self.frames = url, headers, origin, frames
         self.seqs, self.arrived, self.last_frame = [], {}, time.monotonic()
         self.after_stored = {}  # seq -> seconds from the message's timestamp (its storing) to its arrival here
         self.socket = None
@@ -95,28 +167,34 @@ class Viewer:
 
     async def connect(self, deflate):
         self.socket = await websockets.connect(
-            self.url, origin=self.origin, additional_headers={"Authorization": f"Bearer {self.token}"},
+            self.url, origin=self.origin, additional_headers=self.headers,
             open_timeout=None, max_size=None, ping_interval=None, compression="deflate" if deflate else None)
+        if self.frames.ready_on_open:
+            self.last_frame = time.monotonic()
+            self.caught_up.set()
         asyncio.get_running_loop().create_task(self.read())
 
     async def read(self):
+        parse = self.frames.parse
         with contextlib.suppress(websockets.ConnectionClosed):
             async for text in self.socket:
                 now = time.monotonic()
                 self.last_frame = now
-                if text.startswith('{"type":"new_message"'):
-                    event = json.loads(text)
-                    seq = event["seq"]
-                    self.seqs.append(seq)
-                    self.arrived.setdefault(seq, now)
-                    stored = datetime.fromisoformat(event["data"]["timestamp"].replace("Z", "+00:00"))
-                    self.after_stored.setdefault(seq, time.time() - stored.timestamp())
-                elif '"caught_up"' in text[:40]:
+                got = parse(text)
+                if got is None:
+                    continue
+                if got == READY:
                     self.caught_up.set()
+                    continue
+                seq, stored = got
+                self.seqs.append(seq)
+                self.arrived.setdefault(seq, now)
+                if stored is not None:
+                    self.after_stored.setdefault(seq, time.time() - stored)
 
 
-async def client_main(work, deflate, connect_timeout, pipe):
-    viewers = [Viewer(url, token, origin) for url, token, origin in work]
+async def client_main(work, frames, deflate, connect_timeout, pipe):
+    viewers = [Viewer(url, headers, origin, frames) for url, headers, origin in work]
     gate = asyncio.Semaphore(IN_FLIGHT)
     failed = []
 
@@ -139,8 +217,8 @@ async def client_main(work, deflate, connect_timeout, pipe):
         command = await loop.run_in_executor(None, pipe.recv)
         if command == "quiet":
             pipe.send(max(v.last_frame for v in viewers))
-        elif command == "count":
-            pipe.send(sum(len(v.seqs) for v in viewers))
+        elif command == "count":  # messages delivered, each once per viewer however often it came
+            pipe.send(sum(len(v.arrived) for v in viewers))
         elif command == "cpu":
             pipe.send(cpu_seconds())
         elif command == "report":
@@ -151,16 +229,17 @@ async def client_main(work, deflate, connect_timeout, pipe):
             return
 
 
-def client_process(work, deflate, connect_timeout, pipe):
+def client_process(work, frames, deflate, connect_timeout, pipe):
     raise_nofile()
-    asyncio.run(client_main(work, deflate, connect_timeout, pipe))
+    asyncio.run(client_main(work, frames, deflate, connect_timeout, pipe))
 
 
 # The run
 
 
-class Daphne:
-    """One Daphne process of the run: the stack seen through it (its ``ws_url``), its pid, and its figures."""
+class Server:
+    """One server process of the run (a Daphne of ours, or the peer's one process): the stack seen through it
+    (``view``, a Daphne's own ``ws_url``; None for the peer), its pid, and its figures."""
 
     def __init__(self, view, pid):
         self.view, self.pid = view, pid
@@ -193,8 +272,8 @@ def start(args, folder):
     except BaseException:
         stack.stop()
         raise
-    more = [Daphne(stack.via(ws_port=port), process.pid) for port, process in zip(ports, stack.more, strict=True)]
-    return stack, [Daphne(stack, stack.daphne.pid), *more]
+    more = [Server(stack.via(ws_port=port), process.pid) for port, process in zip(ports, stack.more, strict=True)]
+    return stack, [Server(stack, stack.daphne.pid), *more]
 
 
 def profilers(args, part, daphnes):
@@ -225,15 +304,16 @@ def mint_tokens(stack, agents):
     return stack.shell(code).split()
 
 
-async def make_sessions(stack, count):
-    async with await stack.agent("fan-writer") as agent:
+async def make_sessions(writer, count):
+    """``count`` new sessions, created by the agent ``await writer()`` opens."""
+    async with await writer() as agent:
         return [await new_session(agent, f"fan-out {n}") for n in range(count)]
 
 
-async def post_round(stack, agent, sessions, n):
+async def post_round(agent, sessions, n):
     results = await asyncio.gather(*(agent.call("add_message", session_id=sid, content=f"round {n} of {sid}")
                                      for sid in sessions))
-    assert all(r.get("success") for r in results), results
+    assert all(r and r.get("success") for r in results), results
 
 
 def ask(pipes, command):
@@ -242,12 +322,23 @@ def ask(pipes, command):
     return [pipe.recv() for pipe in pipes]
 
 
-def check(reports, expected):
-    """(frames, lost, duplicated, out_of_order) over every viewer; ``expected``: url -> seqs it must get."""
+async def delivered(pipes, want, within):
+    """Wait until the viewers hold ``want`` messages (``count``), ``within`` seconds passed, or none came for STALL."""
+    until = time.monotonic() + within
+    last, moved = -1, time.monotonic()
+    while (count := sum(ask(pipes, "count"))) < want and time.monotonic() < until:
+        if count != last:
+            last, moved = count, time.monotonic()
+        elif time.monotonic() - moved > STALL:
+            return
+        await asyncio.sleep(0.02)
+
+
+def check(reports, want):
+    """(frames, lost, duplicated, out_of_order) over every viewer's report; ``want``: the seqs each must get."""
     frames = lost = duplicated = disorder = 0
-    for url, seqs, *_ in reports:
+    for _url, seqs, *_ in reports:
         frames += len(seqs)
-        want = expected[url]
         duplicated += len(seqs) - len(set(seqs))
         lost += len(want - set(seqs))
         disorder += sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if b < a)
@@ -264,36 +355,37 @@ def cpu_since(before, pids):
 
 
 def assign(args, daphnes, sessions, tokens):
-    """url -> Daphne for each viewer's socket, and ``(url, token, origin)`` per viewer: viewer n on Daphne n mod N,
+    """url -> Daphne for each viewer's socket, and ``(url, headers, origin)`` per viewer: viewer n on Daphne n mod N,
     each Daphne's viewers spread over the sessions, ``--per-agent`` consecutive viewers sharing an agent's token."""
     work, owner = [], {}
     for n in range(args.viewers):
         daphne = daphnes[n % len(daphnes)]
         url = daphne.view.ws_url(sessions[(n // len(daphnes)) % len(sessions)])
         owner[url] = daphne
-        work.append((url, tokens[n // args.per_agent], daphne.view.origin))
+        work.append((url, {"Authorization": f"Bearer {tokens[n // args.per_agent]}"}, daphne.view.origin))
     return work, owner
 
 
-def run(args, folder):
-    raise_nofile()  # before Daphne starts: it inherits the limit
-    stack, daphnes = start(args, folder)
-    pids = [daphne.pid for daphne in daphnes]
-    redis = redis_pid(args.redis) if args.layer == "redis" else None
+def measure(args, frames, work, owner, servers, writer, sessions, spy=lambda part: [], redis=None):
+    """The load against one server: ``work`` (``(url, headers, origin)`` per viewer) spread over ``--clients``
+    processes reading ``frames``, idle, then ``--rounds`` rounds posted by the agent ``await writer()`` opens.
+
+    ``servers``: its processes (filled in: connected, memory, CPU, frames); ``owner``: url -> the one holding that
+    url's viewers; ``spy(part)``: profilers to run while viewers join and during the rounds. The figures of the
+    run, as ``row`` takes them.
+    """
+    pids = [server.pid for server in servers]
     processes = []
     try:
-        sessions = asyncio.run(make_sessions(stack, args.sessions))
-        tokens = mint_tokens(stack, -(-args.viewers // args.per_agent))
-        work, owner = assign(args, daphnes, sessions, tokens)
-        for daphne in daphnes:
-            daphne.rss_before = rss(daphne.pid)
-        spies = profilers(args, "join", daphnes)
+        for server in servers:
+            server.rss_before = rss(server.pid)
+        spies = spy("join")
         ctx = multiprocessing.get_context("spawn")
         pipes = []
         for c in range(args.clients):
             here, there = ctx.Pipe()
             process = ctx.Process(target=client_process,
-                                  args=(work[c::args.clients], args.deflate, args.connect_timeout, there))
+                                  args=(work[c::args.clients], frames, args.deflate, args.connect_timeout, there))
             process.start()
             processes.append(process)
             pipes.append(here)
@@ -301,45 +393,38 @@ def run(args, folder):
         stop_profilers(spies)
         for url, count in sum((j["connected"] for j in joined), collections.Counter()).items():
             owner[url].connected += count
-        connected = sum(daphne.connected for daphne in daphnes)
-        connect_s = max(j["connect_s"] for j in joined)
-        failures = [f for j in joined for f in j["failed"]]
-        deflated = sum(j["deflated"] for j in joined)
+        connected = sum(server.connected for server in servers)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and time.monotonic() - max(ask(pipes, "quiet")) < QUIET:
             time.sleep(0.25)
-        for daphne in daphnes:
-            daphne.rss_idle = rss(daphne.pid)
+        for server in servers:
+            server.rss_idle = rss(server.pid)
         idle_from, redis_idle_from = cpu_now(pids), cpu_now([redis])
         time.sleep(IDLE)
-        for daphne, spent in zip(daphnes, cpu_since(idle_from, pids), strict=True):
-            daphne.idle_cpu = spent / IDLE
+        for server, spent in zip(servers, cpu_since(idle_from, pids), strict=True):
+            server.idle_cpu = spent / IDLE
         (redis_idle,) = cpu_since(redis_idle_from, [redis])
 
         posted = []  # seconds each round's add_message calls took
 
         async def rounds():
             times = []
-            async with await stack.agent("fan-writer") as agent:
+            async with await writer() as agent:
                 for n in range(args.rounds):
                     started = time.monotonic()
-                    await post_round(stack, agent, sessions, n)
+                    await post_round(agent, sessions, n)
                     posted.append(time.monotonic() - started)
                     times.append(started)
-                    until = time.monotonic() + ROUND_WAIT  # the next round once this one reached everyone
-                    while sum(ask(pipes, "count")) < connected * (n + 1) and time.monotonic() < until:
-                        await asyncio.sleep(0.02)
+                    await delivered(pipes, connected * (n + 1), ROUND_WAIT)  # the next round once all have this one
                     await asyncio.sleep(args.pause)
+            await delivered(pipes, connected * args.rounds, ROUND_WAIT)
             return times
 
-        spies = profilers(args, "rounds", daphnes)
+        spies = spy("rounds")
         server_from, redis_from, clients_from = cpu_now(pids), cpu_now([redis]), sum(ask(pipes, "cpu"))
         starts = asyncio.run(rounds())
-        wait_until = time.monotonic() + ROUND_WAIT
-        while sum(ask(pipes, "count")) < connected * args.rounds and time.monotonic() < wait_until:
-            time.sleep(0.1)
-        for daphne, spent in zip(daphnes, cpu_since(server_from, pids), strict=True):
-            daphne.rounds_cpu = spent
+        for server, spent in zip(servers, cpu_since(server_from, pids), strict=True):
+            server.rounds_cpu = spent
         (redis_cpu,) = cpu_since(redis_from, [redis])
         client_cpu = sum(ask(pipes, "cpu")) - clients_from
         stop_profilers(spies)
@@ -350,45 +435,127 @@ def run(args, folder):
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
-        stack.stop()
-    # Every session's messages have seqs 1..rounds (sessions are new and only the rounds write to them).
-    expected = {url: set(range(1, args.rounds + 1)) for url, _, _ in work}
-    frames, lost, duplicated, disorder = check(reports, expected)
     for url, seqs, *_ in reports:
         owner[url].frames += len(seqs)
+    # Every session's messages have seqs 1..rounds (sessions are new and only the rounds write to them).
+    frames_got, lost, duplicated, disorder = check(reports, set(range(1, args.rounds + 1)))
+    return {"servers": servers, "connected": connected, "connect_s": max(j["connect_s"] for j in joined),
+            "failures": [f for j in joined for f in j["failed"]], "deflated": sum(j["deflated"] for j in joined),
+            "posted": posted, "starts": starts, "reports": reports, "client_cpu": client_cpu,
+            "redis": redis, "redis_cpu": redis_cpu, "redis_idle": redis_idle,
+            "frames": frames_got, "lost": lost, "duplicated": duplicated, "disorder": disorder}
+
+
+def row(name, args, run):
+    """The main table's row for one server's ``measure``. CPU per 1,000 frames counts each message once per viewer
+    (a duplicate frame is not another delivery)."""
     lasts = []
-    for n, started in enumerate(starts):
-        arrivals = [arrived[n + 1] for _, _, arrived, _ in reports if n + 1 in arrived]
+    for n, started in enumerate(run["starts"]):
+        arrivals = [arrived[n + 1] for _, _, arrived, _ in run["reports"] if n + 1 in arrived]
         if arrivals:
             lasts.append(max(arrivals) - started)
     # Each message (a session's seq): from its storing to its last viewer's receipt, the fan-out alone.
     fan_out = collections.defaultdict(float)
-    for url, _, _, after_stored in reports:
+    for url, _, _, after_stored in run["reports"]:
         session = re.search(r"session_[0-9a-f]{16}", url).group()
         for seq, delay in after_stored.items():
             fan_out[session, seq] = max(fan_out[session, seq], delay)
-    stored_last = ms(percentile(list(fan_out.values()), 0.5))
-    server_cpu = sum(daphne.rounds_cpu for daphne in daphnes)
-    row = [f"{args.viewers} viewers / {args.sessions} session(s)", f"{connected}/{args.viewers}",
-           round(connect_s, 1), ms(percentile(posted, 0.5)), ms(percentile(lasts, 0.5)),
-           ms(max(lasts) if lasts else None), stored_last, per_k(server_cpu, frames), per_k(client_cpu, frames),
-           round(sum(daphne.idle_cpu for daphne in daphnes), 2),
-           round(sum(daphne.idle_kib for daphne in daphnes) / max(connected, 1), 1), lost, duplicated, disorder]
+    servers, connected = run["servers"], run["connected"]
+    deliveries = run["frames"] - run["duplicated"]
+    return [name, f"{args.viewers} viewers / {args.sessions} session(s)", f"{connected}/{args.viewers}",
+            round(run["connect_s"], 1), ms(percentile(run["posted"], 0.5)), ms(percentile(lasts, 0.5)),
+            ms(max(lasts) if lasts else None), ms(percentile(list(fan_out.values()), 0.5)),
+            per_k(sum(server.rounds_cpu for server in servers), deliveries), per_k(run["client_cpu"], deliveries),
+            round(sum(server.idle_cpu for server in servers), 2),
+            round(sum(server.idle_kib for server in servers) / max(connected, 1), 1),
+            run["lost"], run["duplicated"], run["disorder"]]
+
+
+def run_ours(args, folder):
+    """Our stack under the load: its ``measure``."""
+    stack, daphnes = start(args, folder)
+    try:
+        writer = functools.partial(stack.agent, "fan-writer")
+        sessions = asyncio.run(make_sessions(writer, args.sessions))
+        tokens = mint_tokens(stack, -(-args.viewers // args.per_agent))
+        work, owner = assign(args, daphnes, sessions, tokens)
+        redis = redis_pid(args.redis) if args.layer == "redis" else None
+        return measure(args, OurFrames, work, owner, daphnes, writer, sessions,
+                       spy=lambda part: profilers(args, part, daphnes), redis=redis)
+    finally:
+        stack.stop()
+
+
+def peer_skipped(args):
+    """Why the peer is left out of this run (None: it runs). It is one process on its own in-memory fan-out, so it
+    is compared with our single-process in-memory configuration only."""
+    if args.no_peer:
+        return "--no-peer"
+    if args.daphnes > 1 or args.layer != "memory":
+        return "it is one process without a shared layer: compared with one Daphne on the in-memory layer only"
+    if args.deflate:
+        return "compared without --deflate only (clients offering permessage-deflate)"
+    return None
+
+
+def run_peer(args, folder):
+    """The peer under the same load: its ``measure``. Its viewers send no token (it asks none)."""
+    peer = Peer(ensure_peer(args.peer_venv), folder).start()
+    try:
+        server = Server(None, peer.process.pid)
+
+        async def writer():
+            return PeerAgent(peer, "fan-writer")
+
+        sessions = asyncio.run(make_sessions(writer, args.sessions))
+        work = [(peer.ws(sessions[n % len(sessions)], None)[0], {}, None) for n in range(args.viewers)]
+        return measure(args, PeerFrames, work, {url: server for url, _, _ in work}, [server], writer, sessions)
+    finally:
+        peer.stop()
+
+
+def run(args, folder):
+    raise_nofile()  # before the servers start: they inherit the limit
+    ours = run_ours(args, Path(folder) / "ours")
+    rows = [row("ours", args, ours)]
+    peer_note = None
+    if (skipped := peer_skipped(args)) is None:
+        try:
+            peer = run_peer(args, Path(folder) / "peer")
+        except Exception as exc:  # noqa: BLE001 - the peer failing is reported, our run stands
+            peer_note = f"peer {PEER_VERSION}: not measured: {type(exc).__name__}: {exc}"[:1000]
+            with contextlib.suppress(OSError):  # its own words, when it wrote any
+                said = (Path(folder) / "peer" / "peer.log").read_text(errors="replace").strip().splitlines()[-5:]
+                peer_note += "".join(f"\n  {line[:300]}" for line in said)
+        else:
+            rows.append(row(f"peer {PEER_VERSION}", args, peer))
+            if peer["failures"]:
+                peer_note = "peer connect failures (first few):\n  " + "\n  ".join(peer["failures"])
+    elif not args.no_peer:
+        peer_note = f"peer {PEER_VERSION}: left out: {skipped}"
+    daphnes = ours["servers"]
     where = "one Daphne" if args.daphnes == 1 else f"{args.daphnes} Daphne processes"
     layer = "in-memory layer" if args.layer == "memory" else "Redis layer"
     print(f"fan-out, {where} ({layer}), {args.clients} client processes, {args.per_agent} sockets per "
           f"agent, {args.rounds} rounds, permessage-deflate "
           f"{'offered by clients and accepted by the server' if args.deflate else 'off (clients do not offer it)'} "
-          f"(SCS_WS_DEFLATE={int(args.deflate)}), accepted on {deflated} connections")
-    print(table(["load", "connected", "connect s", "posts p50 ms", "last p50 ms", "last max ms",
+          f"(SCS_WS_DEFLATE={int(args.deflate)}), accepted on {ours['deflated']} connections")
+    if len(rows) > 1:
+        print(f"peer: shared-context-server {PEER_VERSION}, one process (MCP over HTTP and its WebSocket server), "
+              "the same viewers and rounds, no token (it asks none); connected once the handshake is done")
+    print(table(["server", "load", "connected", "connect s", "posts p50 ms", "last p50 ms", "last max ms",
                  "stored-last p50 ms", "server CPU s/1k frames", "client CPU s/1k frames", "idle CPU",
-                 "idle KiB/conn", "lost", "dup", "disorder"], [row]))
+                 "idle KiB/conn", "lost", "dup", "disorder"], rows))
+    if peer_note:
+        print(peer_note)
     print()
     print(table(["process", "viewers", "frames", "CPU s (rounds)", "CPU s/1k own frames", "CPU s/1k all frames",
-                 "idle CPU", "idle KiB/conn"], per_process(daphnes, frames, redis, redis_cpu, redis_idle)))
-    if failures:
-        print("connect failures (first few):", *failures, sep="\n  ")
-    return 1 if lost or duplicated or disorder or connected < args.viewers else 0
+                 "idle CPU", "idle KiB/conn"],
+                per_process(daphnes, ours["frames"], ours["redis"], ours["redis_cpu"], ours["redis_idle"])))
+    if ours["failures"]:
+        print("connect failures (first few):", *ours["failures"], sep="\n  ")
+    # The exit status is about our run only: the peer losing or duplicating frames is reported, not a failure here.
+    return 1 if ours["lost"] or ours["duplicated"] or ours["disorder"] or ours["connected"] < args.viewers else 0
 
 
 def per_process(daphnes, frames, redis, redis_cpu, redis_idle):
@@ -462,6 +629,10 @@ def parse(argv):
                         "SCS_TEST_REDIS_URL, redis://127.0.0.1:6379/0)")
     parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate, the server accepts")
     parser.add_argument("--connect-timeout", type=seconds, default=300.0)
+    parser.add_argument("--no-peer", action="store_true", help="our row only (not the peer's)")
+    parser.add_argument("--peer-venv", type=Path, metavar="DIR",
+                        default=Path(os.environ.get("SCS_PEER_VENV", PEER_VENV)),
+                        help="the peer's virtualenv (installed there when missing; default .cache/peer-venv)")
     parser.add_argument("--profile", metavar="PREFIX",
                         help="py-spy flame graphs: PREFIX-join.svg, -rounds.svg (each Daphne)")
     parser.add_argument("--profile-format", choices=("flamegraph", "raw"), default="flamegraph",
