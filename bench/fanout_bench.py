@@ -78,7 +78,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import websockets
+import aiohttp
 
 from bench import cpu_seconds, percentile, redis_pid, table
 from bench.peer_bench import PEER_VENV, PEER_VERSION, Peer, ensure_peer
@@ -105,6 +105,7 @@ def raise_nofile():
 READY = "ready"
 
 
+@functools.lru_cache(maxsize=1024)  # every viewer of a session reads the same timestamps
 def stored_at(iso):
     """Epoch seconds of an ISO 8601 timestamp (``Z`` or an offset; a naive one is taken as UTC)."""
     moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
@@ -165,10 +166,10 @@ class Viewer:
         self.socket = None
         self.caught_up = asyncio.Event()
 
-    async def connect(self, deflate):
-        self.socket = await websockets.connect(
-            self.url, origin=self.origin, additional_headers=self.headers,
-            open_timeout=None, max_size=None, ping_interval=None, compression="deflate" if deflate else None)
+    async def connect(self, client, deflate):
+        """Open the socket with ``client`` (an ``aiohttp.ClientSession``) and start reading it."""
+        self.socket = await client.ws_connect(self.url, headers=self.headers, origin=self.origin, max_msg_size=0,
+                                              compress=15 if deflate else 0)
         if self.frames.ready_on_open:
             self.last_frame = time.monotonic()
             self.caught_up.set()
@@ -176,11 +177,11 @@ class Viewer:
 
     async def read(self):
         parse = self.frames.parse
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for text in self.socket:
+        async for message in self.socket:  # ends when the socket closes; pings are answered for it
+            if message.type is aiohttp.WSMsgType.TEXT:
                 now = time.monotonic()
                 self.last_frame = now
-                got = parse(text)
+                got = parse(message.data)
                 if got is None:
                     continue
                 if got == READY:
@@ -193,15 +194,25 @@ class Viewer:
                     self.after_stored.setdefault(seq, time.time() - stored)
 
 
+def web_client():
+    """The client processes' HTTP client: no cap on connections, no time limit but the run's own.
+
+    aiohttp rather than websockets for the viewers: its frame reader is compiled, and a text frame costs the
+    client about 20-26 µs of CPU against websockets' 47-49 µs (200 sockets, 40,000 frames, either loop).
+    """
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None))
+
+
 async def client_main(work, frames, deflate, connect_timeout, pipe):
     viewers = [Viewer(url, headers, origin, frames) for url, headers, origin in work]
     gate = asyncio.Semaphore(IN_FLIGHT)
     failed = []
+    client = web_client()
 
     async def join(viewer):
         async with gate:
             try:
-                await viewer.connect(deflate)
+                await viewer.connect(client, deflate)
                 await asyncio.wait_for(viewer.caught_up.wait(), connect_timeout)
             except Exception as exc:  # noqa: BLE001 - counted and reported, the others go on
                 failed.append(f"{type(exc).__name__} {exc}"[:200])
@@ -210,7 +221,7 @@ async def client_main(work, frames, deflate, connect_timeout, pipe):
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*(join(v) for v in viewers)), connect_timeout)
     pipe.send({"connected": collections.Counter(v.url for v in viewers if v.caught_up.is_set()), "failed": failed[:3],
-               "deflated": sum(1 for v in viewers if v.socket is not None and v.socket.protocol.extensions),
+               "deflated": sum(1 for v in viewers if v.socket is not None and v.socket.compress),
                "connect_s": time.monotonic() - started})
     loop = asyncio.get_running_loop()
     while True:
@@ -225,13 +236,20 @@ async def client_main(work, frames, deflate, connect_timeout, pipe):
             pipe.send([(v.url, v.seqs, v.arrived, v.after_stored) for v in viewers])
         elif command == "stop":
             await asyncio.gather(*(v.socket.close() for v in viewers if v.socket), return_exceptions=True)
+            await client.close()
             pipe.send("stopped")
             return
 
 
 def client_process(work, frames, deflate, connect_timeout, pipe):
     raise_nofile()
-    asyncio.run(client_main(work, frames, deflate, connect_timeout, pipe))
+    try:
+        import uvloop  # the load generator's own loop: cheaper per frame than asyncio's
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
+        runner = asyncio.run
+    runner(client_main(work, frames, deflate, connect_timeout, pipe))
 
 
 # The run

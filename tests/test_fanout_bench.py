@@ -10,7 +10,7 @@ import pytest
 import websockets
 
 from bench import fanout_bench
-from bench.fanout_bench import READY, OurFrames, PeerFrames, Viewer, check, parse, peer_skipped
+from bench.fanout_bench import READY, OurFrames, PeerFrames, Viewer, check, parse, peer_skipped, web_client
 from realtime.envelope import encode
 from realtime.timestamps import isoformat
 
@@ -103,8 +103,9 @@ async def test_a_peer_viewer_is_connected_at_its_handshake_and_notes_each_messag
                                        peer_frame(f"round 0 of {SESSION}"), peer_frame(f"round 1 of {SESSION}")])
     port = server.sockets[0].getsockname()[1]
     viewer = Viewer(f"ws://127.0.0.1:{port}/ws/{SESSION}", {}, None, PeerFrames)
+    client = web_client()
     try:
-        await viewer.connect(deflate=False)
+        await viewer.connect(client, deflate=False)
         assert viewer.caught_up.is_set()
         await read_all(viewer, 3)
         assert viewer.seqs == [1, 1, 2]
@@ -112,6 +113,7 @@ async def test_a_peer_viewer_is_connected_at_its_handshake_and_notes_each_messag
         assert all(delay > 0 for delay in viewer.after_stored.values())
     finally:
         await viewer.socket.close()
+        await client.close()
         server.close()
         await server.wait_closed()
 
@@ -126,13 +128,15 @@ async def test_our_viewer_is_connected_at_caught_up_and_sends_its_headers():
     server = await serve(frames)
     port = server.sockets[0].getsockname()[1]
     viewer = Viewer(f"ws://127.0.0.1:{port}/ws/{SESSION}/", {"Authorization": "Bearer t"}, None, OurFrames)
+    client = web_client()
     try:
-        await viewer.connect(deflate=False)
+        await viewer.connect(client, deflate=False)
         assert not viewer.caught_up.is_set()
         await asyncio.wait_for(viewer.caught_up.wait(), 5)
         await read_all(viewer, 2)
         assert viewer.seqs == [1, 2] and seen == ["Bearer t"]
     finally:
         await viewer.socket.close()
+        await client.close()
         server.close()
         await server.wait_closed()
