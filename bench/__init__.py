@@ -52,6 +52,20 @@ def cpu_seconds(pid=None):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds():
+    """CPU seconds every process of this machine has used so far, all cores together (/proc/stat); None off Linux.
+
+    Next to the benchmark's own processes' figures it shows what else ran meanwhile: on a shared
+    machine the others' load is a large part of a latency measured there.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def redis_pid(url):
     """The Redis server's pid when it runs on this machine and says so (INFO server)."""
     import redis

@@ -49,9 +49,11 @@ async def run(transport, host, port, watch=()):
     from mcp_sidecar import stdio_watch, tools  # noqa: F401  (registers every tool)
     from mcp_sidecar.app import mcp
     from mcp_sidecar.auth import ApiKeyMiddleware, use_stdio_key
-    from realtime import conf
+    from realtime import collector, conf
 
     keep_database_connections()
+    # Start-up is over (Django, every tool registered): freeze what it built, collect young objects less often.
+    collector.tune(freeze=True)
 
     if transport == "stdio":
         try:

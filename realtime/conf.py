@@ -84,9 +84,9 @@ DEFAULTS = {
     # a 4 KiB window and no server context takeover). Off by default: frames shrink by half or more, but each is
     # then compressed once per connection, 3.4x Daphne's CPU per frame (``python -m bench fanout --deflate``).
     "SCS_WS_DEFLATE": False,
-    # Under Daphne: allocations between two young-generation garbage collections (Python's default is 700).
-    # With 10,000 connections open a full collection walks ~1.7 M objects (1-2 s) and the defaults ran one every
-    # few seconds; realtime.live.daphne_limits explains the figures.
+    # In Daphne and the MCP sidecar: allocations between two young-generation garbage collections (Python's
+    # default is 700). With 10,000 connections open a full collection walks ~1.7 M objects (1-2 s) and the
+    # defaults ran one every few seconds; realtime.live.daphne_limits and realtime.collector explain the figures.
     "SCS_GC_THRESHOLD": 50_000,
     # Open session WebSockets one signed-in user (by username) or one agent id may hold at once, across
     # Daphne processes; the next is refused with 4409. 0: no cap.

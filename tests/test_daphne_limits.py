@@ -15,6 +15,7 @@ import pytest
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from daphne import http_protocol, server, ws_protocol
 
+from realtime import collector
 from realtime.live import daphne_limits
 
 MAX_UNSENT = 1000
@@ -75,6 +76,17 @@ def test_under_daphne_the_collector_waits_for_more_allocations(installed, settin
     settings.SCS_GC_THRESHOLD = 0  # a host project's setting, not checked as ours are: never turns collection off
     daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)
     assert gc.get_threshold()[0] == daphne_limits.GC_MIN_THRESHOLD
+
+
+def test_the_sidecar_freezes_what_start_up_built_and_collects_as_daphne_does():
+    thresholds = gc.get_threshold()
+    try:
+        collector.tune(freeze=True)
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (50_000, daphne_limits.GC_YOUNGER_COLLECTIONS, daphne_limits.GC_OLDER_COLLECTIONS)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def test_daphne_still_creates_applications_as_our_copy_does():

@@ -41,19 +41,15 @@ The limits come from ``SCS_WS_MAX_BUFFER`` and ``SCS_HTTP_MAX_BODY``, deflate fr
 
 import asyncio
 import functools
-import gc
 import logging
 import sys
 
-from realtime import conf
+from realtime import collector, conf
+from realtime.collector import GC_MIN_THRESHOLD, GC_OLDER_COLLECTIONS, GC_YOUNGER_COLLECTIONS  # noqa: F401
 from realtime.live import ws_deflate, wsframes
 from realtime.live.mailbox import Mailbox
 
 logger = logging.getLogger("realtime.limits")
-
-GC_MIN_THRESHOLD = 700  # Python's default first threshold
-GC_YOUNGER_COLLECTIONS = 20  # young collections between two of the middle generation (Python: 10)
-GC_OLDER_COLLECTIONS = 100  # middle-generation collections before a full one is considered (Python: 10)
 
 UNSENT_BYTES = "scs.unsent_bytes"  # scope key: () -> unsent bytes of this WebSocket, or None once it is closing
 SEND_TEXT = "scs.send_text"  # scope key: (text) -> one text frame on this WebSocket; False before it is accepted
@@ -112,8 +108,7 @@ def install(*, max_unsent=None, max_body=None, deflate=None):
     max_unsent = conf.get("SCS_WS_MAX_BUFFER") if max_unsent is None else max_unsent
     max_body = conf.get("SCS_HTTP_MAX_BODY") if max_body is None else max_body
     deflate = bool(conf.get("SCS_WS_DEFLATE")) if deflate is None else deflate
-    gc.set_threshold(max(GC_MIN_THRESHOLD, int(conf.get("SCS_GC_THRESHOLD"))), GC_YOUNGER_COLLECTIONS,
-                     GC_OLDER_COLLECTIONS)  # never below Python's own: 0 would turn collection off
+    collector.tune()
     from daphne import http_protocol, server, ws_protocol
 
     class BoundedWebSocketProtocol(ws_protocol.WebSocketProtocol):
