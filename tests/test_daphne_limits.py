@@ -69,13 +69,13 @@ def test_outside_daphne_install_does_nothing(monkeypatch):
 
 
 def test_under_daphne_the_collector_waits_for_more_allocations(installed, settings):
-    assert gc.get_threshold() == (50_000, daphne_limits.GC_YOUNGER_COLLECTIONS, daphne_limits.GC_OLDER_COLLECTIONS)
+    assert gc.get_threshold() == (50_000, collector.GC_YOUNGER_COLLECTIONS, collector.GC_OLDER_COLLECTIONS)
     settings.SCS_GC_THRESHOLD = 2_000
     daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)
     assert gc.get_threshold()[0] == 2_000
     settings.SCS_GC_THRESHOLD = 0  # a host project's setting, not checked as ours are: never turns collection off
     daphne_limits.install(max_unsent=MAX_UNSENT, max_body=MAX_BODY)
-    assert gc.get_threshold()[0] == daphne_limits.GC_MIN_THRESHOLD
+    assert gc.get_threshold()[0] == collector.GC_MIN_THRESHOLD
 
 
 def test_the_sidecar_freezes_what_start_up_built_and_collects_as_daphne_does():
@@ -83,7 +83,7 @@ def test_the_sidecar_freezes_what_start_up_built_and_collects_as_daphne_does():
     try:
         collector.tune(freeze=True)
         assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (50_000, daphne_limits.GC_YOUNGER_COLLECTIONS, daphne_limits.GC_OLDER_COLLECTIONS)
+        assert gc.get_threshold() == (50_000, collector.GC_YOUNGER_COLLECTIONS, collector.GC_OLDER_COLLECTIONS)
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)

@@ -45,7 +45,6 @@ import logging
 import sys
 
 from realtime import collector, conf
-from realtime.collector import GC_MIN_THRESHOLD, GC_OLDER_COLLECTIONS, GC_YOUNGER_COLLECTIONS  # noqa: F401
 from realtime.live import ws_deflate, wsframes
 from realtime.live.mailbox import Mailbox
 
