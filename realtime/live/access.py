@@ -18,10 +18,11 @@ change committed after that read is caught by the next check.
 
 Cost per process: nothing while no connection is open; otherwise, every
 ``INTERVAL``, one primary-key query per ``CHUNK`` open user connections and three
-indexed queries (``credentials.refused``) per ``CHUNK`` agent
-connections, with only distinct keys asked for. 1,000 open user connections
-cost 4 small queries a second; one check of them took 47 ms on SQLite (a busy
-2-core machine), so under 10% of one core.
+indexed queries (``credentials.refused``) per ``CHUNK`` distinct agent tokens.
+1,000 open user connections cost 4 small queries a second; one check of them
+took 47 ms on SQLite (a busy 2-core machine), so under 10% of one core. Agent
+connections are kept by token as they open and close, so a check walks each
+token once, not each connection: an agent commonly holds several.
 """
 
 import asyncio
@@ -52,6 +53,8 @@ class Entry:
 
 
 _open = {}  # consumer -> Entry, this process's open connections
+_users = {}  # consumer -> Entry, the users' among them
+_tokens = {}  # token key (_token_key) -> (claims, {consumer, ...}), the agents' among them, by token
 _task = None
 _last_log = 0.0
 
@@ -70,13 +73,28 @@ def snapshot(user):
 
 def _watch(consumer, entry):
     global _task
+    forget(consumer)
     _open[consumer] = entry
+    if entry.kind == "user":
+        _users[consumer] = entry
+    else:
+        _tokens.setdefault(_token_key(entry.key), (entry.key, set()))[1].add(consumer)
     if _task is None or _task.done() or _task.get_loop() is not asyncio.get_running_loop():
         _task = asyncio.create_task(_check_forever())
 
 
 def forget(consumer):
-    _open.pop(consumer, None)
+    entry = _open.pop(consumer, None)
+    if entry is None:
+        return
+    if entry.kind == "user":
+        _users.pop(consumer, None)
+        return
+    key = _token_key(entry.key)
+    _, consumers = _tokens.get(key, (None, set()))
+    consumers.discard(consumer)
+    if not consumers:
+        _tokens.pop(key, None)
 
 
 async def authenticate_user(consumer):
@@ -130,22 +148,21 @@ def _user_rows(pks):
 
 async def check():
     """Close every connection of this process whose owner's rights changed since it was built."""
-    entries = list(_open.items())
-    users = [(consumer, entry) for consumer, entry in entries if entry.kind == "user" and entry.snapshot is not None]
-    agents = [(consumer, entry) for consumer, entry in entries if entry.kind == "agent"]
+    users = [(consumer, entry) for consumer, entry in _users.items() if entry.snapshot is not None]
     if users:
         rows = await database_sync_to_async(_user_rows)({entry.key for _, entry in users})
         for consumer, entry in users:
             if rows.get(entry.key) != entry.snapshot:
                 _revoke(consumer, CLOSE_RECHECK)
-    if agents:
+    if _tokens:
         # Distinct tokens by id (a str, its hash kept): hashing 10,000 claims twice a second took most of a check.
-        tokens = {_token_key(entry.key): entry.key for _, entry in agents}
+        tokens = {key: claims for key, (claims, _) in _tokens.items()}
         refused = {_token_key(claims) for claims in await database_sync_to_async(credentials.refused)(tokens.values())}
         now = time.time()
-        for consumer, entry in agents:
-            if entry.key.expires_at <= now or _token_key(entry.key) in refused:
-                _revoke(consumer, CLOSE_UNAUTHORIZED)
+        for key, claims in tokens.items():
+            if claims.expires_at <= now or key in refused:
+                for consumer in list(_tokens.get(key, (None, ()))[1]):
+                    _revoke(consumer, CLOSE_UNAUTHORIZED)
 
 
 def _token_key(claims):
