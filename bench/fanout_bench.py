@@ -331,7 +331,10 @@ async def make_sessions(writer, count):
 async def post_round(agent, sessions, n):
     results = await asyncio.gather(*(agent.call("add_message", session_id=sid, content=f"round {n} of {sid}")
                                      for sid in sessions))
-    assert all(r and r.get("success") for r in results), results
+    failed = [result for result in results if not (result and result.get("success"))]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(results)} add_message calls of round {n} failed, "
+                           f"the first answered {failed[0]!r}")
 
 
 def ask(pipes, command):

@@ -184,7 +184,11 @@ class Agent:
         await self.client.__aexit__(*exc)
 
     async def raw(self, tool, **arguments):
+        """The tool's structured answer; a failure without one as ``{"success": False, "error": <its text>}``."""
         result = await self.client.call_tool(tool, arguments, raise_on_error=False)
+        if result.structured_content is None:
+            text = " ".join(getattr(part, "text", "") for part in result.content or [])
+            return {"success": False, "error": text[:300] or "an answer without structured content"}
         return result.structured_content
 
     async def call(self, tool, **arguments):
