@@ -14,7 +14,7 @@ DEFAULTS = {
     "SCS_JWT_SECRET": "",
     "SCS_BROADCAST_SECRET": "",
     # Where Daphne serves this app, including the prefix it is mounted under
-    # (e.g. "http://127.0.0.1:8000/agents"); the sidecar POSTs /broadcast/<id> there.
+    # (e.g. "http://127.0.0.1:8000/agents"); the sidecar POSTs /broadcast/ there (a shell, /broadcast/<id>).
     "SCS_BROADCAST_URL": "http://127.0.0.1:8081",
     # The sidecar's listen address and port (``python -m mcp_sidecar``).
     "SCS_HOST": "127.0.0.1",

@@ -1,15 +1,15 @@
 """The event envelopes: the bodies the publisher POSTs, and (for messages) every frame an agent receives.
 
 ``{"type": "new_message", "session_id": ..., "seq": N, "data": {...}}``: a stored message,
-posted to ``/broadcast/<session_id>``. Pages get it with its ``html`` added
-(``realtime.fragments.page_event``).
+posted under its session (in a batch of ``/broadcast/``, or to ``/broadcast/<session_id>``).
+Pages get it with its ``html`` added (``realtime.fragments.page_event``).
 
 ``{"type": "session_state", "session_id": ..., "data": {"is_active": …, "purpose": …}}``: staff
 closed, reopened or renamed a session (no seq: it is not a message), posted to the session's door.
 
 ``{"type": "memory", "action": "set" | "delete", "entry": {...}}``: an agent's memory entry
-written or deleted, posted to ``/broadcast/memory`` (``MEMORY_TARGET``). It reaches staff
-pages only (``realtime.live.memory``), never an agent.
+written or deleted, posted under ``MEMORY_TARGET`` (a batch of ``/broadcast/``, or ``/broadcast/memory``).
+It reaches staff pages only (``realtime.live.memory``), never an agent.
 """
 
 import json

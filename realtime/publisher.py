@@ -12,8 +12,8 @@ change of state (closed, reopened, renamed) leaves the same way (``state_changed
 Where a publisher loop runs (the sidecar's lifespan; Daphne once a WebSocket
 connected), ``publish`` only appends to a bounded queue, from any thread, so
 storing never waits for the broadcast. One task sends what is waiting, in order
-per session, batched (every session waiting in one attempt: one request through the
-broadcast door), backing off while the strategy fails; when the queue
+per session, batched (up to 200 events of every session waiting in one attempt: one
+request through the broadcast door, more for large bodies), backing off while the strategy fails; when the queue
 overflows the oldest events are dropped, counted and logged (rate-limited).
 Elsewhere (a shell, a Celery worker) ``publish`` sends at once, synchronously.
 

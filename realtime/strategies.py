@@ -2,7 +2,7 @@
 
 - ``http``: POST to Daphne's broadcast door (``realtime.broadcast_client``); the
   only way a plain process reaches the viewers of a Daphne with an in-memory layer.
-- ``channel_layer``: ``realtime.live.delivery.deliver`` on this process's layer.
+- ``channel_layer``: ``realtime.live.delivery.deliver_many`` on this process's layer.
 - ``auto`` (default): ``channel_layer`` when the layer is shared between
   processes (Redis), else ``http``.
 
@@ -36,6 +36,11 @@ class Strategy:
     """A subclass implements ``send`` or ``send_many`` (each is the other's default), and ``send_sync``."""
 
     via = target = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.send is Strategy.send and cls.send_many is Strategy.send_many:
+            raise TypeError(f"{cls.__name__} must implement send or send_many")
 
     async def send(self, target, events):
         """One attempt to hand over one target's ``events``: a Result."""

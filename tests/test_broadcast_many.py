@@ -229,8 +229,9 @@ async def test_the_client_answers_per_target():
 
 async def test_a_failed_request_fails_its_targets_and_every_later_one():
     content = "z" * (MAX_BODY_BYTES // 2)  # two events per target: each target takes a request or two
-    pairs = [(f"session_00000000000000a{n}", [event(f"session_00000000000000a{n}", s, content=content)
-                                              for s in (1, 2)]) for n in range(3)]
+    pairs = [("session_00000000000000a0", [event("session_00000000000000a0", 1, content="small")])]
+    pairs += [(f"session_00000000000000a{n}", [event(f"session_00000000000000a{n}", s, content=content)
+                                               for s in (1, 2)]) for n in (1, 2)]
     handler, seen = answering((202, {"success": True}), httpx.ConnectError("refused"))
     client = BroadcastClient("http://a:1", "s")
     client._async = httpx.AsyncClient(transport=httpx.MockTransport(handler))
@@ -242,6 +243,7 @@ async def test_a_failed_request_fails_its_targets_and_every_later_one():
     for (target, _), result in zip(pairs, results, strict=True):
         expected = SENT if target in first_request and target not in split else RETRY
         assert result.outcome == expected, (target, result)
+    assert results[0].outcome == SENT  # delivered whole by the first request
     assert results[-1].outcome == RETRY and "ConnectError" in results[-1].error
 
 
@@ -306,3 +308,73 @@ async def test_the_channel_layer_strategy_refuses_a_missing_session_alone(sessio
     assert [r.outcome for r in results] == [REJECTED, SENT]
     assert [e["seq"] for e in (await listener.next(session_group(first)))["events"]] == [1]
     assert [e["session_id"] for e in (await listener.next(WAKE_GROUP))["events"]] == [first]
+
+
+# The same guards as the one-session door
+
+
+@pytest.mark.parametrize(
+    "header", [{"X-Forwarded-For": "203.0.113.9"}, {"X-Real-IP": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1"}]
+)
+async def test_a_request_relayed_by_a_proxy_is_refused(sessions, listener, header):
+    first, _ = sessions
+    response = await AsyncClient().post("/broadcast/", json.dumps(batches((first, [event(first, 1)]))),
+                                        content_type="application/json",
+                                        headers={"Authorization": f"Bearer {SECRET}", **header})
+    assert_json_error(response, 403, "PROXIED")
+    assert await listener.nothing(session_group(first))
+
+
+async def test_an_address_outside_the_allow_list_is_refused(sessions, listener):
+    first, _ = sessions
+    communicator = HttpCommunicator(application, "POST", "/broadcast/",
+                                    body=json.dumps(batches((first, [event(first, 1)]))).encode(),
+                                    headers=[(b"authorization", f"Bearer {SECRET}".encode())])
+    communicator.scope["client"] = ["203.0.113.9", 50000]
+    response = await communicator.get_response()
+    assert (response["status"], json.loads(response["body"])["code"]) == (403, "FORBIDDEN_CLIENT")
+    assert await listener.nothing(session_group(first))
+
+
+async def test_a_server_without_a_secret_refuses_everyone(sessions, listener, settings):
+    first, _ = sessions
+    settings.SCS_BROADCAST_SECRET = ""
+    assert_json_error(await post(batches((first, [event(first, 1)])), secret="anything"), 403, "FORBIDDEN")
+    assert await listener.nothing(session_group(first))
+
+
+@pytest.mark.parametrize("limit", ["SCS_BROADCAST_MAX_BODY", "DATA_UPLOAD_MAX_MEMORY_SIZE"])
+async def test_a_body_over_a_limit_is_413(sessions, listener, settings, limit):
+    first, _ = sessions
+    setattr(settings, limit, 2_000)
+    assert_json_error(await post(batches((first, [event(first, 1, content="x" * 3_000)]))), 413, "TOO_LARGE")
+    assert await listener.nothing(session_group(first))
+
+
+async def test_get_is_405_and_post_needs_no_csrf_token(sessions):
+    first, _ = sessions
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    assert (await AsyncClient().get("/broadcast/", headers=headers)).status_code == 405
+    response = await AsyncClient(enforce_csrf_checks=True).post(
+        "/broadcast/", json.dumps(batches((first, [event(first, 1)]))), content_type="application/json",
+        headers=headers)
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize("body", [
+    b"1", b"true", b'"x"', b"{}", b'{"batches": null}', b'{"batches": [null]}', b'{"batches": [[]]}',
+    b'{"batches": [{"target": "session_0123456789abcdef", "events": null}]}',
+    b'{"batches": [{"target": "session_0123456789abcdef", "events": [null]}]}',
+    b'{"batches": [{"target": {"$gt": ""}, "events": []}]}', b"\x00", b"{\"a\": \"\\ud800\"}", b"1e999999",
+    b"[" * 50_000 + b"]" * 50_000,
+])
+async def test_odd_bodies_never_give_a_500(sessions, listener, body):
+    response = await post(body, raw=True)
+    assert response.status_code in (400, 413), response.content
+    assert response.json()["success"] is False
+    assert await listener.nothing(session_group(sessions[0]))
+
+
+async def test_a_strategy_must_implement_one_of_its_sends():
+    with pytest.raises(TypeError, match="send or send_many"):
+        type("Neither", (Strategy,), {"send_sync": lambda self, session_id, events: None})

@@ -166,8 +166,18 @@ async def test_a_layer_event_without_a_handler_is_an_error():
 
 
 async def test_the_wake_relay_and_live_consumers_take_layer_events_directly():
+    from realtime.live.broadcast import BroadcastConsumer
     from realtime.live.consumers import LiveConsumer
     from realtime.live.wake_relay import WakeRelayConsumer
 
-    assert issubclass(WakeRelayConsumer, LayerEventsDirectly)
-    assert issubclass(LiveConsumer, LayerEventsDirectly)
+    assert WakeRelayConsumer.dispatch is LayerEventsDirectly.dispatch
+    assert LiveConsumer.dispatch is LayerEventsDirectly.dispatch
+    consumer = BroadcastConsumer()
+    handled = []
+
+    async def http_request(message):
+        handled.append(message)
+
+    consumer.http_request = http_request
+    await consumer.dispatch({"type": "http.request", "body": b""})  # no database hop: no thread, no connection
+    assert handled == [{"type": "http.request", "body": b""}]

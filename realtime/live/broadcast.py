@@ -175,7 +175,7 @@ async def accept(session_id, *, client, authorization, body, proxied):
     events, refusal = parse_events(body, session_id)
     if refusal:
         return refusal
-    if not await delivery.deliver_to(session_id, events):
+    if await delivery.deliver_many([(session_id, events)]):
         return refuse(404, "SESSION_NOT_FOUND", f"no session {session_id}")
     return Answer(202, {"success": True, "accepted": len(events)})
 

@@ -268,11 +268,11 @@ class SessionConsumer(PresenceMixin, ReplayMixin, LiveConsumer):
         for timer in (self.auth_timer, self.expiry_timer):
             if timer is not None:
                 timer.cancel()
+        if self.joined and self.viewer.kind == "user":
+            delivery.page_left(self.session_id)  # first: nothing below can keep it counted
         await self.unfollow_user()
         await self.presence_stop()
         if self.joined:
-            if self.viewer.kind == "user":
-                delivery.page_left(self.session_id)
             await self.channel_layer.group_discard(session_group(self.session_id), self.channel_name)
             if joins_memory(self.viewer):
                 await self.channel_layer.group_discard(memory_group(self.session_id), self.channel_name)

@@ -122,8 +122,8 @@ async def deliver_many(batches):
 
 
 async def _deliver_session(session_id, events):
-    """``deliver`` but the wake group: the session's messages it delivered, in seq order; None when no such
-    session."""
+    """Deliver one session's events to its viewers and the dashboard; its messages (in seq order) for the wake
+    group, or None when there is no such session."""
     session = await session_info(session_id)
     if session is None:
         return None
@@ -156,14 +156,6 @@ async def deliver_state(session, event):
     layer = get_channel_layer()
     await layer.group_send(session_group(session["id"]), {"type": "session.state", "text": encode(event)})
     await layer.group_send(dashboard.DASHBOARD_GROUP, dashboard.state(event))
-
-
-async def deliver_to(target, events):
-    """What the broadcast door and the channel-layer strategy both do with a batch: memory events to
-    ``deliver_memory``, a session's to ``deliver``; False when there is no such session."""
-    if target == MEMORY_TARGET:
-        return await deliver_memory(events)
-    return await deliver(target, events)
 
 
 async def deliver_memory(events):

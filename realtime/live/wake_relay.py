@@ -4,8 +4,9 @@ Where the channel layer is in memory, a sidecar cannot join Daphne's groups; it 
 WebSocket instead (``realtime.wake_stream``). The handshake must come as the broadcast door's
 requests do: ``Authorization: Bearer <SCS_BROADCAST_SECRET>``, from an address in
 ``SCS_BROADCAST_ALLOWED_IPS``, not through a proxy; anything else is refused (HTTP 403).
-The consumer joins the wake group and sends each batch ``deliver`` hands it as one compact
-frame, ``{"type": "events", "events": [...]}`` (the envelopes, whole). The client sends nothing.
+The consumer joins the wake group and sends what delivery hands it (the messages of every session
+in one broadcast request) as one compact frame, ``{"type": "events", "events": [...]}`` (the envelopes,
+whole). The client sends nothing.
 
 Every session's batch passes through here, so the layer's ``wake.events`` skip Channels'
 hop to the database thread before each handler (``LayerEventsDirectly``): at 1,000 viewers
