@@ -9,7 +9,7 @@ from realtime.live import access
 from realtime.live.closecodes import CLOSE_UNAUTHORIZED
 from realtime.tokens import AgentClaims
 
-pytestmark = pytest.mark.asyncio(loop_scope="function")
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True)]
 
 
 class Connection:
