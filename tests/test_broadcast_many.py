@@ -26,18 +26,12 @@ from realtime.live.groups import WAKE_GROUP, session_group
 from realtime.live.memory import MEMORY_GROUP
 from realtime.models import Session
 from realtime.strategies import ChannelLayerStrategy, Strategy
-from tests.test_broadcast_view import SECRET, assert_json_error, event
+from tests.test_broadcast_view import SECRET, assert_json_error, broadcast_settings, event  # noqa: F401 (autouse)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("fresh_channel_layer")]
 
 UNKNOWN = "session_00000000deadbeef"
-
-
-@pytest.fixture(autouse=True)
-def broadcast_settings(settings):
-    settings.SCS_BROADCAST_SECRET = SECRET
-    return settings
 
 
 async def post(body, secret=SECRET, raw=False):
