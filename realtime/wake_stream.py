@@ -1,7 +1,7 @@
 """Feeding this process's wake hub (``realtime.wake``) with the messages other processes commit.
 
-Every committed message reaches the channel layer through ``realtime.live.delivery`` (``deliver``,
-``deliver_many``), which also group-sends it to the wake group. A ``WakeStream`` brings that group to the hub:
+Every committed message reaches the channel layer through ``realtime.live.delivery.deliver_many``,
+which also group-sends it to the wake group. A ``WakeStream`` brings that group to the hub:
 
 - shared layer (Redis; ``realtime.live.layers.is_process_local`` is false): it joins the
   wake group on the layer itself and hands each batch to the hub;

@@ -1,4 +1,4 @@
-"""``realtime.live.delivery.deliver``: what reaches a session's group and the dashboard group, and when nothing does."""
+"""``realtime.live.delivery.deliver_many`` for one session: what reaches its group and the dashboard group."""
 
 import asyncio
 import json
@@ -21,6 +21,11 @@ def forget_known_sessions(monkeypatch):
     """Each test starts with empty caches (they are process-wide)."""
     monkeypatch.setattr(delivery, "_known", type(delivery._known)())
     monkeypatch.setattr(dashboard, "_tallies", type(dashboard._tallies)())
+
+
+async def deliver(session_id, events):
+    """One session's batch, as the door delivers it; False when there is no such session."""
+    return not await delivery.deliver_many([(session_id, events)])
 
 
 async def listener(group):
@@ -57,7 +62,7 @@ async def stored():
 async def test_events_reach_the_session_group_in_seq_order_with_their_texts(stored):
     session, events = stored
     channel = await listener(session_group(session.id))
-    assert await delivery.deliver(session.id, [events[2], events[0], events[1]]) is True
+    assert await deliver(session.id, [events[2], events[0], events[1]]) is True
     message = await next_message(channel)
     assert message["type"] == "session.events"
     assert [event["seq"] for event in message["events"]] == [1, 2, 3]
@@ -72,7 +77,7 @@ async def test_an_unknown_session_gets_nothing_delivered(stored):
     unknown = "session_00000000000000ff"
     viewers, board = await listener(session_group(unknown)), await listener(dashboard.DASHBOARD_GROUP)
     moved = [{**event, "session_id": unknown} for event in events]
-    assert await delivery.deliver(unknown, moved) is False
+    assert await deliver(unknown, moved) is False
     assert await nothing_arrives(viewers) and await nothing_arrives(board)
     assert unknown not in delivery._known  # a miss is not remembered as a session
 
@@ -80,7 +85,7 @@ async def test_an_unknown_session_gets_nothing_delivered(stored):
 async def test_the_dashboard_gets_a_summary_without_content(stored):
     session, events = stored
     board = await listener(dashboard.DASHBOARD_GROUP)
-    await delivery.deliver(session.id, events[:2])
+    await deliver(session.id, events[:2])
     summary = await next_message(board)
     assert summary["type"] == "dashboard.summary"
     assert summary["session"] == {"id": session.id, "purpose": "p" * dashboard.PURPOSE_CHARS, "created_by": "creator"}
@@ -90,7 +95,7 @@ async def test_the_dashboard_gets_a_summary_without_content(stored):
     assert tally == {("public", "alice"): 1, ("private", "bob"): 1}
     assert "says" not in json.dumps(summary)
 
-    await delivery.deliver(session.id, events[2:])  # follows on: counted on, the same figures
+    await deliver(session.id, events[2:])  # follows on: counted on, the same figures
     tally = {(visibility, sender): count for visibility, sender, _, count, _ in (await next_message(board))["tally"]}
     assert tally == {("public", "alice"): 1, ("private", "bob"): 1, ("admin_only", "root"): 1}
 
@@ -98,10 +103,10 @@ async def test_the_dashboard_gets_a_summary_without_content(stored):
 async def test_a_batch_far_ahead_of_the_last_one_is_tallied_from_the_database(stored):
     session, events = stored
     board = await listener(dashboard.DASHBOARD_GROUP)
-    await delivery.deliver(session.id, events[:1])
+    await deliver(session.id, events[:1])
     await next_message(board)
     far = {**events[1], "seq": 2**62}  # a gap this long must not be walked seq by seq
-    assert await delivery.deliver(session.id, [far]) is True
+    assert await deliver(session.id, [far]) is True
     tally = {sender: count for _, sender, _, count, _ in (await next_message(board))["tally"]}
     assert tally == {"alice": 1, "bob": 1, "root": 1}
 
@@ -123,7 +128,7 @@ async def test_a_session_is_looked_up_once_then_remembered(stored, monkeypatch):
 async def test_deliver_leaves_the_events_it_was_given_as_they_were(stored):
     session, events = stored
     given = [events[1], events[0]]
-    await delivery.deliver(session.id, given)
+    await deliver(session.id, given)
     assert [event["seq"] for event in given] == [2, 1]
     assert await Message.objects.acount() == 3
 
@@ -145,7 +150,7 @@ async def test_pages_get_each_message_rendered_once_however_many_watch(stored, m
         assert (await viewer.connect())[0]
         await viewer.ready()
     fresh = [{**event, "seq": event["seq"] + 3} for event in events]
-    await delivery.deliver(session.id, fresh)
+    await deliver(session.id, fresh)
     for page in pages:
         frames = [await page.next() for _ in fresh]
         assert [frame["html"] for frame in frames] == [build(event) for event in fresh]
@@ -168,7 +173,7 @@ async def test_a_session_only_agents_watch_here_is_not_rendered_and_a_page_gets_
     agent = Viewer(session.id, bearer=agent_token("watcher", "admin", ["read", "admin"]), query="?since=3")
     assert (await agent.connect())[0]
     await agent.ready()
-    await delivery.deliver(session.id, [{**events[0], "seq": 4}])
+    await deliver(session.id, [{**events[0], "seq": 4}])
     assert (await next_message(channel))["page_texts"] is None and built == []
     assert set(await agent.next()) == {"type", "session_id", "seq", "data"}
 
@@ -176,7 +181,7 @@ async def test_a_session_only_agents_watch_here_is_not_rendered_and_a_page_gets_
     assert (await page.connect())[0]
     await page.ready()
     fresh = {**events[1], "seq": 5}
-    await delivery.deliver(session.id, [fresh])
+    await deliver(session.id, [fresh])
     delivered = await next_message(channel)
     assert built == [5]
     assert json.loads(delivered["page_texts"][0])["html"] == build(fresh)
@@ -187,7 +192,7 @@ async def test_a_session_only_agents_watch_here_is_not_rendered_and_a_page_gets_
             break
         await asyncio.sleep(0.02)
     assert session.id not in delivery._pages
-    await delivery.deliver(session.id, [{**events[2], "seq": 6}])
+    await deliver(session.id, [{**events[2], "seq": 6}])
     assert (await next_message(channel))["page_texts"] is None and built == [5]
     await agent.close()
 

@@ -64,7 +64,7 @@ async def test_on_the_layer_the_stream_hands_every_delivery_to_the_hub(session_i
             assert (await follower.next(0)).timed_out
             waiting = asyncio.ensure_future(follower.next(10))
             message = await store(session_id, "over the layer")
-            assert await delivery.deliver(session_id, [message_event(message)])
+            assert await delivery.deliver_many([(session_id, [message_event(message)])]) == []
             batch = await waiting
         assert [r["content"] for r in batch.records] == ["over the layer"]
         assert stream.stats()["events"] == 1 and stream.stats()["source"] == "channel_layer"
@@ -133,7 +133,7 @@ async def test_the_relay_forwards_each_delivery_to_a_sidecar_holding_the_secret(
     connected, _ = await communicator.connect()
     assert connected
     message = await store(session_id, "relayed")
-    assert await delivery.deliver(session_id, [message_event(message)])
+    assert await delivery.deliver_many([(session_id, [message_event(message)])]) == []
     frame = json.loads(await communicator.receive_from())
     assert frame == {"type": "events", "events": [message_event(message)]}
     await communicator.disconnect()

@@ -5,8 +5,8 @@ Messages (``new_message``) and staff's changes to a session (``session_state``) 
 
 The broadcast door (events a publisher POSTs) and the publisher's channel-layer
 strategy (``realtime.publisher``: in Daphne, or wherever the layer is shared) both
-go through ``deliver`` (one session), ``deliver_many`` (several sessions' batches) and
-``deliver_memory``, so every path reaches the same groups with the same messages.
+go through ``deliver_many`` (one session's batch or several, memory events among them),
+so every path reaches the same groups with the same messages.
 The wake group carries every session's messages to the sidecars' wake hubs
 (``realtime.wake_stream``: on the shared layer itself, or relayed by
 ``realtime.live.wake_relay`` over a WebSocket), one layer message per request.
@@ -91,15 +91,6 @@ async def page_frames(events):
     if sum(len(event["data"]["content"]) for event in events) <= INLINE_RENDER_CHARS:
         return _page_frames(events)
     return await sync_to_async(_page_frames, thread_sensitive=False)(events)
-
-
-async def deliver(session_id, events):
-    """Group-send ``events`` of one session: messages in seq order, then state changes; False when no such session."""
-    messages = await _deliver_session(session_id, events)
-    if messages is None:
-        return False
-    await _wake(messages)
-    return True
 
 
 async def deliver_many(batches):
