@@ -3,7 +3,6 @@
 import asyncio
 import json
 
-import httpx
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import HttpCommunicator
@@ -26,6 +25,7 @@ from realtime.live.groups import WAKE_GROUP, session_group
 from realtime.live.memory import MEMORY_GROUP
 from realtime.models import Session
 from realtime.strategies import ChannelLayerStrategy, Strategy
+from tests.scripted_door import DROP, scripted_door
 from tests.test_broadcast_view import SECRET, assert_json_error, broadcast_settings, event  # noqa: F401 (autouse)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.django_db(transaction=True),
@@ -194,29 +194,15 @@ async def test_one_event_larger_than_the_bound_still_goes_alone():
     assert [targets for _, targets in batch_bodies(pairs)] == [["session_00000000000000a1"]]
 
 
-def answering(*answers):
-    """A transport answering each request with the next of ``answers``: (status, json) or an exception."""
-    seen = []
-
-    def handler(request):
-        seen.append(json.loads(request.content))
-        answer = answers[len(seen) - 1]
-        if isinstance(answer, Exception):
-            raise answer
-        return httpx.Response(answer[0], json=answer[1])
-
-    return handler, seen
-
-
 async def test_the_client_answers_per_target():
-    handler, seen = answering((202, {"success": True, "accepted": 1, "refused": [
-        {"target": UNKNOWN, "code": "SESSION_NOT_FOUND", "error": f"no session {UNKNOWN}"}]}))
-    client = BroadcastClient("http://a:1", "s")
-    client._async = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    results = await client.send_many([("session_00000000000000a1", [event("session_00000000000000a1", 1)]),
-                                      (UNKNOWN, [event(UNKNOWN, 1)])])
-    await client.aclose()
-    assert len(seen) == 1
+    answer = (202, {"success": True, "accepted": 1, "refused": [
+        {"target": UNKNOWN, "code": "SESSION_NOT_FOUND", "error": f"no session {UNKNOWN}"}]})
+    async with scripted_door(answer) as (url, seen):
+        client = BroadcastClient(url, "s")
+        results = await client.send_many([("session_00000000000000a1", [event("session_00000000000000a1", 1)]),
+                                          (UNKNOWN, [event(UNKNOWN, 1)])])
+        await client.aclose()
+    assert [path for path, _ in seen] == ["/broadcast/"]
     assert [r.outcome for r in results] == [SENT, REJECTED]
     assert "SESSION_NOT_FOUND" in results[1].error and "DATABASE_URL" in results[1].hint
 
@@ -226,19 +212,44 @@ async def test_a_failed_request_fails_its_targets_and_every_later_one():
     pairs = [("session_00000000000000a0", [event("session_00000000000000a0", 1, content="small")])]
     pairs += [(f"session_00000000000000a{n}", [event(f"session_00000000000000a{n}", s, content=content)
                                                for s in (1, 2)]) for n in (1, 2)]
-    handler, seen = answering((202, {"success": True}), httpx.ConnectError("refused"))
-    client = BroadcastClient("http://a:1", "s")
-    client._async = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    results = await client.send_many(pairs)
-    await client.aclose()
+    async with scripted_door(202, DROP) as (url, seen):
+        client = BroadcastClient(url, "s")
+        results = await client.send_many(pairs)
+        await client.aclose()
     assert len(seen) == 2  # nothing after the failure was tried
-    first_request = {batch["target"] for batch in seen[0]["batches"]}
-    split = {batch["target"] for batch in seen[1]["batches"]} & first_request
+    first_request = {batch["target"] for batch in seen[0][1]["batches"]}
+    split = {batch["target"] for batch in seen[1][1]["batches"]} & first_request
     for (target, _), result in zip(pairs, results, strict=True):
         expected = SENT if target in first_request and target not in split else RETRY
         assert result.outcome == expected, (target, result)
     assert results[0].outcome == SENT  # delivered whole by the first request
-    assert results[-1].outcome == RETRY and "ConnectError" in results[-1].error
+    assert results[-1].outcome == RETRY and "posting to" in results[-1].error and "Daphne running" in results[-1].hint
+
+
+async def test_a_daphne_without_the_door_gets_each_session_on_its_own_from_then_on():
+    """A Daphne older than ``POST /broadcast/`` answers it 404: the same events go through the one-session door,
+    and later batches go there directly, so the publisher may be upgraded before Daphne."""
+    a, b = "session_00000000000000a1", "session_00000000000000a2"
+    async with scripted_door(404, 202, 202, 202) as (url, seen):
+        client = BroadcastClient(url, "s")
+        first = await client.send_many([(a, [event(a, 1), event(a, 2)]), (b, [event(b, 1)])])
+        second = await client.send_many([(a, [event(a, 3)])])
+        await client.aclose()
+    assert [r.outcome for r in first + second] == [SENT, SENT, SENT]
+    assert [path for path, _ in seen] == ["/broadcast/", f"/broadcast/{a}", f"/broadcast/{b}", f"/broadcast/{a}"]
+    assert [e["seq"] for e in seen[1][1]["events"]] == [1, 2] and seen[2][1]["seq"] == 1
+
+
+async def test_on_the_one_session_door_a_refusal_or_a_failure_still_counts():
+    a, b, c = "session_00000000000000a1", "session_00000000000000a2", "session_00000000000000a3"
+    not_found = (404, {"success": False, "code": "SESSION_NOT_FOUND", "error": f"no session {a}"})
+    async with scripted_door(404, not_found, 503) as (url, seen):
+        client = BroadcastClient(url, "s")
+        results = await client.send_many([(a, [event(a, 1)]), (b, [event(b, 1)]), (c, [event(c, 1)])])
+        await client.aclose()
+    assert [r.outcome for r in results] == [REJECTED, RETRY, RETRY]
+    assert "DATABASE_URL" in results[0].hint
+    assert len(seen) == 3  # c waits with b: Daphne said it is overloaded
 
 
 # The publisher and the strategies

@@ -14,6 +14,7 @@ from realtime import announce, operations, publish, publisher, strategies
 from realtime.broadcast_client import REJECTED, RETRY, SENT, BroadcastClient, Result, hint
 from realtime.models import Message, Session
 from realtime.strategies import Strategy
+from tests.scripted_door import DROP, scripted_door
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -340,17 +341,17 @@ def mock(*answers):
 
 
 async def test_the_async_client_makes_one_attempt_and_fails_over_to_the_next_daphne():
-    handler, seen = mock(httpx.ConnectError("refused"), 503, 202)
-    client = BroadcastClient("http://a:1, http://b:2/agents/", "s")
-    client._async = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    results = [(await client.send_many([("session_00000000000000a1", [event("session_00000000000000a1", 1)])]))[0]
-               for _ in range(3)]
-    await client.aclose()
+    batch = [("session_00000000000000a1", [event("session_00000000000000a1", 1)])]
+    async with scripted_door(DROP, 202) as (first, seen_first), scripted_door(503) as (second, seen_second):
+        client = BroadcastClient(f"{first}, {second}/agents/", "s")
+        results = [(await client.send_many(batch))[0] for _ in range(3)]
+        await client.aclose()
     assert [r.outcome for r in results] == [RETRY, RETRY, SENT]
-    path = "broadcast/"
-    assert seen == [f"http://a:1/{path}", f"http://b:2/agents/{path}", f"http://a:1/{path}"]
-    assert f"ConnectError posting to http://a:1/{path}" in results[0].error
+    assert [path for path, _ in seen_first] == ["/broadcast/", "/broadcast/"]
+    assert [path for path, _ in seen_second] == ["/agents/broadcast/"]
+    assert f"posting to {first}/broadcast/" in results[0].error
     assert "SCS_BROADCAST_URL" in results[0].hint
+    assert f"HTTP 503 from {second}/agents/broadcast/" in results[1].error
 
 
 def test_the_sync_client_tries_each_daphne_once_and_stays_with_the_one_that_accepts():
