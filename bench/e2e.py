@@ -44,6 +44,7 @@ import tempfile
 import time
 
 from bench import cpu_seconds, machine_cpu_seconds, summary_ms, table
+from bench.mcp_http import LeanAgent
 from tests.helpers import new_session
 from tests.stack import Stack, Watcher
 
@@ -103,20 +104,27 @@ class CpuMeter:
     ``machine`` is the whole machine's busy cores over that time (every process, ours and others)."""
 
     def __init__(self, stack):
-        self.pids = {"sidecar": stack.sidecar.pid, "daphne": stack.daphne.pid, "client": None}
+        # Every sidecar (--sidecars) counts as one.
+        sidecars = [stack.sidecar.pid, *(process.pid for process in stack.more)]
+        self.pids = {"sidecar": sidecars, "daphne": [stack.daphne.pid], "client": [None]}
         self.used = {}
         self.machine = None
 
     def start(self):
-        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.before = {name: self._seconds(pids) for name, pids in self.pids.items()}
         self.started, self.machine_before = time.perf_counter(), machine_cpu_seconds()
+
+    @staticmethod
+    def _seconds(pids):
+        seconds = [cpu_seconds(pid) for pid in pids]
+        return None if None in seconds else sum(seconds)
 
     def stop(self, messages, extra_client_seconds=0.0):
         """CPU ms per message of each process; ``extra_client_seconds``: what client processes reported."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         seconds = {}
-        for name, pid in self.pids.items():
-            after = cpu_seconds(pid)
+        for name, pids in self.pids.items():
+            after = self._seconds(pids)
             if after is not None and self.before[name] is not None:
                 seconds[name] = after - self.before[name] + (extra_client_seconds if name == "client" else 0)
                 self.used[name] = round(seconds[name] * 1000 / max(messages, 1), 2)
@@ -196,7 +204,18 @@ async def write(agent, session_id, per_agent):
     return [await add(agent, session_id, f"{agent.agent_id} {n}") for n in range(per_agent)]
 
 
-def client_process(link, stack, agent_ids):
+CLIENTS = ("fastmcp", "lean")
+
+
+async def open_agent(stack, agent_id, client, **options):
+    """An agent holding a token: fastmcp's ``Client`` (``tests.stack.Agent``) or ``bench.mcp_http.LeanAgent``;
+    ``mcp_port`` says which sidecar it calls."""
+    agent = await (LeanAgent.open(stack, agent_id, **options) if client == "lean" else stack.agent(agent_id, **options))
+    agent.mcp_port = stack.mcp_port
+    return agent
+
+
+def client_process(link, stack, agent_ports, client):
     """A client process of the concurrent phase (``--client-processes``): its agents on its own event loop.
 
     Sends "ready" once its agents hold tokens, then, for each ``(session_id, per_agent)`` it receives, the
@@ -205,7 +224,7 @@ def client_process(link, stack, agent_ids):
     import traceback
 
     async def serve():
-        agents = [await stack.agent(agent_id) for agent_id in agent_ids]
+        agents = [await open_agent(stack.via(mcp_port=port), agent_id, client) for agent_id, port in agent_ports]
         try:
             link.send("ready")
             loop = asyncio.get_running_loop()
@@ -236,7 +255,7 @@ class ClientProcesses:
     ``time.perf_counter()``, one monotonic clock for every process of this machine.
     """
 
-    def __init__(self, stack, agent_ids, count):
+    def __init__(self, stack, agent_ports, count, client):
         view = copy.copy(stack)  # what a child needs: URLs and keys, not the server processes
         view.daphne = view.sidecar = None
         view.more = []
@@ -244,7 +263,8 @@ class ClientProcesses:
         self.links = []
         for n in range(count):
             here, there = context.Pipe()
-            process = context.Process(target=client_process, args=(there, view, agent_ids[n::count]), daemon=True)
+            process = context.Process(target=client_process, args=(there, view, agent_ports[n::count], client),
+                                      daemon=True)
             process.start()
             there.close()
             self.links.append((process, here))
@@ -277,13 +297,14 @@ class ClientProcesses:
             here.close()
 
 
-async def concurrent(stack, agents, per_agent, client_processes=1):
+async def concurrent(stack, agents, per_agent, client_processes=1, client="fastmcp"):
     """K agents add M messages each to one session at once; with ``client_processes`` > 1 the agents make
     their calls from that many other processes (this one keeps the watcher)."""
     session_id = await new_session(agents[0], "bench concurrent")
     clients = None
     if client_processes > 1:
-        clients = await ClientProcesses(stack, [agent.agent_id for agent in agents], client_processes).ready()
+        agent_ports = [(agent.agent_id, agent.mcp_port) for agent in agents]
+        clients = await ClientProcesses(stack, agent_ports, client_processes, client).ready()
     meter = CpuMeter(stack)
     try:
         async with TimedWatcher(stack, session_id, token=agents[0].token) as watcher:
@@ -357,14 +378,17 @@ async def up_versus_hung(stack, agent, rounds, calls):
 async def measure(stack, args):
     agents = []
     try:
-        agents = [await stack.agent(f"bench-{n}") for n in range(max(args.agents, 1))]
+        ports = [stack.mcp_port, *(stack.add_sidecar() for _ in range(args.sidecars - 1))]
+        # Agent n calls sidecar n mod --sidecars, as behind a balancer; the other phases use agent 0's.
+        agents = [await open_agent(stack.via(mcp_port=ports[n % len(ports)]), f"bench-{n}", args.client)
+                  for n in range(max(args.agents, 1))]
         floor_cpu = await warm_up(stack, agents[0])
-        results = {"cpu_ms_per_noop_call": floor_cpu}
+        results = {"client": args.client, "sidecars": len(ports), "cpu_ms_per_noop_call": floor_cpu}
         if "sequential" in args.only:
             results["sequential"] = await sequential(stack, agents[0], args.messages)
         if "concurrent" in args.only:
             results["concurrent"] = await concurrent(stack, agents[: args.agents], args.per_agent,
-                                                     args.client_processes)
+                                                     args.client_processes, args.client)
         if "hung" in args.only:
             results["up_vs_hung"] = await up_versus_hung(stack, agents[0], args.rounds, args.hung_calls)
         results["bridge"] = stack.sidecar_health()["bridge"]
@@ -404,7 +428,8 @@ def report(results):
         targets.append((f"{conc['agents']} agents > 200 msg/s", f"{conc['msgs_per_s']} msg/s",
                         verdict(conc["msgs_per_s"] > TARGETS["concurrent_msgs_per_s"])))
         clients = conc["client_processes"]
-        lines.append(f"CPU ms per message ({conc['agents']} agents; client: "
+        sidecars = f"{results['sidecars']} sidecars, " if results["sidecars"] > 1 else ""
+        lines.append(f"CPU ms per message ({conc['agents']} agents; {sidecars}{results['client']} client: "
                      + (f"{clients} client processes + the watcher's" if clients > 1 else "this process") + "): "
                      + ", ".join(f"{name} {ms}" for name, ms in conc["cpu_ms_per_message"].items()))
         lines.append(f"busy cores over the {conc['agents']} agents' run: {conc['machine_busy_cores']} of "
@@ -444,6 +469,13 @@ def parse(argv):
     parser.add_argument("--per-agent", type=int, default=250, help="messages per concurrent agent (default 250)")
     parser.add_argument("--client-processes", type=int, default=1, metavar="N",
                         help="make the concurrent agents' calls from N other processes (default 1: this one)")
+    parser.add_argument("--client", choices=CLIENTS, default="fastmcp",
+                        help="the agents' MCP client: fastmcp's Client (default), or lean: the same requests from "
+                             "an aiohttp session (bench/mcp_http.py), so that a client beside the server on the same "
+                             "cores takes less of their CPU")
+    parser.add_argument("--sidecars", type=int, default=1, metavar="N",
+                        help="run N sidecars on one database and Daphne, the concurrent agents spread over them "
+                             "as a balancer would (default 1); their CPU is summed")
     parser.add_argument("--rounds", type=int, default=10, help="up/hung round pairs (default 10)")
     parser.add_argument("--hung-calls", type=int, default=30, help="add_message calls per round (default 30)")
     parser.add_argument("--only", action="append", choices=PHASES, metavar="PHASE",
@@ -453,6 +485,8 @@ def parse(argv):
     parser.add_argument("--keep", action="store_true", help="keep the data folder (logs, database) and print it")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
     args = parser.parse_args(argv)
+    if args.sidecars < 1:
+        parser.error("--sidecars must be at least 1")
     args.only = args.only or PHASES
     return args
 
