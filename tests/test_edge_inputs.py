@@ -100,7 +100,7 @@ async def test_the_publisher_keeps_running_with_a_malformed_broadcast_url():
                 break
             await asyncio.sleep(0.01)
         assert bridge.counters["failed_attempts"] >= 2 and bridge.running
-        assert bridge.stats()["last_error"].startswith("InvalidURL")
+        assert bridge.stats()["last_error"].startswith("InvalidUrlClientError posting to http://127.0.0.1:80a/")
     finally:
         await bridge.stop(flush_timeout=0)
 
