@@ -2,7 +2,7 @@
 
 ``python -m bench fanout [--viewers 1000] [--sessions 1] [--per-agent 5] [--clients 4] [--rounds 10] [--pause 0.3]
 [--daphnes 1] [--layer memory|redis] [--redis URL] [--deflate] [--connect-timeout 300] [--profile PREFIX]
-[--no-peer] [--peer-venv DIR]``
+[--client fastmcp|lean] [--no-peer] [--peer-venv DIR]``
 
 By default one Daphne process on the in-memory channel layer. ``--daphnes N`` runs N
 Daphne processes sharing the Redis channel layer (``--layer redis``, the default past
@@ -34,6 +34,9 @@ own frames and per 1,000 frames of the whole run, idle CPU and KiB per connectio
 their total, and Redis's CPU when it runs on this machine (shared with whatever else
 uses it). Two processes halving the work shows as each one's CPU per 1,000 frames of
 the run being half of one process's.
+The rounds' messages are posted by one agent, with fastmcp's MCP client (``--client fastmcp``, the default), or
+with ``bench.mcp_http.LeanAgent`` (``--client lean``): the same requests for a fraction of the CPU, which a client
+on the server's cores takes from the server (with 100 sessions, 100 calls a round).
 ``--profile PREFIX`` records Daphne with py-spy while viewers join (``PREFIX-join.svg``)
 and during the rounds (``PREFIX-rounds.svg``); with several processes, one file each
 (``PREFIX-daphne2-join.svg``, ...).
@@ -81,6 +84,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import cpu_seconds, percentile, redis_pid, table
+from bench.mcp_http import LeanAgent
 from bench.peer_bench import PEER_VENV, PEER_VERSION, Peer, ensure_peer
 from bench.peer_bench import Agent as PeerAgent
 from tests.helpers import new_session
@@ -496,7 +500,10 @@ def run_ours(args, folder):
     """Our stack under the load: its ``measure``."""
     stack, daphnes = start(args, folder)
     try:
-        writer = functools.partial(stack.agent, "fan-writer")
+        if args.client == "lean":
+            writer = functools.partial(LeanAgent.open, stack, "fan-writer", permissions=("read", "write"))
+        else:
+            writer = functools.partial(stack.agent, "fan-writer")
         sessions = asyncio.run(make_sessions(writer, args.sessions))
         tokens = mint_tokens(stack, -(-args.viewers // args.per_agent))
         work, owner = assign(args, daphnes, sessions, tokens)
@@ -516,6 +523,8 @@ def peer_skipped(args):
         return "it is one process without a shared layer: compared with one Daphne on the in-memory layer only"
     if args.deflate:
         return "compared without --deflate only (clients offering permessage-deflate)"
+    if args.client != "fastmcp":
+        return "its writer is fastmcp's client: compared with --client fastmcp only"
     return None
 
 
@@ -650,6 +659,8 @@ def parse(argv):
                         "SCS_TEST_REDIS_URL, redis://127.0.0.1:6379/0)")
     parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate, the server accepts")
     parser.add_argument("--connect-timeout", type=seconds, default=300.0)
+    parser.add_argument("--client", choices=("fastmcp", "lean"), default="fastmcp",
+                        help="the rounds' writer: fastmcp's MCP client, or the same requests from bench.mcp_http")
     parser.add_argument("--no-peer", action="store_true", help="our row only (not the peer's)")
     parser.add_argument("--peer-venv", type=Path, metavar="DIR",
                         default=Path(os.environ.get("SCS_PEER_VENV", PEER_VENV)),

@@ -34,20 +34,21 @@ def our_frame(seq, content="anything"):
 def test_the_peer_runs_by_default_and_options_name_its_virtualenv(tmp_path, monkeypatch):
     monkeypatch.delenv("SCS_PEER_VENV", raising=False)
     args = parse(["--viewers", "8"])
-    assert args.no_peer is False and args.peer_venv == fanout_bench.PEER_VENV
+    assert args.no_peer is False and args.peer_venv == fanout_bench.PEER_VENV and args.client == "fastmcp"
     assert peer_skipped(args) is None
     args = parse(["--viewers", "8", "--no-peer", "--peer-venv", str(tmp_path)])
     assert args.no_peer is True and args.peer_venv == tmp_path
     assert peer_skipped(args) == "--no-peer"
 
 
-@pytest.mark.parametrize(("daphnes", "layer", "deflate", "reason"), [
-    (2, "redis", False, "one Daphne on the in-memory layer"),
-    (1, "redis", False, "one Daphne on the in-memory layer"),
-    (1, "memory", True, "without --deflate"),
+@pytest.mark.parametrize(("daphnes", "layer", "deflate", "client", "reason"), [
+    (2, "redis", False, "fastmcp", "one Daphne on the in-memory layer"),
+    (1, "redis", False, "fastmcp", "one Daphne on the in-memory layer"),
+    (1, "memory", True, "fastmcp", "without --deflate"),
+    (1, "memory", False, "lean", "with --client fastmcp only"),
 ])
-def test_the_peer_is_left_out_of_configurations_it_has_no_counterpart_for(daphnes, layer, deflate, reason):
-    args = Namespace(no_peer=False, daphnes=daphnes, layer=layer, deflate=deflate)
+def test_the_peer_is_left_out_of_configurations_it_has_no_counterpart_for(daphnes, layer, deflate, client, reason):
+    args = Namespace(no_peer=False, daphnes=daphnes, layer=layer, deflate=deflate, client=client)
     assert reason in peer_skipped(args)
 
 
