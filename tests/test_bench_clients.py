@@ -8,6 +8,7 @@ from bench import broadcast_client_bench
 from bench.mcp_http import CallError, LeanAgent, _answer
 from tests.helpers import new_session
 
+
 async def test_the_lean_client_is_answered_as_fastmcps_client_is(stack):
     async with await LeanAgent.open(stack, "lean-writer", permissions=("read", "write")) as lean, \
             await stack.agent("fastmcp-reader") as reader:
