@@ -147,7 +147,9 @@ class BroadcastClient:
             failure, status, text = await self._attempt(url, body)
             if status == 404:  # no such door: a Daphne older than it
                 self._one_door.add(base)
-                rest = [batch for batch in batches if batch[0] not in results]
+                # Whole batches, a batch split over requests included (viewers drop the seqs they have).
+                later = {target for _, targets in requests[n:] for target in targets}
+                rest = [batch for batch in batches if batch[0] in later]
                 results.update(zip((target for target, _ in rest), await self._send_each(base, rest), strict=True))
                 break
             if failure.outcome != SENT:

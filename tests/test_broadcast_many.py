@@ -240,6 +240,25 @@ async def test_a_daphne_without_the_door_gets_each_session_on_its_own_from_then_
     assert [e["seq"] for e in seen[1][1]["events"]] == [1, 2] and seen[2][1]["seq"] == 1
 
 
+async def test_a_batch_split_over_requests_goes_whole_through_the_one_session_door():
+    content = "z" * (MAX_BODY_BYTES // 2)  # two events per target: a target's batch takes a request or two
+    pairs = [(f"session_00000000000000a{n}", [event(f"session_00000000000000a{n}", s, content=content)
+                                              for s in (1, 2)]) for n in (1, 2)]
+    async with scripted_door(202, 404, 202) as (url, seen):
+        client = BroadcastClient(url, "s")
+        results = await client.send_many(pairs)
+        await client.aclose()
+    assert [r.outcome for r in results] == [SENT, SENT]
+    first, second = (pair[0] for pair in pairs)
+    # a1's two events went as two requests; the first was taken, the second met the older Daphne.
+    assert [[(b["target"], [e["seq"] for e in b["events"]]) for b in body["batches"]] for _, body in seen[:2]] == [
+        [(first, [1])], [(first, [2])]]
+    resent = {}
+    for path, body in seen[2:]:
+        resent.setdefault(path.rsplit("/", 1)[1], []).extend(e["seq"] for e in body.get("events", [body]))
+    assert resent == {first: [1, 2], second: [1, 2]}
+
+
 async def test_on_the_one_session_door_a_refusal_or_a_failure_still_counts():
     a, b, c = "session_00000000000000a1", "session_00000000000000a2", "session_00000000000000a3"
     not_found = (404, {"success": False, "code": "SESSION_NOT_FOUND", "error": f"no session {a}"})
