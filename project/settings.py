@@ -184,11 +184,6 @@ def _database():
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": sqlite,
-            # Kept open between calls, as for a DATABASE_URL: Daphne's database work runs on reused threads
-            # (Channels' database_sync_to_async), and reopening the file (with its PRAGMAs) cost each call a
-            # connect; close_old_connections still drops one that is broken or older than this.
-            "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 # Two processes write this file: take the write lock up front and
                 # wait for it instead of failing with "database is locked".
