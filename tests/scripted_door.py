@@ -17,8 +17,8 @@ DROP = "drop"  # close the connection without answering
 async def scripted_door(*answers):
     """``(base_url, seen)``: a server answering its n-th request with ``answers[n]`` (the last one for the rest).
 
-    An answer is a status, ``(status, json)``, or ``DROP``. ``seen`` collects ``(path, body as JSON)`` of each
-    request, in order.
+    An answer is a status, ``(status, json)``, ``(status, json, headers)``, or ``DROP``. ``seen`` collects
+    ``(path, body as JSON)`` of each request, in order.
     """
     seen = []
 
@@ -28,8 +28,9 @@ async def scripted_door(*answers):
         if reply == DROP:
             request.transport.close()
             return web.Response(status=500)  # never reaches the client: its connection is gone
-        status, body = reply if isinstance(reply, tuple) else (reply, {"success": status_ok(reply)})
-        return web.json_response(body, status=status)
+        status, body, headers = (*reply, {})[:3] if isinstance(reply, tuple) else (
+            reply, {"success": status_ok(reply)}, {})
+        return web.json_response(body, status=status, headers=headers)
 
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", answer)

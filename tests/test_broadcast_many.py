@@ -259,6 +259,27 @@ async def test_a_batch_split_over_requests_goes_whole_through_the_one_session_do
     assert resent == {first: [1, 2], second: [1, 2]}
 
 
+async def test_a_daphne_that_went_away_gets_the_several_target_door_tried_again():
+    """It may come back upgraded: after a failure to reach it, the client asks its ``POST /broadcast/`` again."""
+    a = "session_00000000000000a1"
+    async with scripted_door(404, 202, DROP, 202) as (url, seen):
+        client = BroadcastClient(url, "s")
+        outcomes = [(await client.send_many([(a, [event(a, seq)])]))[0].outcome for seq in (1, 2, 3)]
+        await client.aclose()
+    assert outcomes == [SENT, RETRY, SENT]
+    assert [path for path, _ in seen] == ["/broadcast/", f"/broadcast/{a}", f"/broadcast/{a}", "/broadcast/"]
+
+
+async def test_a_redirect_is_not_followed():
+    a = "session_00000000000000a1"
+    async with scripted_door((307, {}, {"Location": "/elsewhere/"})) as (url, seen):
+        client = BroadcastClient(url, "s")
+        (result,) = await client.send_many([(a, [event(a, 1)])])
+        await client.aclose()
+    assert result.outcome == REJECTED and "HTTP 307" in result.error
+    assert [path for path, _ in seen] == ["/broadcast/"]
+
+
 async def test_on_the_one_session_door_a_refusal_or_a_failure_still_counts():
     a, b, c = "session_00000000000000a1", "session_00000000000000a2", "session_00000000000000a3"
     not_found = (404, {"success": False, "code": "SESSION_NOT_FOUND", "error": f"no session {a}"})
