@@ -105,7 +105,7 @@ class CpuMeter:
 
     def __init__(self, stack):
         # Every sidecar (--sidecars) counts as one.
-        sidecars = [stack.sidecar.pid, *(process.pid for process in stack.more)]
+        sidecars = [stack.sidecar.pid, *(p.pid for p in stack.more if "mcp_sidecar" in p.args)]
         self.pids = {"sidecar": sidecars, "daphne": [stack.daphne.pid], "client": [None]}
         self.used = {}
         self.machine = None

@@ -57,11 +57,14 @@ class LeanAgent:
     async def open(cls, stack, agent_id, agent_type="claude", permissions=("read", "write", "admin"), session=None):
         """An agent of ``stack`` (a ``tests.stack.Stack`` or a copy of its URLs and keys) holding a fresh token."""
         agent = cls(stack.mcp_url, stack.api_key, session)
-        result = await agent.raw("authenticate_agent", agent_id=agent_id, agent_type=agent_type,
-                                 requested_permissions=list(permissions))
-        if not result.get("success"):
+        try:
+            result = await agent.raw("authenticate_agent", agent_id=agent_id, agent_type=agent_type,
+                                     requested_permissions=list(permissions))
+            if not result.get("success"):
+                raise CallError(f"authenticate_agent failed: {result}")
+        except BaseException:
             await agent.close()
-            raise CallError(f"authenticate_agent failed: {result}")
+            raise
         agent.token, agent.agent_id, agent.permissions = result["token"], agent_id, result["permissions"]
         return agent
 
@@ -75,7 +78,10 @@ class LeanAgent:
                                       headers={**self.headers, "mcp-name": tool}) as response:
             body = await response.text()
             content_type = response.headers.get("content-type", "")
-        message = _answer(body, content_type) if body else {}
+        try:
+            message = _answer(body, content_type) if body else {}
+        except ValueError:
+            raise CallError(f"{tool}: HTTP {response.status} answered with no JSON: {body[:200]!r}") from None
         if "error" in message:  # a JSON-RPC error, or the sidecar's own refusal of the request (401, 429)
             error = message["error"]
             said = error.get("message", error) if isinstance(error, dict) else error
