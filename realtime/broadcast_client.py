@@ -160,8 +160,8 @@ class BroadcastClient:
                 logger.warning("%s has no several-target broadcast door (an older Daphne): sending it one session "
                                "at a time until it restarts", base)
                 # Whole batches, a batch split over requests included (viewers drop the seqs they have).
-                later = {target for _, targets in requests[n:] for target in targets}
-                rest = [batch for batch in batches if batch[0] in later]
+                unsent = {target for _, targets in requests[n:] for target in targets}
+                rest = [batch for batch in batches if batch[0] in unsent]
                 results.update(zip((target for target, _ in rest), await self._send_each(base, rest), strict=True))
                 break
             if failure.outcome != SENT:
