@@ -8,6 +8,11 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
+from .connections import close_after_each_request  # noqa: E402
+
+# Connections are kept between calls on Channels' reused threads; a Django request's own thread ends with it.
+close_after_each_request()
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
