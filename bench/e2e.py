@@ -57,7 +57,9 @@ TARGETS = {
     "e2e_p50_vs_floor": 2.0,  # end-to-end p50 at most 2x the no-op tool call p50
     "e2e_p99_ms": 20.0,
     "concurrent_msgs_per_s": 200.0,
-    "hung_vs_up": 1.10,  # add_message p50 with Daphne hung within 10% of Daphne up
+    # add_message p50 with Daphne hung at most 10% above Daphne up: the call must not wait for Daphne (it is often
+    # faster, a stopped Daphne leaving its core to the sidecar)
+    "hung_vs_up": 1.10,
 }
 
 
@@ -440,8 +442,8 @@ def report(results):
     if hung:
         rows += [("add_message, Daphne up", hung["up"]), ("add_message, Daphne hung (SIGSTOP)", hung["hung"])]
         delivery_rows.append(("up vs hung", hung))
-        targets.append(("add_message hung/up within 10%", f"p50 x{hung['ratio_p50']}, p95 x{hung['ratio_p95']}",
-                        verdict(abs(hung["ratio_p50"] - 1) <= TARGETS["hung_vs_up"] - 1)))
+        targets.append(("add_message hung at most 1.1x up", f"p50 x{hung['ratio_p50']}, p95 x{hung['ratio_p95']}",
+                        verdict(hung["ratio_p50"] <= TARGETS["hung_vs_up"])))
     phases = [r for _, r in delivery_rows]
     targets.append(("0 lost / dup / out of order",
                     ", ".join(f"{r['lost']}/{r['duplicated']}/{r['out_of_order']}" for r in phases),
