@@ -44,7 +44,7 @@ import tempfile
 import time
 
 from bench import cpu_seconds, machine_cpu_seconds, summary_ms, table
-from bench.mcp_http import LeanAgent
+from bench.mcp_http import CLIENTS, LeanAgent
 from tests.helpers import new_session
 from tests.stack import Stack, Watcher
 
@@ -204,9 +204,6 @@ async def sidecar_timing(stack, tool):
 async def write(agent, session_id, per_agent):
     """One agent's part of the concurrent phase: ``(started, took, seq)`` of each of its ``add_message`` calls."""
     return [await add(agent, session_id, f"{agent.agent_id} {n}") for n in range(per_agent)]
-
-
-CLIENTS = ("fastmcp", "lean")
 
 
 async def open_agent(stack, agent_id, client, **options):

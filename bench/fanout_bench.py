@@ -84,7 +84,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import cpu_seconds, percentile, redis_pid, table
-from bench.mcp_http import LeanAgent
+from bench.mcp_http import CLIENTS, LeanAgent
 from bench.peer_bench import PEER_VENV, PEER_VERSION, Peer, ensure_peer
 from bench.peer_bench import Agent as PeerAgent
 from tests.helpers import new_session
@@ -659,7 +659,7 @@ def parse(argv):
                         "SCS_TEST_REDIS_URL, redis://127.0.0.1:6379/0)")
     parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate, the server accepts")
     parser.add_argument("--connect-timeout", type=seconds, default=300.0)
-    parser.add_argument("--client", choices=("fastmcp", "lean"), default="fastmcp",
+    parser.add_argument("--client", choices=CLIENTS, default="fastmcp",
                         help="the rounds' writer: fastmcp's MCP client, or the same requests from bench.mcp_http")
     parser.add_argument("--no-peer", action="store_true", help="our row only (not the peer's)")
     parser.add_argument("--peer-venv", type=Path, metavar="DIR",

@@ -13,6 +13,7 @@ import json
 
 import aiohttp
 
+CLIENTS = ("fastmcp", "lean")  # what a benchmark's --client chooses: fastmcp's Client, or LeanAgent
 PROTOCOL_VERSION = "2026-07-28"
 CLIENT_INFO = {"name": "scs-bench", "version": "1"}
 
