@@ -8,12 +8,14 @@ against a real Daphne.
 
 import asyncio
 import gc
+import io
 import sys
 from types import SimpleNamespace
 
 import pytest
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from daphne import http_protocol, server, ws_protocol
+from twisted.web.test.requesthelper import DummyChannel
 
 from realtime import collector
 from realtime.live import daphne_limits
@@ -253,3 +255,18 @@ def test_a_chunked_body_growing_past_the_limit_is_dropped_from_there_and_refused
     made.handleContentChunk(b"x")
     made.process()
     assert installed.calls == [("chunk", b"x" * 60), ("error", 413)]
+
+
+@pytest.mark.parametrize("parsed", [False, True])
+def test_twisted_leaves_a_form_body_to_the_application(installed, parsed):
+    """Daphne hands the raw body to the application; Twisted does not also parse it into ``request.args``."""
+    channel = DummyChannel()
+    channel.factory = SimpleNamespace(server=SimpleNamespace(protocol_connected=lambda made: None))
+    made = installed.request(channel) if not parsed else daphne_class(installed.request)(channel)
+    made.requestHeaders.setRawHeaders(b"content-type", [b"application/x-www-form-urlencoded"])
+    made.content = io.BytesIO()
+    made.content.write(b"username=a&password=b")  # as Twisted leaves it: at the end of what it received
+    made.requestReceived(b"POST", b"/login/?next=/", b"HTTP/1.1")
+    expected = {b"next": [b"/"]} | ({b"username": [b"a"], b"password": [b"b"]} if parsed else {})
+    assert made.args == expected  # parsed: Daphne's own class, as a check that the body would be parsed
+    assert installed.calls == [("process",)]
