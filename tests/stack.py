@@ -219,7 +219,7 @@ class Stack:
     def start_daphne(self, wait=True):
         self.daphne = self._spawn(
             "daphne",
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.ws_port), "--access-log", os.devnull,
+            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.ws_port), "-v", "0",
              self.asgi_app],
         )
         if wait:

@@ -125,7 +125,7 @@ class Command(BaseCommand):
         children = [
             *(Child(
                 "daphne" if workers == 1 else f"daphne:{port}",
-                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--access-log", os.devnull,
+                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "-v", "0",
                  "--websocket-max-message-size", "65536", f"{asgi[0]}:{asgi[2]}"],
                 f"http://{env_host}:{port}/health",
             ) for port in ws_ports),
