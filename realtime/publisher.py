@@ -1,10 +1,12 @@
 """The one way a committed message leaves its process, whoever stored it.
 
-``operations.add_message`` registers exactly one ``transaction.on_commit`` hook
-per message, ``committed``, which hands the event to this process's publisher
-(and then sends ``realtime.signals.message_stored`` for host receivers). Nothing
-that was rolled back is ever published. The publisher sends by one strategy,
-chosen by ``SCS_PUBLISH_VIA`` when it is first used (``realtime.strategies``:
+``operations.add_message`` hands each message's event to this process's publisher
+once it is committed, through ``committed`` (which then sends
+``realtime.signals.message_stored`` for host receivers): right after its own
+transaction (which messages that other threads store at the same time share,
+``realtime.group_commit``), or, stored inside a caller's transaction, from that
+transaction's one ``on_commit`` hook. Nothing that was rolled back is ever published.
+The publisher sends by one strategy, chosen by ``SCS_PUBLISH_VIA`` when it is first used (``realtime.strategies``:
 ``http`` through Daphne's broadcast door, or ``channel_layer``). In Daphne itself
 the publisher always uses its own channel layer (``start_in_daphne``). A session's
 change of state (closed, reopened, renamed) leaves the same way (``state_changed``).

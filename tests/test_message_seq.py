@@ -1,13 +1,16 @@
 """``operations.add_message`` numbering: one seq per message, no gaps, across threads."""
 
 import threading
+import time
 
 import pytest
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
+from django.test.utils import CaptureQueriesContext
 
-from realtime import operations
+from realtime import operations, publisher
 from realtime.errors import OperationError
-from realtime.models import Message, Session
+from realtime.group_commit import GroupCommit
+from realtime.models import AuditEvent, Mention, Message, Session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,3 +70,97 @@ def test_writers_on_many_threads_get_every_seq_once():
     assert not errors, errors
     assert sorted(seqs) == list(range(1, 91))
     assert sorted(Message.objects.filter(session=session).values_list("seq", flat=True)) == list(range(1, 91))
+
+
+# Stored together: what this process's threads store at the same time shares one transaction
+
+
+def new(session_id, content, *, parent=None, visibility="public", sender="writer"):
+    return operations.NewMessage(session_id, sender, "claude", content, visibility, {}, parent)
+
+
+def test_messages_stored_together_take_each_sessions_next_seqs_in_one_insert():
+    one, two = (operations.create_session(purpose, "writer") for purpose in ("one", "two"))
+    add(one.id)
+    with CaptureQueriesContext(connection) as queries:
+        stored = operations.store_messages([new(one.id, "a"), new(two.id, "b"), new(one.id, "c @reader")])
+    assert [(m.session_id, m.seq, m.content) for m in stored] == [
+        (one.id, 2, "a"), (two.id, 1, "b"), (one.id, 3, "c @reader")]
+    rows = Message.objects.filter(pk__in=[m.pk for m in stored]).order_by("pk")
+    assert [(m.session_id, m.seq, m.content) for m in rows] == [(m.session_id, m.seq, m.content) for m in stored]
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert sum(sql.startswith('INSERT INTO "realtime_message"') for sql in statements) == 1
+    assert sum(sql.startswith('UPDATE "realtime_session"') for sql in statements) == 2  # one per session
+    assert list(Mention.objects.values_list("agent_id", "message_id")) == [("reader", stored[2].pk)]
+    assert [Session.objects.get(pk=s.id).last_seq for s in (one, two)] == [3, 1]
+
+
+def test_a_message_to_a_closed_session_fails_alone_and_the_others_are_stored():
+    open_, closed = (operations.create_session(purpose, "writer") for purpose in ("open", "closed"))
+    Session.objects.filter(pk=closed.id).update(is_active=False)
+    first, refused, second, unknown = operations.store_messages(
+        [new(open_.id, "1"), new(closed.id, "x"), new(open_.id, "2"), new("session_0123456789abcdef", "y")])
+    assert (first.seq, second.seq) == (1, 2)
+    assert (refused.code, unknown.code) == ("SESSION_CLOSED", "SESSION_NOT_FOUND")
+    assert list(Message.objects.values_list("content", flat=True).order_by("seq")) == ["1", "2"]
+    assert Session.objects.get(pk=closed.id).last_seq == 0
+
+
+def test_a_reply_to_a_message_of_another_session_fails_alone():
+    here, there = (operations.create_session(purpose, "writer") for purpose in ("here", "there"))
+    parent = add(there.id)
+    ok, refused, reply = operations.store_messages(
+        [new(here.id, "a"), new(here.id, "b", parent=parent.pk), new(there.id, "c", parent=parent.pk)])
+    assert refused.code == "PARENT_NOT_FOUND"
+    assert (ok.seq, reply.seq, reply.parent_id) == (1, 2, parent.pk)
+
+
+def test_admin_only_messages_stored_together_are_audited_each():
+    session = operations.create_session("audited", "writer")
+    stored = operations.store_messages([new(session.id, "a", visibility="admin_only"), new(session.id, "b")])
+    assert list(AuditEvent.objects.filter(event_type="admin_only_message").values_list("detail", flat=True)) == [
+        {"message_id": stored[0].pk}]
+
+
+def test_writers_meanwhile_share_one_transaction_and_are_published_in_seq_order_once_committed(monkeypatch):
+    """The first writer's transaction is held open; the six that come meanwhile are stored in the next one."""
+    session = operations.create_session("together", "writer")
+    published, batches = [], []
+    monkeypatch.setattr(publisher.get_publisher(), "publish",
+                        lambda event: published.append((event["seq"], Message.objects.filter(
+                            session=session, seq=event["seq"]).exists())))
+    holding, release = threading.Event(), threading.Event()
+
+    def held(batch):
+        batches.append([n.content for n in batch])
+        if len(batches) == 1:
+            holding.set()
+            assert release.wait(10)
+        return operations.store_messages(batch)
+
+    writes = GroupCommit(held, after_batch=operations.message_writes.after_batch)
+    monkeypatch.setattr(operations, "message_writes", writes)
+    results = {}
+
+    def write(n):
+        try:
+            results[n] = add(session.id, n)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=write, args=(0,))]
+    threads[0].start()
+    assert holding.wait(10)
+    for n in range(1, 7):
+        threads.append(threading.Thread(target=write, args=(n,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while len(writes._waiting) < n:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert batches == [["message 0"], ["message 1", "message 2", "message 3", "message 4", "message 5", "message 6"]]
+    assert {n: message.seq for n, message in results.items()} == {n: n + 1 for n in range(7)}
+    assert published == [(seq, True) for seq in range(1, 8)]  # each once, in order, after its commit

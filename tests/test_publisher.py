@@ -62,10 +62,11 @@ def published(monkeypatch):
     return handed
 
 
-# One hook per message, after commit only
+# Each message published once, after its commit only
 
 
-def test_each_message_registers_exactly_one_after_commit_hook(monkeypatch, published):
+def test_each_message_is_published_once_after_its_commit(monkeypatch, published):
+    """Alone, after its own transaction; in a caller's transaction, by one hook when that one commits."""
     registered = []
     on_commit = transaction.on_commit
 
@@ -76,9 +77,10 @@ def test_each_message_registers_exactly_one_after_commit_hook(monkeypatch, publi
     monkeypatch.setattr(transaction, "on_commit", counting)
     session = publish.create_session("hooks")
     stored(session)
-    assert len(registered) == 1
-    publish.add_message(session.id, "from host code")
-    assert len(registered) == 2
+    assert (len(registered), [e["seq"] for e in published]) == (0, [1])
+    with transaction.atomic():
+        publish.add_message(session.id, "from host code, in its transaction")
+        assert (len(registered), len(published)) == (1, 1)
     assert [e["seq"] for e in published] == [1, 2]
 
 
