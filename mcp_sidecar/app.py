@@ -26,7 +26,7 @@ from mcp_sidecar import push
 from mcp_sidecar.auth import authorize, current_claims
 from mcp_sidecar.metrics import tool_metrics
 from mcp_sidecar.results import output_schema
-from realtime import wake_stream
+from realtime import operations, wake_stream
 from realtime.errors import ErrorCode, OperationError
 from realtime.publisher import get_publisher
 from realtime.shared_secret import holds_secret
@@ -181,10 +181,12 @@ def agent_tool(*, permission):
 
 @mcp.custom_route("/health", methods=["GET"])
 async def health(request: Request):
-    """``{"status": "ok"}`` for anyone; the publisher's counters (and its last error, which names URLs)
-    and the wake hub's and stream's (``wake``) only with ``Authorization: Bearer <SCS_BROADCAST_SECRET>``.
+    """``{"status": "ok"}`` for anyone; the publisher's counters (and its last error, which names URLs),
+    the wake hub's and stream's (``wake``) and the messages stored and the transactions they took (``writes``)
+    only with ``Authorization: Bearer <SCS_BROADCAST_SECRET>``.
     The publisher's keep the key ``bridge``, which monitoring may read."""
     if holds_secret(request.headers.get("authorization", "")):
+        writes = operations.message_writes
         return JSONResponse({"status": "ok", "bridge": get_publisher().stats(), "wake": wake_stream.stats(),
-                             **push.stats()})
+                             "writes": {"messages": writes.items, "transactions": writes.batches}, **push.stats()})
     return JSONResponse({"status": "ok"})
