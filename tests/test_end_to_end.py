@@ -2,8 +2,10 @@
 
 import asyncio
 
+import httpx
 import pytest
 
+from bench.mcp_http import LeanAgent
 from tests.helpers import new_session
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -83,3 +85,25 @@ async def test_many_concurrent_agents_lose_nothing(stack):
             await agent.close()
     health = stack.sidecar_health()["bridge"]
     assert health["dropped"] == 0 and health["rejected"] == 0
+
+
+async def test_each_call_is_answered_with_one_json_body_on_either_protocol(stack):
+    """The sidecar answers calls as JSON, not event streams, whatever revision the client speaks."""
+    headers = {"X-API-Key": stack.api_key, "Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        hello = await http.post(stack.mcp_url, headers=headers, json={
+            "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}}})
+        headers |= {"mcp-session-id": hello.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        await http.post(stack.mcp_url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        listed = await http.post(stack.mcp_url, headers=headers,
+                                 json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        modern = LeanAgent(stack.mcp_url, stack.api_key)  # the 2026-07-28 revision: no handshake, its headers
+        arguments = {"agent_id": "json-answers", "agent_type": "claude"}
+        authenticated = await http.post(stack.mcp_url, headers=modern.headers | {"mcp-name": "authenticate_agent"},
+                                        json={"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+                                            "name": "authenticate_agent", "arguments": arguments,
+                                            "_meta": modern.meta}})
+    assert [answer.headers["content-type"] for answer in (hello, listed, authenticated)] == ["application/json"] * 3
+    assert "add_message" in {tool["name"] for tool in listed.json()["result"]["tools"]}
+    assert authenticated.json()["result"]["structuredContent"]["success"] is True, authenticated.text
