@@ -17,8 +17,10 @@ time for 0.7 ms of work. Items are taken in the order they were submitted.
 an exception to raise in the item's own thread (each item its own instance). If it
 raises instead, every item of the batch raises that exception. ``after_batch(outcomes)``,
 if given, runs once the next leader may start: slow work there (a synchronous send)
-holds up no other writer. It runs before the batch's threads return; what it raises is
-logged.
+holds up no other writer. The batches' ``after_batch`` calls run in the order the
+batches were written (messages are published in seq order), except that one waiting
+more than ``order_wait`` seconds for the one before goes ahead. It runs before the
+batch's threads return; what it raises is logged.
 """
 
 import collections
@@ -28,6 +30,7 @@ import threading
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 50
+DEFAULT_ORDER_WAIT = 0.25  # seconds an after_batch waits for the batch before's
 
 
 class _Pending:
@@ -41,16 +44,19 @@ class _Pending:
 
 
 class GroupCommit:
-    def __init__(self, write_batch, *, after_batch=None, max_batch=DEFAULT_MAX_BATCH):
+    def __init__(self, write_batch, *, after_batch=None, max_batch=DEFAULT_MAX_BATCH, order_wait=DEFAULT_ORDER_WAIT):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.write_batch = write_batch
         self.after_batch = after_batch
         self.max_batch = max_batch
+        self.order_wait = order_wait
         self._mutex = threading.Lock()
         self._waiting = collections.deque()
         self._writing = False  # a leader is between taking its batch and handing on; _waiting may still fill
-        self.batches = 0
+        self._afters = threading.Condition()
+        self._after_done = 0  # the newest batch (numbered from 1) whose after_batch has run
+        self.batches = 0  # written, and the number of the newest
         self.items = 0
 
     def submit(self, item):
@@ -79,6 +85,7 @@ class GroupCommit:
         with self._mutex:
             self.batches += 1
             self.items += len(batch)
+            number = self.batches
             successor = self._waiting[0] if self._waiting else None
             if successor is None:
                 self._writing = False
@@ -87,13 +94,25 @@ class GroupCommit:
         if successor is not None:
             successor.ready.set()
         if self.after_batch is not None:
-            try:
-                self.after_batch(outcomes)
-            except Exception:
-                logger.exception("after_batch failed for a batch of %d", len(batch))
+            self._after_in_turn(number, outcomes)
         for pending, outcome in zip(batch, outcomes, strict=True):
             pending.outcome = outcome
             pending.ready.set()
+
+    def _after_in_turn(self, number, outcomes):
+        """after_batch for batch ``number``, once batch ``number - 1``'s has run (or order_wait has passed)."""
+        with self._afters:
+            if not self._afters.wait_for(lambda: self._after_done >= number - 1, timeout=self.order_wait):
+                logger.warning("batch %d goes ahead of batch %d, whose after_batch is still running",
+                               number, self._after_done + 1)
+        try:
+            self.after_batch(outcomes)
+        except Exception:
+            logger.exception("after_batch failed for a batch of %d", len(outcomes))
+        finally:
+            with self._afters:
+                self._after_done = max(self._after_done, number)
+                self._afters.notify_all()
 
     @staticmethod
     def _result(pending):

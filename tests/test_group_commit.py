@@ -162,3 +162,46 @@ def test_many_threads_each_get_their_own_outcome_once():
 def test_max_batch_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(Writer(), max_batch=0)
+
+
+def after_batches(first_after, order_wait):
+    """Batch [1] written, then batch [2] while [1] is held; ``first_after`` runs as batch [1]'s after_batch.
+    Returns the after_batch calls, in the order they began, and the two threads."""
+    began = []
+
+    def after(outcomes):
+        began.append(outcomes)
+        if outcomes == [10]:
+            first_after()
+            began.append("[10] ended")
+
+    writer = Writer(hold=1)
+    group = GroupCommit(writer, after_batch=after, order_wait=order_wait)
+    first = Submitter(group, 1)
+    assert writer.holding.wait(5)
+    second = Submitter(group, 2)
+    until(lambda: len(group._waiting) == 1)
+    writer.release.set()
+    return began, first, second
+
+
+def test_after_batch_runs_in_the_order_the_batches_were_written():
+    """Batch 2 is written while batch 1's after_batch runs, but its own after_batch waits for that one to end."""
+    began, first, second = after_batches(lambda: time.sleep(0.1), order_wait=5)
+    for thread in (first, second):
+        thread.join(5)
+    assert began == [[10], "[10] ended", [20]]
+    assert (first.result, second.result) == (10, 20)
+
+
+def test_an_after_batch_that_hangs_holds_the_next_one_only_for_order_wait(caplog):
+    release = threading.Event()
+    with caplog.at_level(logging.WARNING, logger="realtime.group_commit"):
+        began, first, second = after_batches(lambda: release.wait(10), order_wait=0.05)
+        second.join(5)
+        assert (second.is_alive(), second.result, began) == (False, 20, [[10], [20]])
+        assert first.is_alive()
+    release.set()
+    first.join(5)
+    assert first.result == 10 and began == [[10], [20], "[10] ended"]
+    assert "batch 2 goes ahead of batch 1" in caplog.text
