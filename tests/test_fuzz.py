@@ -363,7 +363,7 @@ def body_is_valid(body, session_id):
     return envelope_is_valid(parsed, session_id)
 
 
-def expected_statuses(method, authorization, session_id, body):
+def expected_statuses(method, authorization, session_id, body, *, several=False):
     """The answers the README allows for this request (202 only for a valid body to an existing session)."""
     if method != "POST":
         return {405}
@@ -372,7 +372,7 @@ def expected_statuses(method, authorization, session_id, body):
         return {401}
     if credential.strip() != SECRET:
         return {403}
-    if not session_id:  # POST /broadcast/, the several-session door: these one-session bodies do not fit it
+    if several:  # POST /broadcast/, the several-session door: these one-session bodies do not fit it
         return {413} if len(body) > MAX_BODY else {400}
     if not SESSION_ID_FORM.fullmatch(session_id):
         return {400}
@@ -522,7 +522,8 @@ async def test_broadcast_door(rows_unchanged, accepted, half, call):
     through_django = any(name.lower() == b"x-frame-options" for name, _ in answer["headers"])  # its middleware
     if routed_to_door(session_id):
         assert not through_django, "the broadcast door must be served ahead of Django"
-        assert status in expected_statuses(method, authorization, session_id, body), (status, text, call)
+        expected = expected_statuses(method, authorization, session_id, body, several=not session_id)
+        assert status in expected, (status, text, call)
         assert json.loads(text)["success"] is (status == 202), text
     else:  # Django's routes: never accepted, never a server error
         assert status in (400, 401, 403, 404, 405), (status, call)
@@ -533,6 +534,7 @@ factory = AsyncRequestFactory()
 
 @fuzz_settings(VIEW_EXAMPLES)
 @given(call=broadcast_requests())
+@example(call=("POST", f"Bearer {SECRET}", "", b"{}" + b" " * (MAX_BODY + 1)))  # a bad id first, whatever the size
 async def test_broadcast_fallback_view(rows_unchanged, accepted, call):
     method, authorization, session_id, body = call
     request = factory.generic(method, "/broadcast/x", data=body, content_type="application/json",
