@@ -24,6 +24,7 @@ batch's threads return; what it raises is logged.
 """
 
 import collections
+import copy
 import logging
 import threading
 
@@ -67,7 +68,11 @@ class GroupCommit:
             leads = not self._writing
             self._writing = True
         if not leads:
-            pending.ready.wait()
+            try:
+                pending.ready.wait()
+            except BaseException:  # interrupted (a signal, in the main thread): leave the line
+                self._leave(pending)
+                raise
             if not pending.leads:
                 return self._result(pending)
         self._lead()
@@ -76,28 +81,55 @@ class GroupCommit:
     def _lead(self):
         with self._mutex:  # this thread's item is first: it was first in line when it was made leader
             batch = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
+        interrupted = None
         try:
             outcomes = self.write_batch([pending.item for pending in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"write_batch returned {len(outcomes)} outcomes for {len(batch)} items")
-        except BaseException as exc:  # noqa: BLE001 - every item of the batch raises it, in its own thread
-            outcomes = [exc] * len(batch)
+        except Exception as exc:  # noqa: BLE001 - every item of the batch raises it, in its own thread
+            outcomes = [exc, *(_copy(exc) for _ in batch[1:])]
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt, SystemExit: this thread's, raised below
+            interrupted = exc
+            outcomes = [RuntimeError("the thread writing this batch was interrupted") for _ in batch]
+        try:
+            number = self._hand_on(len(batch))
+            if self.after_batch is not None:
+                self._after_in_turn(number, outcomes)
+        finally:
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                pending.outcome = outcome
+                pending.ready.set()
+        if interrupted is not None:
+            raise interrupted
+
+    def _hand_on(self, written):
+        """Count the batch just written and make the next waiting thread the leader; the batch's number."""
         with self._mutex:
             self.batches += 1
-            self.items += len(batch)
+            self.items += written
             number = self.batches
-            successor = self._waiting[0] if self._waiting else None
-            if successor is None:
-                self._writing = False
-            else:
-                successor.leads = True
+            successor = self._make_leader()
         if successor is not None:
             successor.ready.set()
-        if self.after_batch is not None:
-            self._after_in_turn(number, outcomes)
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            pending.outcome = outcome
-            pending.ready.set()
+        return number
+
+    def _make_leader(self):
+        """With the mutex held: the first waiting item's thread leads next (returned, to be woken), or none writes."""
+        successor = self._waiting[0] if self._waiting else None
+        if successor is None:
+            self._writing = False
+        else:
+            successor.leads = True
+        return successor
+
+    def _leave(self, pending):
+        """A waiting thread gives up: its item leaves the line, and if it was to lead, the next one leads."""
+        with self._mutex:
+            if pending in self._waiting:
+                self._waiting.remove(pending)
+            successor = self._make_leader() if pending.leads else None
+        if successor is not None:
+            successor.ready.set()
 
     def _after_in_turn(self, number, outcomes):
         """after_batch for batch ``number``, once batch ``number - 1``'s has run (or order_wait has passed)."""
@@ -119,3 +151,12 @@ class GroupCommit:
         if isinstance(pending.outcome, BaseException):
             raise pending.outcome
         return pending.outcome
+
+
+def _copy(exc):
+    """Another instance of ``exc`` for another thread to raise (one instance raised in two would share its
+    traceback); ``exc`` itself where it cannot be copied."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # noqa: BLE001 - an exception class that does not copy
+        return exc

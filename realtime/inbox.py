@@ -11,6 +11,7 @@ by the ``realtime.wake`` hub and reading the database first and again on each wa
 """
 
 import asyncio
+import collections
 from dataclasses import dataclass
 
 from channels.db import DatabaseSyncToAsync
@@ -30,35 +31,51 @@ MESSAGE_SIZE = ("message__content", "message__metadata")
 
 TAKE_SQL = (
     "INSERT INTO {table} (agent_id, last_seq) VALUES {rows} "
-    "ON CONFLICT (agent_id) DO UPDATE SET last_seq = {table}.last_seq + 1 RETURNING agent_id, last_seq"
+    "ON CONFLICT (agent_id) DO UPDATE SET last_seq = {table}.last_seq + excluded.last_seq "
+    "RETURNING agent_id, last_seq"
 )
 
 
-def take_seqs(agent_ids):
-    """The next inbox position of each agent (one statement); locks their Inbox rows until the commit."""
+def take_seqs(counts):
+    """Take ``counts[agent_id]`` next inbox positions of each agent, in agent id order (one statement);
+    the last position taken of each. Locks their Inbox rows until the commit: taken in one order by every
+    writer, so two writers never wait on each other."""
+    agent_ids = sorted(counts)
     if connection.vendor in ("sqlite", "postgresql") and connection.features.can_return_columns_from_insert:
         table = connection.ops.quote_name(Inbox._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(TAKE_SQL.format(table=table, rows=", ".join(["(%s, 1)"] * len(agent_ids))), agent_ids)
+            cursor.execute(TAKE_SQL.format(table=table, rows=", ".join(["(%s, %s)"] * len(agent_ids))),
+                           [value for agent_id in agent_ids for value in (agent_id, counts[agent_id])])
             return dict(cursor.fetchall())
     seqs = {}
-    for agent_id in agent_ids:  # in sorted order, like the statement above: two writers never wait on each other
+    for agent_id in agent_ids:
         Inbox.objects.get_or_create(agent_id=agent_id)
-        Inbox.objects.filter(pk=agent_id).update(last_seq=F("last_seq") + 1)
+        Inbox.objects.filter(pk=agent_id).update(last_seq=F("last_seq") + counts[agent_id])
         seqs[agent_id] = Inbox.objects.filter(pk=agent_id).values_list("last_seq", flat=True).get()
     return seqs
 
 
 def store(message):
     """Inside the message's transaction: a Mention for each agent it names; the agent ids."""
-    agent_ids = sorted(set(mentioned(message.content, message.metadata)) - {message.sender})
-    if agent_ids:
-        seqs = take_seqs(agent_ids)
-        Mention.objects.bulk_create([
-            Mention(agent_id=agent_id, seq=seqs[agent_id], session_id=message.session_id, message=message)
-            for agent_id in agent_ids
-        ])
-    return agent_ids
+    return store_many([message])[0]
+
+
+def store_many(messages):
+    """Inside the messages' one transaction: their Mentions, each agent's positions in the order of
+    ``messages``, all taken in one statement; the agent ids each names."""
+    named = [sorted(set(mentioned(message.content, message.metadata)) - {message.sender}) for message in messages]
+    counts = collections.Counter(agent_id for agent_ids in named for agent_id in agent_ids)
+    if counts:
+        last = take_seqs(counts)
+        position = {agent_id: last[agent_id] - count for agent_id, count in counts.items()}
+        mentions = []
+        for message, agent_ids in zip(messages, named, strict=True):
+            for agent_id in agent_ids:
+                position[agent_id] += 1
+                mentions.append(Mention(agent_id=agent_id, seq=position[agent_id], session_id=message.session_id,
+                                        message=message))
+        Mention.objects.bulk_create(mentions)
+    return named
 
 
 @dataclass

@@ -3,11 +3,13 @@
 Each takes already-typed arguments, enforces the limits, and raises
 ``OperationError`` with a stable code and a hint. Storing a message numbers it
 and stores the mentions it makes (``realtime.inbox``) inside its transaction, and
-hands it to the publisher (``realtime.publisher``) in one hook that runs only after
-the commit, so nothing that was rolled back is ever broadcast.
+hands it to the publisher (``realtime.publisher``) only once that transaction has
+committed, so nothing that was rolled back is ever broadcast. Messages that this
+process's threads store at the same time share one transaction (``realtime.group_commit``).
 """
 
 import collections
+import copy
 import functools
 import json
 import logging
@@ -168,15 +170,15 @@ def next_seq(session_id, now, count=1):
     return Session.objects.filter(pk=session_id).values_list("last_seq", flat=True).get()
 
 
-def committed(turn, events):
-    """The one after-commit hook of a transaction storing messages: end this thread's writer turn, then publish
-    each message, in seq order within its session.
+def committed(turn, message):
+    """The after-commit hook of a message stored in a caller's transaction: end this thread's writer turn,
+    publish the message, then tell host receivers.
 
     Other writers of the process go on while the publisher sends (network I/O in a shell or a worker).
     """
     turn.done()
-    for event in events:
-        publisher.committed(event)
+    publisher.committed(message_event(message))
+    publisher.tell_receivers(message)
 
 
 @dataclass(frozen=True)
@@ -191,11 +193,11 @@ class NewMessage:
     metadata: dict
     parent_message_id: int | None
 
-    def row(self, seq, now):
-        return Message(
+    def row(self, seq):
+        return Message(  # its timestamp is set as it is inserted (auto_now_add)
             session_id=self.session_id, seq=seq, sender=self.sender, sender_type=self.sender_type,
             content=self.content, visibility=self.visibility, metadata=self.metadata,
-            parent_id=self.parent_message_id, timestamp=now,
+            parent_id=self.parent_message_id,
         )
 
 
@@ -228,7 +230,9 @@ def add_message(session_id, *, sender, sender_type, content, visibility=Visibili
                      parent_message_id)
     if connection.in_atomic_block:
         return _store_one(new, publish=True)
-    return message_writes.submit(new)
+    message = message_writes.submit(new)  # committed and published
+    publisher.tell_receivers(message)
+    return message
 
 
 def _store_one(new, *, publish):
@@ -250,11 +254,11 @@ def _store_one(new, *, publish):
                 ErrorCode.SESSION_CLOSED, f"session {new.session_id} is closed",
                 "It takes no new messages until staff reopen it; create_session for new work.",
             )
-        message = new.row(seq, now)
+        message = new.row(seq)
         message.save(force_insert=True)
-        _stored(message)
+        _stored([message])
         if publish:
-            transaction.on_commit(functools.partial(committed, turn, [message_event(message)]), robust=True)
+            transaction.on_commit(functools.partial(committed, turn, message), robust=True)
     return message
 
 
@@ -262,43 +266,59 @@ class _WriteApart(Exception):
     """A message of the batch would fail: each is stored alone, and that one fails with its own error."""
 
 
+class _CommitFailed(Exception):
+    """The commit itself failed: it may have happened, so storing the messages again could store them twice."""
+
+
 def _store_together(batch):
-    """Store the NewMessages of ``batch`` in one transaction: one seq statement per session, one insert."""
-    with sqlite_writer_turn(), transaction.atomic():
-        parents = {new.parent_message_id for new in batch if new.parent_message_id is not None}
-        if parents:
-            sessions_of = dict(Message.objects.filter(pk__in=parents).values_list("pk", "session_id"))
-            if any(new.parent_message_id is not None and sessions_of.get(new.parent_message_id) != new.session_id
-                   for new in batch):
-                raise _WriteApart
-        now = timezone.now()
-        places = collections.defaultdict(list)  # session id -> positions in batch, in order
-        for position, new in enumerate(batch):
-            places[new.session_id].append(position)
-        seqs = [0] * len(batch)
-        for session_id, positions in places.items():
-            last = next_seq(session_id, now, len(positions))
-            if last is None:
-                raise _WriteApart  # closed or gone
-            for seq, position in enumerate(positions, start=last - len(positions) + 1):
-                seqs[position] = seq
-        rows = [new.row(seq, now) for new, seq in zip(batch, seqs, strict=True)]
-        if connection.features.can_return_rows_from_bulk_insert:
-            messages = Message.objects.bulk_create(rows)
-        else:
-            messages = rows
-            for message in messages:
-                message.save(force_insert=True)
-        for message in messages:
-            _stored(message)
+    """Store the NewMessages of ``batch`` in one transaction: one seq statement per session, one insert.
+
+    Rows are locked in one order by every writer (sessions, then inboxes, each by id), so two
+    transactions never wait on each other (PostgreSQL; SQLite has one writer at a time).
+    """
+    written = False
+    try:
+        with sqlite_writer_turn(), transaction.atomic():
+            parents = {new.parent_message_id for new in batch if new.parent_message_id is not None}
+            if parents:
+                sessions_of = dict(Message.objects.filter(pk__in=parents).values_list("pk", "session_id"))
+                if any(new.parent_message_id is not None and sessions_of.get(new.parent_message_id) != new.session_id
+                       for new in batch):
+                    raise _WriteApart
+            now = timezone.now()
+            places = collections.defaultdict(list)  # session id -> positions in batch, in order
+            for position, new in enumerate(batch):
+                places[new.session_id].append(position)
+            seqs = [0] * len(batch)
+            for session_id in sorted(places):
+                positions = places[session_id]
+                last = next_seq(session_id, now, len(positions))
+                if last is None:
+                    raise _WriteApart  # closed or gone
+                for seq, position in enumerate(positions, start=last - len(positions) + 1):
+                    seqs[position] = seq
+            rows = [new.row(seq) for new, seq in zip(batch, seqs, strict=True)]
+            if connection.features.can_return_rows_from_bulk_insert:
+                messages = Message.objects.bulk_create(rows)
+            else:
+                messages = rows
+                for message in messages:
+                    message.save(force_insert=True)
+            _stored(messages)
+            written = True
+    except Exception as exc:
+        if written:
+            raise _CommitFailed from exc
+        raise
     return messages
 
 
-def _stored(message):
-    """What storing ``message`` brings in its transaction: its mentions, and an audit entry for admin_only."""
-    inbox.store(message)
-    if message.visibility == Visibility.ADMIN_ONLY:
-        audit.record("admin_only_message", message.sender, message.session_id, message_id=message.id)
+def _stored(messages):
+    """What storing ``messages`` brings in their transaction: their mentions, an audit entry for each admin_only."""
+    inbox.store_many(messages)
+    for message in messages:
+        if message.visibility == Visibility.ADMIN_ONLY:
+            audit.record("admin_only_message", message.sender, message.session_id, message_id=message.id)
 
 
 def _outcome(store, new):
@@ -309,19 +329,28 @@ def _outcome(store, new):
 
 
 def store_messages(batch):
-    """``realtime.group_commit``'s writer: each message's Message (committed), or the error its thread raises."""
+    """``realtime.group_commit``'s writer: each message's Message (committed), or the error its thread raises.
+
+    Together in one transaction where they can be; else each alone, so a message that fails (a closed
+    session, a parent elsewhere, a database error) fails with its own error and the others are stored.
+    Not again after a commit that failed: each message's thread gets that error.
+    """
     if len(batch) > 1:
         try:
             return _store_together(batch)
         except _WriteApart:
             pass
+        except _CommitFailed as failed:
+            logger.warning("the commit of %d messages stored together failed", len(batch), exc_info=True)
+            return [copy.copy(failed.__cause__) for _ in batch]
         except Exception:  # noqa: BLE001 - e.g. a database error: each message meets it (or not) alone
             logger.warning("storing %d messages together failed; storing each alone", len(batch), exc_info=True)
     return [_outcome(functools.partial(_store_one, publish=False), new) for new in batch]
 
 
 def _publish_batch(outcomes):
-    """After a batch committed: publish its messages, in the order they were stored."""
+    """After a batch committed: publish its messages, in the order they were stored (in seq order). Host
+    receivers are told on each message's own thread (``add_message``)."""
     for outcome in outcomes:
         if isinstance(outcome, Message):
             try:

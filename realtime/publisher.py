@@ -1,11 +1,12 @@
 """The one way a committed message leaves its process, whoever stored it.
 
 ``operations.add_message`` hands each message's event to this process's publisher
-once it is committed, through ``committed`` (which then sends
-``realtime.signals.message_stored`` for host receivers): right after its own
-transaction (which messages that other threads store at the same time share,
-``realtime.group_commit``), or, stored inside a caller's transaction, from that
-transaction's one ``on_commit`` hook. Nothing that was rolled back is ever published.
+once it is committed (``committed``), in seq order: right after its own transaction
+(which messages that other threads store at the same time share,
+``realtime.group_commit``), or, stored inside a caller's transaction, from one
+``on_commit`` hook. Nothing that was rolled back is ever published. Then, on the
+thread that stored it, ``tell_receivers`` sends ``realtime.signals.message_stored``
+for host receivers.
 The publisher sends by one strategy, chosen by ``SCS_PUBLISH_VIA`` when it is first used (``realtime.strategies``:
 ``http`` through Daphne's broadcast door, or ``channel_layer``). In Daphne itself
 the publisher always uses its own channel layer (``start_in_daphne``). A session's
@@ -40,7 +41,7 @@ from django.dispatch import receiver
 
 from realtime import announce, conf, wake
 from realtime.broadcast_client import REJECTED, RETRY, SENT, Result
-from realtime.envelope import MEMORY_TARGET, target
+from realtime.envelope import MEMORY_TARGET, message_event, target
 from realtime.models import Message
 from realtime.signals import message_stored
 from realtime.strategies import ChannelLayerStrategy, publish_via, strategy_for
@@ -304,11 +305,15 @@ def publish_memory(event):
 
 
 def committed(event):
-    """The one after-commit hook of a stored message: wake this process's waiting agents, publish it, then
-    tell host receivers."""
+    """A stored message, once committed: wake this process's waiting agents and publish it."""
     wake.hub.notify((event,))
     get_publisher().publish(event)
-    message_stored.send(sender=Message, event=event)
+
+
+def tell_receivers(message):
+    """Send ``message_stored`` for a committed Message (when anyone listens), on the thread that stored it."""
+    if message_stored.has_listeners(Message):
+        message_stored.send(sender=Message, event=message_event(message))
 
 
 def state_changed(event):

@@ -112,7 +112,8 @@ def test_a_write_batch_returning_too_few_outcomes_fails_its_batch():
 
 
 def test_after_batch_runs_once_the_next_leader_may_write_and_before_the_batch_returns():
-    """A slow after_batch (a synchronous send) holds up no other writer; its batch returns after it."""
+    """A slow after_batch (a synchronous send) holds up no other writer's write (the next after_batch waits for
+    it, at most order_wait); its batch returns after it."""
     after_started, after_release, afters = threading.Event(), threading.Event(), []
 
     def after(outcomes):
@@ -205,3 +206,87 @@ def test_an_after_batch_that_hangs_holds_the_next_one_only_for_order_wait(caplog
     first.join(5)
     assert first.result == 10 and began == [[10], [20], "[10] ended"]
     assert "batch 2 goes ahead of batch 1" in caplog.text
+
+
+class Interrupted(BaseException):
+    """As KeyboardInterrupt: not an Exception."""
+
+
+class Catching(Submitter):
+    def run(self):
+        try:
+            self.result = self.group.submit(self.item)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            self.error = exc
+
+
+def test_a_leader_interrupted_while_writing_fails_its_batch_and_hands_on():
+    writer = Writer(hold=0)
+
+    def write(items):
+        if 1 in items:
+            raise Interrupted
+        return writer(items)
+
+    group = GroupCommit(write)
+    first = Catching(group, 0)
+    assert writer.holding.wait(5)
+    leader, follower = Catching(group, 1), None
+    until(lambda: len(group._waiting) == 1)
+    follower = Catching(group, 2)
+    until(lambda: len(group._waiting) == 2)
+    writer.release.set()
+    for thread in (first, leader, follower):
+        thread.join(5)
+    assert isinstance(leader.error, Interrupted)  # the leader's own
+    assert isinstance(follower.error, RuntimeError) and "interrupted" in str(follower.error)
+    assert group.submit(3) == 30 and not group._writing
+
+
+def test_an_after_batch_raising_a_base_exception_still_lets_the_batch_return():
+    def after(outcomes):
+        if outcomes == [10]:
+            raise Interrupted
+
+    group = GroupCommit(Writer(), after_batch=after)
+    with pytest.raises(Interrupted):
+        group.submit(1)
+    assert group.submit(2) == 20 and not group._writing
+
+
+@pytest.mark.parametrize("made_leader", [False, True])
+def test_a_waiting_thread_interrupted_leaves_the_line_and_the_next_one_is_written(monkeypatch, made_leader):
+    """Interrupted while in line (``made_leader``: just as it was made the next leader)."""
+    from realtime import group_commit
+
+    class InterruptedWait(threading.Event):
+        def wait(self, timeout=None):
+            if made_leader:
+                super().wait(timeout)
+            raise Interrupted
+
+    class Pending(group_commit._Pending):
+        def __init__(self, item):
+            super().__init__(item)
+            if item == 1:
+                self.ready = InterruptedWait()
+
+    monkeypatch.setattr(group_commit, "_Pending", Pending)
+    writer = Writer(hold=0)
+    group = GroupCommit(writer)
+    first = Catching(group, 0)
+    assert writer.holding.wait(5)
+    leaving = Catching(group, 1)
+    if made_leader:
+        until(lambda: len(group._waiting) == 1)
+    else:
+        leaving.join(5)
+    second = Catching(group, 2)
+    until(lambda: 2 in [pending.item for pending in group._waiting])
+    writer.release.set()
+    for thread in (first, leaving, second):
+        thread.join(5)
+        assert not thread.is_alive()
+    assert isinstance(leaving.error, Interrupted)
+    assert (first.result, second.result) == (0, 20)
+    assert writer.batches == [[0], [2]] and not group._writing and not group._waiting

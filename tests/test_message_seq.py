@@ -1,5 +1,6 @@
 """``operations.add_message`` numbering: one seq per message, no gaps, across threads."""
 
+import logging
 import threading
 import time
 
@@ -126,9 +127,11 @@ def test_writers_meanwhile_share_one_transaction_and_are_published_in_seq_order_
     """The first writer's transaction is held open; the six that come meanwhile are stored in the next one."""
     session = operations.create_session("together", "writer")
     published, batches = [], []
-    monkeypatch.setattr(publisher.get_publisher(), "publish",
-                        lambda event: published.append((event["seq"], Message.objects.filter(
-                            session=session, seq=event["seq"]).exists())))
+    def publish(event):  # outside any transaction, the row there
+        stored = Message.objects.filter(session=session, seq=event["seq"]).exists()
+        published.append((event["seq"], stored and not connection.in_atomic_block))
+
+    monkeypatch.setattr(publisher.get_publisher(), "publish", publish)
     holding, release = threading.Event(), threading.Event()
 
     def held(batch):
@@ -164,3 +167,55 @@ def test_writers_meanwhile_share_one_transaction_and_are_published_in_seq_order_
     assert batches == [["message 0"], ["message 1", "message 2", "message 3", "message 4", "message 5", "message 6"]]
     assert {n: message.seq for n, message in results.items()} == {n: n + 1 for n in range(7)}
     assert published == [(seq, True) for seq in range(1, 8)]  # each once, in order, after its commit
+
+
+def test_mentions_stored_together_take_each_agents_next_positions_in_order():
+    session = operations.create_session("mentions", "writer")
+    operations.store_messages([new(session.id, "@bob first")])
+    stored = operations.store_messages([new(session.id, "@carol @bob"), new(session.id, "@bob again @writer")])
+    assert list(Mention.objects.order_by("agent_id", "seq").values_list("agent_id", "seq", "message_id")) == [
+        ("bob", 1, Mention.objects.get(agent_id="bob", seq=1).message_id),
+        ("bob", 2, stored[0].pk), ("bob", 3, stored[1].pk), ("carol", 1, stored[0].pk)]  # not the sender
+
+
+def test_a_failed_commit_of_messages_stored_together_is_not_stored_again(monkeypatch):
+    """The commit may have happened: each message's thread gets the error rather than a second copy."""
+    from django.db import DatabaseError
+
+    session = operations.create_session("commit", "writer")
+    alone = []
+    monkeypatch.setattr(operations, "_store_one", lambda new, **kwargs: alone.append(new))
+    commit = connection.commit
+
+    def failing():
+        commit()
+        raise DatabaseError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(connection, "commit", failing)
+    outcomes = operations.store_messages([new(session.id, "a"), new(session.id, "b")])
+    assert [type(o) for o in outcomes] == [DatabaseError] * 2 and outcomes[0] is not outcomes[1]
+    assert alone == [] and Message.objects.filter(session=session).count() == 2
+
+
+def test_a_host_receiver_may_store_a_reply_on_the_thread_that_stored_the_message(caplog):
+    """message_stored comes on the storing thread, after the message was published: a reply there is stored
+    and published next, in order."""
+    from realtime.signals import message_stored
+
+    session = operations.create_session("replies", "writer")
+    published = []
+
+    def reply(sender, event, **kwargs):
+        if event["data"]["content"] == "question":
+            operations.add_message(session.id, sender="bot", sender_type="bot", content="answer")
+
+    message_stored.connect(reply)
+    try:
+        with caplog.at_level(logging.WARNING, logger="realtime.group_commit"), \
+                pytest.MonkeyPatch.context() as patch:
+            patch.setattr(publisher.get_publisher(), "publish", lambda event: published.append(event["seq"]))
+            question = operations.add_message(session.id, sender="writer", sender_type="claude", content="question")
+    finally:
+        message_stored.disconnect(reply)
+    assert question.seq == 1 and published == [1, 2]
+    assert "goes ahead" not in caplog.text

@@ -4,10 +4,9 @@ The call registers a waiter (``realtime.wake``), reads the session once after it
 there is nothing to show, sleeps until the hub hands it an event of the session or the timeout
 passes (``realtime.waiting.Follower``). A client that cancels the call (``notifications/cancelled``:
 the MCP SDK cancels the handler) or drops its HTTP connection ends the wait at once and frees its
-waiter. The SDK ends a handler whose client disconnected only on its newest protocol, and only when
-the answer is an event stream; the sidecar answers each call with one JSON body, and on the 2025
-protocol (an initialize handshake) the handler would run on to its timeout, so the tool watches the
-connection itself (``ended_by_disconnect``).
+waiter. The SDK ends a handler whose client disconnected only when it answers with an event stream;
+the sidecar answers each call with one JSON body, on either protocol, so the handler would run on to
+its timeout: the tool watches the connection itself (``ended_by_disconnect``).
 """
 
 import asyncio
