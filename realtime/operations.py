@@ -9,7 +9,6 @@ process's threads store at the same time share one transaction (``realtime.group
 """
 
 import collections
-import copy
 import functools
 import json
 import logging
@@ -333,7 +332,7 @@ def store_messages(batch):
 
     Together in one transaction where they can be; else each alone, so a message that fails (a closed
     session, a parent elsewhere, a database error) fails with its own error and the others are stored.
-    Not again after a commit that failed: each message's thread gets that error.
+    Not again after a commit that failed: that error is raised, and each message's thread raises it.
     """
     if len(batch) > 1:
         try:
@@ -341,8 +340,7 @@ def store_messages(batch):
         except _WriteApart:
             pass
         except _CommitFailed as failed:
-            logger.warning("the commit of %d messages stored together failed", len(batch), exc_info=True)
-            return [copy.copy(failed.__cause__) for _ in batch]
+            raise failed.__cause__ from None
         except Exception:  # noqa: BLE001 - e.g. a database error: each message meets it (or not) alone
             logger.warning("storing %d messages together failed; storing each alone", len(batch), exc_info=True)
     return [_outcome(functools.partial(_store_one, publish=False), new) for new in batch]

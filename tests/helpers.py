@@ -47,6 +47,14 @@ async def eventually(condition, within=30.0, what="the condition", interval=0.02
         await asyncio.sleep(interval)
 
 
+def until(condition, within=5.0, what="the condition"):
+    """``eventually`` for threads: wait until ``condition()`` is true; fail after ``within`` s."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached within {within}s"
+        time.sleep(0.001)
+
+
 def sign_in(base_url, username, password, path="/accounts/login/"):
     """Sign in through a login form over HTTP; the cookies it set (``sessionid``, the new ``csrftoken``)."""
     with httpx.Client(base_url=base_url, timeout=10) as client:

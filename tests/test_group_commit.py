@@ -7,13 +7,7 @@ import time
 import pytest
 
 from realtime.group_commit import GroupCommit
-
-
-def until(condition, within=5.0):
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
+from tests.helpers import until
 
 
 class Writer:
@@ -100,7 +94,7 @@ def test_a_write_batch_that_raises_fails_its_batch_only():
     writer = Writer(hold=0)
     group = GroupCommit(lambda items: writer(items) if 0 in items else write(items))
     _, (one, two) = queue_while_held(group, writer, [1, 2])
-    assert [str(one.error), str(two.error)] == ["disk full", "disk full"]
+    assert [str(one.error), str(two.error)] == ["disk full", "disk full"] and one.error is not two.error
     assert group.submit(3) == 3  # the next batch is written
 
 
